@@ -1,0 +1,41 @@
+"""``olmap demo``: the main job on built-in synthetic data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from olmap.cli._console import progress_bar, stdout
+from olmap.cli._options import Overwrite, Seed, Workers
+from olmap.cli.synth import print_section_summary, size_option
+from olmap.io.outputs import check_writable
+from olmap.plots.previews import write_section_previews
+from olmap.synth.config import SynthConfig
+from olmap.synth.section import generate_section
+
+
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("olmap-demo"),
+    seed: Seed = 7,
+    size: Annotated[str, typer.Option("--size", help="WIDTHxHEIGHT of the section.")] = "4096x4096",
+    workers: Workers = 2,
+    overwrite: Overwrite = False,
+) -> None:
+    """Run olmap on a built-in synthetic section: generate it, write previews, summarise.
+
+    Example: olmap demo --out olmap-demo
+    """
+    width, height = size_option(size)
+    check_writable(out, overwrite=overwrite)
+    cfg = SynthConfig(width=width, height=height, seed=seed, sessions=4)
+    section_dir = out / "section"
+    with progress_bar("synthetic section", total=width * height / 1e6, unit="Mpx") as advance:
+        summary = generate_section(section_dir, cfg, overwrite=overwrite, workers=workers,
+                                   progress=lambda n: advance(n / 1e6))
+    previews = write_section_previews(section_dir, out / "previews")
+    print_section_summary(summary)
+    stdout.print("[bold]Previews:[/]")
+    for p in previews:
+        stdout.print(f"  {p}")

@@ -1,0 +1,81 @@
+"""Entry point of the ``olmap`` command."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.markup import escape
+
+from olmap import __version__
+from olmap.cli import demo as demo_cmd
+from olmap.cli import synth as synth_cmd
+from olmap.cli._console import STATE, configure_logging, stderr
+from olmap.errors import OlmapError
+
+app = typer.Typer(
+    name="olmap",
+    help=(
+        "Olivine maps and crystal catalogues from SEM (BSE + EDS) mosaics of thin sections.\n\n"
+        "Example: olmap synth section demo_section --seed 7 --size 4096x4096"
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(synth_cmd.app, name="synth")
+app.command("demo")(demo_cmd.demo)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"olmap {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True,
+                                         help="More log output (-vv for debug).")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors; no progress bars.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    STATE.verbose, STATE.quiet, STATE.debug = verbose, quiet, debug
+    configure_logging(STATE)
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, ValidationError):
+        errs = exc.errors()
+        first = errs[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or exc.title
+        more = f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""
+        return f"invalid {where}: {first.get('msg')}{more}"
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def main() -> None:
+    """Run the CLI; user errors become one line on stderr (traceback only with --debug)."""
+    try:
+        app()
+    except (OlmapError, ValidationError, OSError, ValueError) as exc:
+        if STATE.debug:
+            raise
+        stderr.print(f"[bold red]olmap: error:[/] {escape(_one_line(exc))}", markup=True, soft_wrap=True)
+        sys.exit(1)
+    except Exception as exc:  # an olmap bug: still one line, with a pointer to --debug
+        if STATE.debug:
+            raise
+        stderr.print(f"[bold red]olmap: internal error:[/] {type(exc).__name__}: {escape(_one_line(exc))} "
+                     "(rerun with --debug for the traceback)", markup=True, soft_wrap=True)
+        sys.exit(3)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

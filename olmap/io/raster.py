@@ -1,0 +1,399 @@
+"""Raster input and output through rasterio (GeoTIFF, BigTIFF, GDAL VRT, PNG/TIFF images).
+
+Conventions (``shared/CLI.md``): map units are micrometres; the affine transform is north-up
+with its origin at the top-left corner, ``Affine(px, 0, 0, 0, -px, H*px)``, so every
+coordinate is positive and GIS shows the image the right way up. Band descriptions carry
+element symbols for EDS stacks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.errors import RasterioIOError
+from rasterio.windows import Window
+
+from olmap.errors import InputError, InputFileNotFoundError, NotCoregisteredError
+from olmap.io.outputs import atomic_path
+
+#: GDAL block cache for olmap's own processes (bytes). GDAL's default (5 % of RAM) would
+#: dominate peak memory of streaming jobs; windows are written once, so a small cache suffices.
+GDAL_CACHE_BYTES = 256 * 2**20
+
+#: Files whose uncompressed size exceeds this are written as BigTIFF (classic TIFF ends at 4 GiB).
+BIGTIFF_THRESHOLD = 2**32 - 2**28
+
+_TRANSFORM_TOL = 1e-9
+
+
+@dataclass(frozen=True)
+class RasterInfo:
+    """What olmap needs to know about a raster without reading its pixels.
+
+    Attributes
+    ----------
+    path : Path
+    height, width, count : int
+        Shape in pixels and number of bands.
+    dtype : str
+    transform : Affine
+    pixel_size_um : float or None
+        Side of one pixel in µm, or ``None`` for an image without a georeference.
+    band_names : tuple of str
+        Band descriptions ("" where a band has none).
+    nodata : float or None
+    tags : dict
+        Dataset-level metadata tags.
+    """
+
+    path: Path
+    height: int
+    width: int
+    count: int
+    dtype: str
+    transform: Affine
+    pixel_size_um: float | None
+    band_names: tuple[str, ...]
+    nodata: float | None
+    tags: dict[str, str]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width) in pixels."""
+        return self.height, self.width
+
+
+def micrometre_transform(height: int, pixel_size_um: float) -> Affine:
+    """North-up transform in µm with the origin at the top-left corner.
+
+    Parameters
+    ----------
+    height : int
+        Image height in pixels.
+    pixel_size_um : float
+        Pixel side in µm (> 0).
+
+    Examples
+    --------
+    >>> micrometre_transform(100, 0.5)
+    Affine(0.5, 0.0, 0.0,
+           0.0, -0.5, 50.0)
+    """
+    if not (pixel_size_um > 0 and math.isfinite(pixel_size_um)):
+        raise InputError(f"pixel size must be a positive number of µm, got {pixel_size_um}")
+    return Affine(pixel_size_um, 0.0, 0.0, 0.0, -pixel_size_um, height * pixel_size_um)
+
+
+def pixel_size_from_transform(transform: Affine, *, path: str | Path = "raster") -> float | None:
+    """Pixel side in µm from a north-up, square-pixel transform; ``None`` if identity.
+
+    Raises
+    ------
+    InputError
+        For rotated or non-square pixels, which olmap does not support.
+    """
+    if transform.is_identity:
+        return None
+    a, b, _, d, e, _ = transform[:6]
+    if abs(b) > _TRANSFORM_TOL or abs(d) > _TRANSFORM_TOL:
+        raise InputError(f"{path}: rotated pixel grids are not supported; resample to north-up")
+    if not math.isclose(abs(a), abs(e), rel_tol=1e-6):
+        raise InputError(f"{path}: pixels are not square ({abs(a)} x {abs(e)} µm); resample first")
+    return abs(a)
+
+
+@contextmanager
+def gdal_env() -> Iterator[None]:
+    """rasterio environment with olmap's GDAL settings (bounded block cache)."""
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES, GDAL_NUM_THREADS="ALL_CPUS"):
+        yield
+
+
+@contextmanager
+def open_raster(path: str | Path) -> Iterator[rasterio.io.DatasetReader]:
+    """Open a raster for reading, turning GDAL's failures into one clear :class:`InputError`."""
+    path = Path(path)
+    if not path.exists():
+        raise InputFileNotFoundError(path, "raster")
+    try:
+        with gdal_env(), rasterio.open(path) as ds:
+            yield ds
+    except RasterioIOError as exc:
+        raise InputError(f"{path}: not a readable raster ({_first_line(exc)})") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def raster_info(path: str | Path) -> RasterInfo:
+    """Read the metadata of a raster (no pixels)."""
+    with open_raster(path) as ds:
+        return RasterInfo(
+            path=Path(path),
+            height=ds.height,
+            width=ds.width,
+            count=ds.count,
+            dtype=ds.dtypes[0],
+            transform=ds.transform,
+            pixel_size_um=pixel_size_from_transform(ds.transform, path=path),
+            band_names=tuple(d or "" for d in ds.descriptions),
+            nodata=ds.nodata,
+            tags=dict(ds.tags()),
+        )
+
+
+def band_index(info: RasterInfo, name: str) -> int:
+    """1-based index of the band described as ``name`` (case-insensitive).
+
+    Raises
+    ------
+    InputError
+        If no band carries that name; the message lists the bands that exist.
+    """
+    for i, band in enumerate(info.band_names, start=1):
+        if band.lower() == name.lower():
+            return i
+    have = ", ".join(b or "(unnamed)" for b in info.band_names)
+    raise InputError(f"{info.path}: no band named {name!r} (bands: {have})")
+
+
+def read_raster(
+    path: str | Path,
+    *,
+    window: Window | None = None,
+    bands: int | Sequence[int | str] | None = None,
+    out_shape: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """Read pixels of a raster, optionally one window, some bands, or decimated.
+
+    Parameters
+    ----------
+    path : path-like
+    window : Window, optional
+        Region to read; the whole raster when omitted (only for small rasters).
+    bands : int, or sequence of int or str, optional
+        1-based band indices or band names. An int returns a 2-D array; a sequence or
+        ``None`` (all bands) returns a 3-D ``(band, row, col)`` array.
+    out_shape : (int, int), optional
+        Resample the read to this (rows, cols) with nearest-neighbour decimation; memory is
+        bounded by ``out_shape``, not by the raster (used for previews).
+    """
+    with open_raster(path) as ds:
+        if bands is None:
+            indexes: int | list[int] = list(range(1, ds.count + 1))
+        elif isinstance(bands, int | np.integer):
+            indexes = int(bands)
+        else:
+            info = RasterInfo(Path(path), ds.height, ds.width, ds.count, ds.dtypes[0],
+                              ds.transform, None, tuple(d or "" for d in ds.descriptions),
+                              ds.nodata, {})
+            indexes = [b if isinstance(b, int) else band_index(info, b) for b in bands]
+        shape = None
+        if out_shape is not None:
+            n = 1 if isinstance(indexes, int) else len(indexes)
+            shape = tuple(out_shape) if isinstance(indexes, int) else (n, *out_shape)
+        return ds.read(indexes, window=window, out_shape=shape)
+
+
+def _creation_profile(
+    height: int, width: int, count: int, dtype: str, *, tile: int, compress: str
+) -> dict[str, Any]:
+    nbytes = height * width * count * np.dtype(dtype).itemsize
+    kind = np.dtype(dtype).kind
+    profile: dict[str, Any] = {
+        "driver": "GTiff",
+        "height": height,
+        "width": width,
+        "count": count,
+        "dtype": dtype,
+        "compress": compress,
+        "BIGTIFF": "YES" if nbytes > BIGTIFF_THRESHOLD else "NO",
+        "NUM_THREADS": "ALL_CPUS",
+    }
+    profile.update(tiled=True, blockxsize=tile, blockysize=tile)
+    if compress.lower() in {"deflate", "lzw", "zstd"}:
+        profile["predictor"] = 3 if kind == "f" else 2
+    if count > 1:
+        profile["interleave"] = "band"
+    return profile
+
+
+@contextmanager
+def create_raster(
+    path: str | Path,
+    *,
+    height: int,
+    width: int,
+    dtype: str | np.dtype,
+    count: int = 1,
+    pixel_size_um: float | None = None,
+    transform: Affine | None = None,
+    band_names: Sequence[str] | None = None,
+    nodata: float | None = None,
+    tags: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    tile: int = 512,
+    compress: str = "deflate",
+) -> Iterator[rasterio.io.DatasetWriter]:
+    """Create a tiled, compressed GeoTIFF and yield it open for windowed writing.
+
+    The file is built under a temporary name and appears at ``path`` only when the block
+    exits cleanly. BigTIFF is chosen automatically for large rasters.
+
+    Parameters
+    ----------
+    path : path-like
+        Output GeoTIFF.
+    height, width, count : int
+        Shape in pixels and number of bands.
+    dtype : str or dtype
+    pixel_size_um : float, optional
+        Pixel side in µm; gives the olmap transform (see :func:`micrometre_transform`).
+    transform : Affine, optional
+        Explicit transform (e.g. copied from an input); exclusive with ``pixel_size_um``.
+    band_names : sequence of str, optional
+        One description per band (element symbols for EDS stacks).
+    nodata : float, optional
+    tags : dict, optional
+        Dataset metadata (e.g. class codes of a label map).
+    overwrite : bool
+    tile : int
+        Internal tile side in pixels.
+    compress : str
+        GDAL compression (deflate, lzw, zstd, none).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from rasterio.windows import Window
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "x.tif"
+    >>> with create_raster(p, height=4, width=6, dtype="uint8", pixel_size_um=2.0) as ds:
+    ...     ds.write(np.ones((1, 4, 6), "uint8"), window=Window(0, 0, 6, 4))
+    >>> raster_info(p).pixel_size_um
+    2.0
+    """
+    dtype = np.dtype(dtype).name
+    if (pixel_size_um is None) == (transform is None):
+        raise ValueError("give exactly one of pixel_size_um or transform")
+    if transform is None:
+        transform = micrometre_transform(height, float(pixel_size_um))  # type: ignore[arg-type]
+    if band_names is not None and len(band_names) != count:
+        raise ValueError(f"{len(band_names)} band names for {count} bands")
+    profile = _creation_profile(height, width, count, dtype, tile=tile, compress=compress)
+    profile.update(transform=transform, nodata=nodata)
+    with atomic_path(path, overwrite=overwrite) as tmp, gdal_env():
+        with rasterio.open(tmp, "w", **profile) as ds:
+            if band_names is not None:
+                for i, name in enumerate(band_names, start=1):
+                    ds.set_band_description(i, name)
+            if tags:
+                ds.update_tags(**{k: str(v) for k, v in tags.items()})
+            yield ds
+
+
+def write_raster(
+    path: str | Path,
+    array: np.ndarray,
+    *,
+    pixel_size_um: float | None = None,
+    transform: Affine | None = None,
+    band_names: Sequence[str] | None = None,
+    nodata: float | None = None,
+    tags: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    compress: str = "deflate",
+) -> Path:
+    """Write an in-memory 2-D ``(row, col)`` or 3-D ``(band, row, col)`` array as GeoTIFF.
+
+    For arrays that fit in memory (tests, small products); large rasters are written window
+    by window through :func:`create_raster`.
+    """
+    arr = np.asarray(array)
+    if arr.ndim == 2:
+        arr = arr[np.newaxis]
+    if arr.ndim != 3:
+        raise ValueError(f"expected a 2-D or 3-D array, got shape {array.shape}")
+    count, height, width = arr.shape
+    with create_raster(
+        path, height=height, width=width, count=count, dtype=arr.dtype,
+        pixel_size_um=pixel_size_um, transform=transform, band_names=band_names,
+        nodata=nodata, tags=tags, overwrite=overwrite, compress=compress,
+    ) as ds:
+        ds.write(arr)
+    return Path(path)
+
+
+def check_coregistered(*paths: str | Path) -> RasterInfo:
+    """Check that rasters share one pixel grid (shape and transform).
+
+    Returns
+    -------
+    RasterInfo
+        The info of the first raster.
+
+    Raises
+    ------
+    NotCoregisteredError
+        Naming both files and what differs.
+    """
+    if not paths:
+        raise ValueError("no rasters given")
+    infos = [raster_info(p) for p in paths]
+    ref = infos[0]
+    for other in infos[1:]:
+        if other.shape != ref.shape:
+            raise NotCoregisteredError(
+                f"{other.path}: {other.height}x{other.width} px does not match "
+                f"{ref.path} ({ref.height}x{ref.width} px); the rasters must share one grid"
+            )
+        if not other.transform.almost_equals(ref.transform, precision=1e-6):
+            raise NotCoregisteredError(
+                f"{other.path}: transform {tuple(other.transform)[:6]} does not match "
+                f"{ref.path} {tuple(ref.transform)[:6]}; the rasters must share one grid"
+            )
+    return ref
+
+
+def read_image(
+    path: str | Path, *, pixel_size_um: float | None = None
+) -> tuple[np.ndarray, Affine]:
+    """Read a plain image (TIFF, PNG, ...) or a GeoTIFF with its µm transform.
+
+    Parameters
+    ----------
+    path : path-like
+    pixel_size_um : float, optional
+        Pixel side in µm for images without a georeference (as from most SEM software).
+        Overrides the file's own transform when given.
+
+    Returns
+    -------
+    array : ndarray
+        ``(row, col)`` for one band, ``(band, row, col)`` otherwise.
+    transform : Affine
+        olmap's µm transform.
+
+    Raises
+    ------
+    InputError
+        If the image has no georeference and no pixel size is given.
+    """
+    with open_raster(path) as ds:
+        native = pixel_size_from_transform(ds.transform, path=path)
+        size = pixel_size_um if pixel_size_um is not None else native
+        if size is None:
+            raise InputError(
+                f"{path}: image has no pixel size; give it in µm (e.g. --pixel-size 1.0)"
+            )
+        arr = ds.read()
+    transform = micrometre_transform(arr.shape[1], size)
+    return (arr[0] if arr.shape[0] == 1 else arr), transform

@@ -1,0 +1,130 @@
+"""Window arithmetic over raster grids: *where* to read, never *what* (no file is opened here).
+
+Windows are :class:`rasterio.windows.Window` objects in pixel units
+(``col_off, row_off, width, height``).
+
+Glossary: a *block* is one cell of a non-overlapping grid; a *halo* is the margin of extra
+pixels read around a window so that filters near its border see real neighbours; a *sliding*
+window moves by a *stride* smaller than its size, so windows overlap.
+"""
+
+from __future__ import annotations
+
+from rasterio.windows import Window
+
+
+def _check_positive(**values: int) -> None:
+    for name, value in values.items():
+        if value <= 0:
+            raise ValueError(f"{name} must be > 0, got {value}")
+
+
+def block_windows(height: int, width: int, block: int | tuple[int, int]) -> list[Window]:
+    """Non-overlapping windows that tile a ``height`` x ``width`` grid exactly.
+
+    Windows in the last row and column are cropped to the grid, so every pixel lies in
+    exactly one window.
+
+    Parameters
+    ----------
+    height, width : int
+        Grid shape in pixels.
+    block : int or (int, int)
+        Block size in pixels (rows, cols).
+
+    Returns
+    -------
+    list of Window
+        Row-major order.
+
+    Examples
+    --------
+    >>> [tuple(map(int, w.flatten())) for w in block_windows(5, 3, 4)]
+    [(0, 0, 3, 4), (0, 4, 3, 1)]
+    """
+    bh, bw = (block, block) if isinstance(block, int) else block
+    _check_positive(height=height, width=width, block_rows=bh, block_cols=bw)
+    return [
+        Window(c, r, min(bw, width - c), min(bh, height - r))
+        for r in range(0, height, bh)
+        for c in range(0, width, bw)
+    ]
+
+
+def halo_window(
+    window: Window, halo: int, height: int, width: int
+) -> tuple[Window, tuple[slice, slice]]:
+    """Grow ``window`` by ``halo`` pixels on each side, clipped to the grid.
+
+    Parameters
+    ----------
+    window : Window
+        Inner window.
+    halo : int
+        Margin in pixels (>= 0).
+    height, width : int
+        Grid shape in pixels.
+
+    Returns
+    -------
+    padded : Window
+        The grown window.
+    inner : (slice, slice)
+        Where the inner window lies inside an array read with ``padded``.
+
+    Examples
+    --------
+    >>> padded, inner = halo_window(Window(0, 10, 4, 4), 2, 20, 20)
+    >>> tuple(map(int, padded.flatten())), inner
+    ((0, 8, 6, 8), (slice(2, 6, None), slice(0, 4, None)))
+    """
+    if halo < 0:
+        raise ValueError(f"halo must be >= 0, got {halo}")
+    r0, c0 = int(window.row_off), int(window.col_off)
+    r1, c1 = r0 + int(window.height), c0 + int(window.width)
+    pr0, pc0 = max(0, r0 - halo), max(0, c0 - halo)
+    pr1, pc1 = min(height, r1 + halo), min(width, c1 + halo)
+    padded = Window(pc0, pr0, pc1 - pc0, pr1 - pr0)
+    inner = (slice(r0 - pr0, r1 - pr0), slice(c0 - pc0, c1 - pc0))
+    return padded, inner
+
+
+def _starts(length: int, size: int, stride: int) -> list[int]:
+    if size >= length:
+        return [0]
+    starts = list(range(0, length - size + 1, stride))
+    if starts[-1] != length - size:
+        # Snap one last full-size window to the far edge so the border is covered with full
+        # context instead of a truncated window (and is never counted twice by the same start).
+        starts.append(length - size)
+    return starts
+
+
+def sliding_windows(height: int, width: int, size: int, stride: int) -> list[Window]:
+    """Overlapping full-size windows moved by ``stride``, covering the whole grid.
+
+    The last window of each row/column is snapped to the grid edge, so windows are never
+    truncated (unless the grid is smaller than ``size``) and every pixel is covered at least
+    once. Starts are unique: no window is produced twice.
+
+    Parameters
+    ----------
+    height, width : int
+        Grid shape in pixels.
+    size : int
+        Window side in pixels.
+    stride : int
+        Step between window starts in pixels (``0 < stride <= size``).
+
+    Examples
+    --------
+    >>> [(int(w.col_off), int(w.width)) for w in sliding_windows(1, 10, 4, 3)]
+    [(0, 4), (3, 4), (6, 4)]
+    """
+    _check_positive(height=height, width=width, size=size, stride=stride)
+    if stride > size:
+        raise ValueError(f"stride ({stride}) must not exceed the window size ({size})")
+    rows, cols = _starts(height, size, stride), _starts(width, size, stride)
+    return [
+        Window(c, r, min(size, width), min(size, height)) for r in rows for c in cols
+    ]

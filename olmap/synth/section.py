@@ -1,0 +1,268 @@
+"""Write a synthetic thin section to disk, window by window, in bounded memory.
+
+Files (``shared/CLI.md``): ``bse.tif``, ``eds.tif`` (bands Mg, Ca, Al, Fe, Si), ``sessions.csv``,
+``epma.csv``, ``standards.csv``, ``section.json`` and the ground truth ``truth/olivine.tif``,
+``truth/instances.tif``, ``truth/mgnum.tif``, ``truth/phases.tif``, ``truth/crystals.csv``,
+``truth/epma_offsets.csv``, ``truth/drift.csv``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from olmap import __version__
+from olmap.io.outputs import atomic_dir
+from olmap.io.raster import create_raster
+from olmap.io.tables import write_json, write_table
+from olmap.io.windows import block_windows
+from olmap.synth.config import SynthConfig
+from olmap.synth.epma import epma_profiles, standards_table
+from olmap.synth.model import SectionModel, build_model, size_class
+from olmap.synth.phases import EDS_ELEMENTS, Phase
+from olmap.synth.render import NOISE_TILE, ObservedWindow, render_observed
+
+#: Default processing window (px); a multiple of the noise tile and of the GeoTIFF tile.
+DEFAULT_WINDOW = 1024
+
+PHASE_CODES = {p.value: p.name.lower() for p in Phase}
+
+
+@dataclass
+class _CrystalStats:
+    """Per-crystal sums accumulated over windows (index = instance id)."""
+
+    n: int
+    footprint: np.ndarray = field(init=False)
+    olivine: np.ndarray = field(init=False)
+    sum_row: np.ndarray = field(init=False)
+    sum_col: np.ndarray = field(init=False)
+    sum_mg: np.ndarray = field(init=False)
+    edge: np.ndarray = field(init=False)
+    phases: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.footprint = np.zeros(self.n, np.int64)
+        self.olivine = np.zeros(self.n, np.int64)
+        self.sum_row = np.zeros(self.n)
+        self.sum_col = np.zeros(self.n)
+        self.sum_mg = np.zeros(self.n)
+        self.edge = np.zeros(self.n, bool)
+        self.phases = np.zeros(len(Phase), np.int64)
+
+    def add(self, obs: ObservedWindow, row0: int, col0: int, height: int, width: int) -> None:
+        inst = obs.instance.ravel().astype(np.int64)
+        rows = np.repeat(np.arange(row0, row0 + obs.bse.shape[0]), obs.bse.shape[1])
+        cols = np.tile(np.arange(col0, col0 + obs.bse.shape[1]), obs.bse.shape[0])
+        self.footprint += np.bincount(inst, minlength=self.n)
+        self.sum_row += np.bincount(inst, weights=rows + 0.5, minlength=self.n)
+        self.sum_col += np.bincount(inst, weights=cols + 0.5, minlength=self.n)
+        ol = obs.phase.ravel() == Phase.OLIVINE
+        self.olivine += np.bincount(inst[ol], minlength=self.n)
+        self.sum_mg += np.bincount(inst[ol], weights=obs.mg.ravel()[ol], minlength=self.n)
+        self.phases += np.bincount(obs.phase.ravel(), minlength=len(Phase))
+        h, w = obs.bse.shape
+        border = []
+        if row0 == 0:
+            border.append(obs.instance[0])
+        if col0 == 0:
+            border.append(obs.instance[:, 0])
+        if row0 + h == height:
+            border.append(obs.instance[-1])
+        if col0 + w == width:
+            border.append(obs.instance[:, -1])
+        for line in border:
+            self.edge[np.unique(line)] = True
+
+
+@dataclass
+class SectionSummary:
+    """What was written, for reports and the CLI summary."""
+
+    out_dir: Path
+    config: SynthConfig
+    seconds: float
+    phase_fractions: dict[str, float]
+    crystals: pd.DataFrame
+    sessions: pd.DataFrame
+    n_profiles: int
+
+    def class_counts(self) -> dict[str, int]:
+        counts = self.crystals["size_class"].replace("", "below 100 µm²").value_counts()
+        return {str(k): int(v) for k, v in counts.items()}
+
+    def zoning_counts(self) -> dict[str, int]:
+        ph = self.crystals[self.crystals["size_class"] == "phenocryst"]
+        return {str(k): int(v) for k, v in ph["zoning"].value_counts().items()}
+
+
+def _crystal_table(model: SectionModel, stats: _CrystalStats) -> pd.DataFrame:
+    cfg = model.config
+    px, px2 = cfg.pixel_size_um, cfg.pixel_size_um**2
+    rows = []
+    for ol in model.olivines:
+        i = ol.instance
+        n = stats.footprint[i]
+        if n == 0:
+            continue  # entirely covered by later grains: not visible, not a crystal
+        area = n * px2
+        col_c, row_c = stats.sum_col[i] / n, stats.sum_row[i] / n
+        complex_mantle = float(ol.knots_mg[2]) if ol.zoning == "complex" else np.nan
+        rows.append({
+            "id": i,
+            "size_class": size_class(area),
+            "zoning": ol.zoning,
+            "mg_core": round(ol.mg_core, 5),
+            "mg_rim": round(ol.mg_rim, 5),
+            "mg_mantle": round(complex_mantle, 5),
+            "mg_mean": round(stats.sum_mg[i] / stats.olivine[i], 5) if stats.olivine[i] else np.nan,
+            "area_um2": round(area, 3),
+            "olivine_area_um2": round(stats.olivine[i] * px2, 3),
+            "centroid_x_um": round(col_c * px, 3),
+            "centroid_y_um": round((cfg.height - row_c) * px, 3),
+            "broken": ol.broken,
+            "touches_edge": bool(stats.edge[i]),
+            "session": model.sessions[int(model.session_index(np.array([int(col_c)]))[0])].session,
+            "n_cracks": len(ol.cracks),
+            "n_inclusions": len(ol.inclusions) + len(ol.spinels),
+        })
+    return pd.DataFrame(rows)
+
+
+def _sessions_table(model: SectionModel) -> tuple[pd.DataFrame, pd.DataFrame]:
+    cfg = model.config
+    px = cfg.pixel_size_um
+    sessions = pd.DataFrame([
+        {"session": s.session, "x0_um": s.col0 * px, "y0_um": 0.0, "x1_um": s.col1 * px,
+         "y1_um": cfg.height * px, "split": s.split}
+        for s in model.sessions
+    ])
+    drift = pd.DataFrame([
+        {"session": s.session, "bse_gain": round(s.bse_gain, 6), "bse_offset": round(s.bse_offset, 6),
+         "eds_gain": round(s.eds_gain, 6)}
+        for s in model.sessions
+    ])
+    return sessions, drift
+
+
+def generate_section(
+    out_dir: str | Path,
+    config: SynthConfig,
+    *,
+    overwrite: bool = False,
+    workers: int = 2,
+    window: int = DEFAULT_WINDOW,
+    progress: Callable[[int], None] | None = None,
+) -> SectionSummary:
+    """Generate a synthetic thin section with ground truth and write it to ``out_dir``.
+
+    Pixels are rendered window by window (``window`` px, in ``workers`` threads) and
+    streamed into tiled GeoTIFFs, so peak memory depends on the window, not on the section.
+    The folder appears only when complete.
+
+    Parameters
+    ----------
+    out_dir : path-like
+        Output folder (must not exist, or be empty, unless ``overwrite``).
+    config : SynthConfig
+        Size, seed, sessions and physics.
+    overwrite : bool
+        Replace an existing folder.
+    workers : int
+        Threads rendering windows in parallel.
+    window : int
+        Processing window side in pixels (multiple of 256).
+    progress : callable, optional
+        Called with the number of pixels finished after each window.
+
+    Returns
+    -------
+    SectionSummary
+    """
+    if window % NOISE_TILE:
+        raise ValueError(f"window must be a multiple of {NOISE_TILE} px, got {window}")
+    t_start = time.perf_counter()
+    cfg = config
+    model = build_model(cfg)
+    h, w, px = cfg.height, cfg.width, cfg.pixel_size_um
+    stats = _CrystalStats(len(model.olivines) + 1)
+    common = {"height": h, "width": w, "pixel_size_um": px}
+    phase_tags = {"classes": ",".join(f"{k}={v}" for k, v in PHASE_CODES.items())}
+
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+        (tmp / "truth").mkdir()
+        with ExitStack() as stack:
+            bse = stack.enter_context(create_raster(
+                tmp / "bse.tif", dtype="uint8", band_names=["BSE"], **common))
+            eds = stack.enter_context(create_raster(
+                tmp / "eds.tif", dtype="uint16", count=len(EDS_ELEMENTS),
+                band_names=list(EDS_ELEMENTS), tags={"units": "counts"}, **common))
+            olivine = stack.enter_context(create_raster(
+                tmp / "truth" / "olivine.tif", dtype="uint8", band_names=["olivine"],
+                tags={"classes": "0=background,1=olivine"}, **common))
+            inst = stack.enter_context(create_raster(
+                tmp / "truth" / "instances.tif", dtype="uint32", band_names=["crystal_id"],
+                tags={"meaning": "olivine crystal id (truth/crystals.csv), 0 elsewhere"}, **common))
+            mgnum = stack.enter_context(create_raster(
+                tmp / "truth" / "mgnum.tif", dtype="float32", band_names=["mg_num"],
+                nodata=float("nan"), **common))
+            phases = stack.enter_context(create_raster(
+                tmp / "truth" / "phases.tif", dtype="uint8", band_names=["phase"], tags=phase_tags,
+                **common))
+            windows = block_windows(h, w, window)
+
+            def render(win):
+                return render_observed(model, int(win.row_off), int(win.col_off),
+                                       int(win.height), int(win.width))
+
+            with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+                pending: deque = deque()
+                todo = iter(windows)
+                # Bounded look-ahead: at most 2 windows per worker in memory at once.
+                for win in todo:
+                    pending.append((win, pool.submit(render, win)))
+                    if len(pending) >= 2 * max(1, workers):
+                        break
+                while pending:
+                    win, fut = pending.popleft()
+                    obs = fut.result()
+                    nxt = next(todo, None)
+                    if nxt is not None:
+                        pending.append((nxt, pool.submit(render, nxt)))
+                    bse.write(obs.bse[None], window=win)
+                    eds.write(obs.eds, window=win)
+                    olivine.write((obs.phase == Phase.OLIVINE).astype(np.uint8)[None], window=win)
+                    inst.write(obs.instance[None], window=win)
+                    mgnum.write(obs.mg[None], window=win)
+                    phases.write(obs.phase[None], window=win)
+                    stats.add(obs, int(win.row_off), int(win.col_off), h, w)
+                    if progress is not None:
+                        progress(int(win.width * win.height))
+
+        crystals = _crystal_table(model, stats)
+        sessions, drift = _sessions_table(model)
+        profiles, profile_truth = epma_profiles(model)
+        write_table(crystals, tmp / "truth" / "crystals.csv")
+        write_table(drift, tmp / "truth" / "drift.csv")
+        write_table(profile_truth, tmp / "truth" / "epma_offsets.csv")
+        write_table(sessions, tmp / "sessions.csv")
+        write_table(profiles, tmp / "epma.csv")
+        write_table(standards_table(model), tmp / "standards.csv")
+        seconds = time.perf_counter() - t_start
+        fractions = {Phase(i).name.lower(): float(c / (h * w)) for i, c in enumerate(stats.phases)}
+        write_json({
+            "generator": "olmap.synth", "olmap_version": __version__, "config": cfg.model_dump(),
+            "phase_codes": PHASE_CODES, "phase_fractions": fractions,
+            "seconds": round(seconds, 2),
+        }, tmp / "section.json")
+
+    return SectionSummary(Path(out_dir), cfg, seconds, fractions, crystals, sessions,
+                          profiles["profile_id"].nunique() if len(profiles) else 0)
