@@ -86,6 +86,9 @@ def _profile(model: SectionModel, ol: Olivine, rng: np.random.Generator) -> dict
 def epma_profiles(model: SectionModel) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rim-to-rim EPMA profiles across unbroken phenocrysts, split calibration/test.
 
+    By default about half of the phenocrysts are profiled (at least 3 profiles, taking the
+    largest microphenocrysts when a small section has too few phenocrysts).
+
     Returns
     -------
     profiles : DataFrame
@@ -97,13 +100,19 @@ def epma_profiles(model: SectionModel) -> tuple[pd.DataFrame, pd.DataFrame]:
     cfg = model.config
     rng = np.random.default_rng([cfg.seed, 3])
     margin = 20
-    candidates = [
-        ol for ol in model.olivines
-        if ol.size_class == "phenocryst" and not ol.broken
-        and ol.bbox[0] >= margin and ol.bbox[2] >= margin
-        and ol.bbox[1] <= cfg.height - margin and ol.bbox[3] <= cfg.width - margin
-    ]
-    wanted = cfg.epma_profiles if cfg.epma_profiles is not None else max(2, len(candidates) // 2)
+
+    def fits(ol: Olivine) -> bool:
+        return (not ol.broken and ol.bbox[0] >= margin and ol.bbox[2] >= margin
+                and ol.bbox[1] <= cfg.height - margin and ol.bbox[3] <= cfg.width - margin)
+
+    candidates = [ol for ol in model.olivines if ol.size_class == "phenocryst" and fits(ol)]
+    wanted = cfg.epma_profiles if cfg.epma_profiles is not None else max(3, len(candidates) // 2)
+    if len(candidates) < wanted:
+        # Small sections: analysts then also profile the largest microphenocrysts.
+        extra = sorted((ol for ol in model.olivines
+                        if ol.size_class == "microphenocryst" and fits(ol)),
+                       key=lambda ol: -ol.shape.area)  # type: ignore[union-attr]
+        candidates += extra[: wanted - len(candidates)]
     order = rng.permutation(len(candidates))
     rows, truth = [], []
     for i in order:
