@@ -43,4 +43,6 @@ class MissingExtraError(OlmapError, ImportError):
     """An optional dependency is not installed."""
 
     def __init__(self, module: str, extra: str) -> None:
-        super().__init__(f"{module} is needed for this; install it with: pip install 'olmap[{extra}]'")
+        super().__init__(
+            f"{module} is needed for this; install it with: pip install 'olmap[{extra}]'"
+        )

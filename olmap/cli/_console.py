@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     TextColumn,
     TimeElapsedColumn,
@@ -43,16 +42,26 @@ def configure_logging(state: CliState) -> None:
     elif state.verbose == 1:
         level = logging.INFO
     logging.basicConfig(
-        level=level, format="%(message)s", force=True,
+        level=level,
+        format="%(message)s",
+        force=True,
         handlers=[RichHandler(console=stderr, show_path=False, show_time=False)],
     )
 
 
 @contextmanager
-def progress_bar(description: str, total: float, unit: str = "") -> Iterator[Callable[[float], None]]:
+def progress_bar(
+    description: str, total: float, unit: str = ""
+) -> Iterator[Callable[[float], None]]:
     """A rich progress bar on stderr; yields ``advance(n)``. Silent with ``--quiet``."""
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn(unit), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,.1f}/{task.total:,.1f} " + unit),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    ]
     with Progress(*columns, console=stderr, disable=STATE.quiet, transient=False) as progress:
         task = progress.add_task(description, total=total)
         yield lambda n: progress.advance(task, n)

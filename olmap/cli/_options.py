@@ -9,10 +9,7 @@ import typer
 Overwrite = Annotated[
     bool, typer.Option("--overwrite", help="Replace existing outputs (never done without it).")
 ]
-Workers = Annotated[
-    int, typer.Option("--workers", min=1, max=256, help="Parallel worker threads.")
-]
-Seed = Annotated[int, typer.Option("--seed", min=0, help="Random seed; the same seed gives the same data.")]
-PixelSize = Annotated[
-    float, typer.Option("--pixel-size", min=0.001, max=20.0, help="Pixel size in µm.")
+Workers = Annotated[int, typer.Option("--workers", min=1, max=256, help="Parallel worker threads.")]
+Seed = Annotated[
+    int, typer.Option("--seed", min=0, help="Random seed; the same seed gives the same data.")
 ]

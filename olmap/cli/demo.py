@@ -32,8 +32,13 @@ def demo(
     cfg = SynthConfig(width=width, height=height, seed=seed, sessions=4)
     section_dir = out / "section"
     with progress_bar("synthetic section", total=width * height / 1e6, unit="Mpx") as advance:
-        summary = generate_section(section_dir, cfg, overwrite=overwrite, workers=workers,
-                                   progress=lambda n: advance(n / 1e6))
+        summary = generate_section(
+            section_dir,
+            cfg,
+            overwrite=overwrite,
+            workers=workers,
+            progress=lambda n: advance(n / 1e6),
+        )
     previews = write_section_previews(section_dir, out / "previews")
     print_section_summary(summary)
     stdout.print("[bold]Previews:[/]")

@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from olmap import __version__
 from olmap.cli import demo as demo_cmd
+from olmap.cli import info as info_cmd
 from olmap.cli import synth as synth_cmd
 from olmap.cli._console import STATE, configure_logging, stderr
 from olmap.errors import OlmapError
@@ -28,6 +29,7 @@ app = typer.Typer(
 )
 app.add_typer(synth_cmd.app, name="synth")
 app.command("demo")(demo_cmd.demo)
+app.command("info")(info_cmd.info)
 
 
 def _version(value: bool) -> None:
@@ -38,12 +40,19 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _global_options(
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True,
-                                         help="More log output (-vv for debug).")] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors; no progress bars.")] = False,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv for debug).")
+    ] = 0,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only errors; no progress bars.")
+    ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
     STATE.verbose, STATE.quiet, STATE.debug = verbose, quiet, debug
     configure_logging(STATE)
@@ -67,13 +76,19 @@ def main() -> None:
     except (OlmapError, ValidationError, OSError, ValueError) as exc:
         if STATE.debug:
             raise
-        stderr.print(f"[bold red]olmap: error:[/] {escape(_one_line(exc))}", markup=True, soft_wrap=True)
+        stderr.print(
+            f"[bold red]olmap: error:[/] {escape(_one_line(exc))}", markup=True, soft_wrap=True
+        )
         sys.exit(1)
     except Exception as exc:  # an olmap bug: still one line, with a pointer to --debug
         if STATE.debug:
             raise
-        stderr.print(f"[bold red]olmap: internal error:[/] {type(exc).__name__}: {escape(_one_line(exc))} "
-                     "(rerun with --debug for the traceback)", markup=True, soft_wrap=True)
+        stderr.print(
+            f"[bold red]olmap: internal error:[/] {type(exc).__name__}: {escape(_one_line(exc))} "
+            "(rerun with --debug for the traceback)",
+            markup=True,
+            soft_wrap=True,
+        )
         sys.exit(3)
 
 

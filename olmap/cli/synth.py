@@ -8,7 +8,9 @@ from typing import Annotated
 import typer
 
 from olmap.cli._console import progress_bar, stdout
-from olmap.cli._options import Overwrite, PixelSize, Seed, Workers
+from olmap.cli._options import Overwrite, Workers
+from olmap.io.config import load_config
+from olmap.io.outputs import check_writable
 from olmap.synth.config import SynthConfig, parse_size
 from olmap.synth.section import SectionSummary, generate_section
 
@@ -27,9 +29,11 @@ def print_section_summary(summary: SectionSummary) -> None:
     from rich.table import Table
 
     cfg = summary.config
-    stdout.print(f"[bold]Synthetic section[/] {summary.out_dir}: {cfg.width} x {cfg.height} px at "
-                 f"{cfg.pixel_size_um:g} µm/px ({cfg.area_mm2:.1f} mm²), seed {cfg.seed}, "
-                 f"{summary.seconds:.1f} s")
+    stdout.print(
+        f"[bold]Synthetic section[/] {summary.out_dir}: {cfg.width} x {cfg.height} px at "
+        f"{cfg.pixel_size_um:g} µm/px ({cfg.area_mm2:.1f} mm²), seed {cfg.seed}, "
+        f"{summary.seconds:.1f} s"
+    )
     phases = Table("phase", "area %", title="Modal composition (truth)")
     for name, frac in summary.phase_fractions.items():
         phases.add_row(name, f"{100 * frac:.2f}")
@@ -48,24 +52,41 @@ def print_section_summary(summary: SectionSummary) -> None:
 @app.command("section")
 def section(
     out_dir: Annotated[Path, typer.Argument(help="Output folder (created).")],
-    seed: Seed = 0,
-    size: Annotated[str, typer.Option("--size", help="WIDTHxHEIGHT in pixels.")] = "4096x4096",
-    sessions: Annotated[int, typer.Option("--sessions", min=1, max=64,
-                                          help="Acquisition sessions (column strips).")] = 4,
-    pixel_size: PixelSize = 1.0,
+    seed: Annotated[
+        int | None, typer.Option("--seed", min=0, help="Random seed [default: 0].")
+    ] = None,
+    size: Annotated[
+        str | None, typer.Option("--size", help="WIDTHxHEIGHT in pixels [default: 4096x4096].")
+    ] = None,
+    sessions: Annotated[
+        int | None,
+        typer.Option("--sessions", min=1, max=64, help="Acquisition sessions [default: 4]."),
+    ] = None,
+    pixel_size: Annotated[
+        float | None, typer.Option("--pixel-size", min=0.001, max=20.0, help="Pixel size in µm.")
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="YAML of generator parameters (configs/synth/*.yaml)."),
+    ] = None,
     workers: Workers = 2,
     overwrite: Overwrite = False,
 ) -> None:
     """Generate a synthetic thin section (BSE, EDS, sessions, EPMA, standards, truth).
 
     Written window by window, so a 20,000 x 20,000 section needs well under 2 GB of RAM.
+    Options override the values of --config.
 
     Example: olmap synth section demo_section --seed 7 --size 4096x4096 --sessions 4
     """
-    width, height = size_option(size)
-    cfg = SynthConfig(width=width, height=height, seed=seed, sessions=sessions,
-                      pixel_size_um=pixel_size)
-    with progress_bar("synth section", total=width * height / 1e6, unit="Mpx") as advance:
-        summary = generate_section(out_dir, cfg, overwrite=overwrite, workers=workers,
-                                   progress=lambda n: advance(n / 1e6))
+    overrides = {"seed": seed, "sessions": sessions, "pixel_size_um": pixel_size}
+    if size is not None:
+        overrides["width"], overrides["height"] = size_option(size)
+    cfg = load_config(SynthConfig, config, **overrides)
+    check_writable(out_dir, overwrite=overwrite)
+    total = cfg.width * cfg.height / 1e6
+    with progress_bar("synth section", total=total, unit="Mpx") as advance:
+        summary = generate_section(
+            out_dir, cfg, overwrite=overwrite, workers=workers, progress=lambda n: advance(n / 1e6)
+        )
     print_section_summary(summary)

@@ -79,7 +79,9 @@ def atomic_path(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
 
 
 @contextmanager
-def atomic_dir(path: str | Path, *, overwrite: bool = False, keep_partial: bool = False) -> Iterator[Path]:
+def atomic_dir(
+    path: str | Path, *, overwrite: bool = False, keep_partial: bool = False
+) -> Iterator[Path]:
     """Yield a temporary directory for ``path``; swap it into place on success.
 
     Parameters

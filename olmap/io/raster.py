@@ -193,9 +193,18 @@ def read_raster(
         elif isinstance(bands, int | np.integer):
             indexes = int(bands)
         else:
-            info = RasterInfo(Path(path), ds.height, ds.width, ds.count, ds.dtypes[0],
-                              ds.transform, None, tuple(d or "" for d in ds.descriptions),
-                              ds.nodata, {})
+            info = RasterInfo(
+                Path(path),
+                ds.height,
+                ds.width,
+                ds.count,
+                ds.dtypes[0],
+                ds.transform,
+                None,
+                tuple(d or "" for d in ds.descriptions),
+                ds.nodata,
+                {},
+            )
             indexes = [b if isinstance(b, int) else band_index(info, b) for b in bands]
         shape = None
         if out_shape is not None:
@@ -324,9 +333,18 @@ def write_raster(
         raise ValueError(f"expected a 2-D or 3-D array, got shape {array.shape}")
     count, height, width = arr.shape
     with create_raster(
-        path, height=height, width=width, count=count, dtype=arr.dtype,
-        pixel_size_um=pixel_size_um, transform=transform, band_names=band_names,
-        nodata=nodata, tags=tags, overwrite=overwrite, compress=compress,
+        path,
+        height=height,
+        width=width,
+        count=count,
+        dtype=arr.dtype,
+        pixel_size_um=pixel_size_um,
+        transform=transform,
+        band_names=band_names,
+        nodata=nodata,
+        tags=tags,
+        overwrite=overwrite,
+        compress=compress,
     ) as ds:
         ds.write(arr)
     return Path(path)

@@ -44,6 +44,8 @@ def read_table(path: str | Path, *, required: Iterable[str] = ()) -> pd.DataFram
         raise InputError(f"{path}: not a readable CSV table ({str(exc).splitlines()[0]})") from exc
     missing = [c for c in required if c not in df.columns]
     if missing:
-        raise InputError(f"{path}: missing column(s) {', '.join(missing)} "
-                         f"(has: {', '.join(map(str, df.columns))})")
+        raise InputError(
+            f"{path}: missing column(s) {', '.join(missing)} "
+            f"(has: {', '.join(map(str, df.columns))})"
+        )
     return df

@@ -125,6 +125,4 @@ def sliding_windows(height: int, width: int, size: int, stride: int) -> list[Win
     if stride > size:
         raise ValueError(f"stride ({stride}) must not exceed the window size ({size})")
     rows, cols = _starts(height, size, stride), _starts(width, size, stride)
-    return [
-        Window(c, r, min(size, width), min(size, height)) for r in rows for c in cols
-    ]
+    return [Window(c, r, min(size, width), min(size, height)) for r in rows for c in cols]

@@ -7,15 +7,15 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-from rasterio.windows import Window  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.colors import ListedColormap
+from matplotlib.patches import Patch
+from rasterio.windows import Window
 
-from olmap.io.raster import raster_info, read_raster  # noqa: E402
-from olmap.synth.phases import PHASE_COLOURS, Phase  # noqa: E402
+from olmap.io.raster import raster_info, read_raster
+from olmap.synth.phases import PHASE_COLOURS, Phase
 
 
 def _decimated_shape(height: int, width: int, max_side: int) -> tuple[int, int]:
@@ -43,12 +43,18 @@ def _save(fig: plt.Figure, path: Path) -> Path:
 def _phase_image(ax: plt.Axes, phases: np.ndarray) -> None:
     cmap = ListedColormap([PHASE_COLOURS[p] for p in Phase])
     ax.imshow(phases, cmap=cmap, vmin=-0.5, vmax=len(Phase) - 0.5, interpolation="nearest")
-    ax.legend(handles=[Patch(color=PHASE_COLOURS[p], label=p.name.lower()) for p in Phase],
-              loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
+    ax.legend(
+        handles=[Patch(color=PHASE_COLOURS[p], label=p.name.lower()) for p in Phase],
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1),
+        fontsize=8,
+        frameon=False,
+    )
 
 
-def write_section_previews(section: str | Path, out_dir: str | Path, *,
-                           max_side: int = 1400, zoom: int = 640) -> list[Path]:
+def write_section_previews(
+    section: str | Path, out_dir: str | Path, *, max_side: int = 1400, zoom: int = 640
+) -> list[Path]:
     """Write overview and full-resolution zoom PNGs of a synthetic (or real) section folder.
 
     Parameters
@@ -86,8 +92,9 @@ def write_section_previews(section: str | Path, out_dir: str | Path, *,
         eds = read_raster(eds_path, out_shape=shape)
         fig, ax = plt.subplots(figsize=(8, 8 * shape[0] / shape[1]))
         ax.imshow(eds_composite(eds, eds_info.band_names), extent=extent)
-        ax.set(title="EDS composite: Mg (red), Ca (green), Al (blue)", xlabel="x (µm)",
-               ylabel="y (µm)")
+        ax.set(
+            title="EDS composite: Mg (red), Ca (green), Al (blue)", xlabel="x (µm)", ylabel="y (µm)"
+        )
         written.append(_save(fig, out_dir / "eds_rgb.png"))
 
     truth = section / "truth"

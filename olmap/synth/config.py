@@ -57,7 +57,10 @@ class SynthConfig(BaseModel):
     # Phenocryst zoning frequencies; seed 002 sect. 4.5: 124 normal, 61 reverse, 475 none of
     # 660; part of "none" is given to complex zoning (Fe-rich core and rim, Mg-rich mantle).
     zoning_probabilities: dict[str, float] = {
-        "none": 0.62, "normal": 0.20, "reverse": 0.10, "complex": 0.08,
+        "none": 0.62,
+        "normal": 0.20,
+        "reverse": 0.10,
+        "complex": 0.08,
     }
     broken_fraction: float = Field(0.15, ge=0, le=1)  # seed 002 sect. 5.2: broken fragments
     cluster_fraction: float = Field(0.2, ge=0, le=1)  # touching crystals (glomerocrysts)
@@ -78,7 +81,9 @@ class SynthConfig(BaseModel):
     eds_psf_um: float = Field(1.5, ge=0)
 
     # EPMA rim-to-rim profiles (seed 002 sect. 3.3, 4.4).
-    epma_profiles: int | None = Field(None, ge=0, description="number; default ~half the phenocrysts")
+    epma_profiles: int | None = Field(
+        None, ge=0, description="number; default ~half the phenocrysts"
+    )
     epma_step_um: float = Field(4.0, gt=0)
     epma_relocation_um: tuple[float, float] = (3.0, 0.7)  # sd along, across the line
     epma_relative_precision: tuple[float, float] = (0.005, 0.01)  # MgO, FeO (1 sd)
@@ -87,13 +92,25 @@ class SynthConfig(BaseModel):
     def _check(self) -> SynthConfig:
         total = sum(self.zoning_probabilities.values())
         if abs(total - 1) > 1e-6 or set(self.zoning_probabilities) - {
-            "none", "normal", "reverse", "complex"
+            "none",
+            "normal",
+            "reverse",
+            "complex",
         }:
             raise ValueError("zoning_probabilities: keys none/normal/reverse/complex summing to 1")
         for name in ("bse_gain_range", "bse_offset_range", "eds_gain_range"):
             lo, hi = getattr(self, name)
             if lo > hi:
                 raise ValueError(f"{name}: min > max")
+        return self
+
+    @model_validator(mode="after")
+    def _check_sessions(self) -> SynthConfig:
+        if self.width < 32 * self.sessions:
+            raise ValueError(
+                f"{self.sessions} sessions need a width of at least {32 * self.sessions} px "
+                f"(32 px each), got {self.width}"
+            )
         return self
 
     @property

@@ -26,7 +26,9 @@ STANDARDS = {
 _MIN_POINTS = 10
 
 
-def _to_um(model: SectionModel, x_px: np.ndarray, y_px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _to_um(
+    model: SectionModel, x_px: np.ndarray, y_px: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Pixel coordinates (from the top-left corner) to map µm (origin bottom-left, y up)."""
     px = model.config.pixel_size_um
     return x_px * px, (model.config.height - y_px) * px
@@ -62,21 +64,35 @@ def _profile(model: SectionModel, ol: Olivine, rng: np.random.Generator) -> dict
     shift_px = (along * u + across * v) / cfg.pixel_size_um
     x_um, y_um = _to_um(model, x + shift_px[0], y + shift_px[1])
     ox = [olivine_oxides(m) for m in mg_true]
-    mgo = np.array([o["MgO"] for o in ox]) * (1 + rng.normal(0, cfg.epma_relative_precision[0], x.size))
-    feo = np.array([o["FeO"] for o in ox]) * (1 + rng.normal(0, cfg.epma_relative_precision[1], x.size))
+    mgo = np.array([o["MgO"] for o in ox]) * (
+        1 + rng.normal(0, cfg.epma_relative_precision[0], x.size)
+    )
+    feo = np.array([o["FeO"] for o in ox]) * (
+        1 + rng.normal(0, cfg.epma_relative_precision[1], x.size)
+    )
     sio2 = np.array([o["SiO2"] for o in ox]) * (1 + rng.normal(0, 0.005, x.size))
     tx_um, ty_um = _to_um(model, x, y)
     return {
-        "points": pd.DataFrame({
-            "point": np.arange(1, x.size + 1), "x_um": x_um.round(3), "y_um": y_um.round(3),
-            "SiO2": sio2.round(3), "MgO": mgo.round(3), "FeO": feo.round(3),
-            "mg_num": mg_number_from_oxides(mgo, feo).round(5),
-        }),
+        "points": pd.DataFrame(
+            {
+                "point": np.arange(1, x.size + 1),
+                "x_um": x_um.round(3),
+                "y_um": y_um.round(3),
+                "SiO2": sio2.round(3),
+                "MgO": mgo.round(3),
+                "FeO": feo.round(3),
+                "mg_num": mg_number_from_oxides(mgo, feo).round(5),
+            }
+        ),
         "truth": {
-            "crystal_id": ol.instance, "along_um": round(along, 4), "across_um": round(across, 4),
+            "crystal_id": ol.instance,
+            "along_um": round(along, 4),
+            "across_um": round(across, 4),
             "direction_deg": round(float(np.degrees(theta)), 3),
-            "x0_um": round(float(tx_um[0]), 3), "y0_um": round(float(ty_um[0]), 3),
-            "x1_um": round(float(tx_um[-1]), 3), "y1_um": round(float(ty_um[-1]), 3),
+            "x0_um": round(float(tx_um[0]), 3),
+            "y0_um": round(float(ty_um[0]), 3),
+            "x1_um": round(float(tx_um[-1]), 3),
+            "y1_um": round(float(ty_um[-1]), 3),
             "mg_true_min": round(float(mg_true.min()), 5),
             "mg_true_max": round(float(mg_true.max()), 5),
         },
@@ -102,16 +118,22 @@ def epma_profiles(model: SectionModel) -> tuple[pd.DataFrame, pd.DataFrame]:
     margin = 20
 
     def fits(ol: Olivine) -> bool:
-        return (not ol.broken and ol.bbox[0] >= margin and ol.bbox[2] >= margin
-                and ol.bbox[1] <= cfg.height - margin and ol.bbox[3] <= cfg.width - margin)
+        return (
+            not ol.broken
+            and ol.bbox[0] >= margin
+            and ol.bbox[2] >= margin
+            and ol.bbox[1] <= cfg.height - margin
+            and ol.bbox[3] <= cfg.width - margin
+        )
 
     candidates = [ol for ol in model.olivines if ol.size_class == "phenocryst" and fits(ol)]
     wanted = cfg.epma_profiles if cfg.epma_profiles is not None else max(3, len(candidates) // 2)
     if len(candidates) < wanted:
         # Small sections: analysts then also profile the largest microphenocrysts.
-        extra = sorted((ol for ol in model.olivines
-                        if ol.size_class == "microphenocryst" and fits(ol)),
-                       key=lambda ol: -ol.shape.area)  # type: ignore[union-attr]
+        extra = sorted(
+            (ol for ol in model.olivines if ol.size_class == "microphenocryst" and fits(ol)),
+            key=lambda ol: -ol.shape.area,
+        )  # type: ignore[union-attr]
         candidates += extra[: wanted - len(candidates)]
     order = rng.permutation(len(candidates))
     rows, truth = [], []
@@ -146,6 +168,12 @@ def standards_table(model: SectionModel) -> pd.DataFrame:
     for s in model.sessions:
         for name, ref in STANDARDS.items():
             measured = s.bse_gain * ref + s.bse_offset + rng.normal(0, 0.15)
-            rows.append({"session": s.session, "standard": name,
-                         "bse_measured": round(measured, 3), "bse_reference": round(ref, 3)})
+            rows.append(
+                {
+                    "session": s.session,
+                    "standard": name,
+                    "bse_measured": round(measured, 3),
+                    "bse_reference": round(ref, 3),
+                }
+            )
     return pd.DataFrame(rows)

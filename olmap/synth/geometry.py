@@ -131,24 +131,41 @@ def olivine_outline(rng: np.random.Generator, area: float) -> np.ndarray:
     a = aspect * b
     tip = rng.uniform(0.15, 0.55)  # half-width of the truncated ends, relative to b
     shoulder = rng.uniform(0.45, 0.8)  # where the prism faces end, relative to a
-    pts = np.array([
-        [a, tip], [a * shoulder, b], [-a * shoulder, b], [-a, tip],
-        [-a, -tip], [-a * shoulder, -b], [a * shoulder, -b], [a, -tip],
-    ])
+    pts = np.array(
+        [
+            [a, tip],
+            [a * shoulder, b],
+            [-a * shoulder, b],
+            [-a, tip],
+            [-a, -tip],
+            [-a * shoulder, -b],
+            [a * shoulder, -b],
+            [a, -tip],
+        ]
+    )
     pts += rng.normal(0, 0.04, pts.shape)
     return _scaled_to_area(pts, area)
 
 
-def prism_outline(rng: np.random.Generator, area: float, aspect: tuple[float, float],
-                  corner: tuple[float, float]) -> np.ndarray:
+def prism_outline(
+    rng: np.random.Generator, area: float, aspect: tuple[float, float], corner: tuple[float, float]
+) -> np.ndarray:
     """Prismatic section (pyroxene, plagioclase lath): a rectangle with cut corners."""
     b = 1.0
     a = rng.uniform(*aspect) * b
     k = rng.uniform(*corner)
-    pts = np.array([
-        [a, b * (1 - k)], [a - k * b, b], [-a + k * b, b], [-a, b * (1 - k)],
-        [-a, -b * (1 - k)], [-a + k * b, -b], [a - k * b, -b], [a, -b * (1 - k)],
-    ])
+    pts = np.array(
+        [
+            [a, b * (1 - k)],
+            [a - k * b, b],
+            [-a + k * b, b],
+            [-a, b * (1 - k)],
+            [-a, -b * (1 - k)],
+            [-a + k * b, -b],
+            [a - k * b, -b],
+            [a, -b * (1 - k)],
+        ]
+    )
     pts += rng.normal(0, 0.03, pts.shape)
     return _scaled_to_area(pts, area)
 

@@ -186,12 +186,20 @@ class Crystal(Grain):
             else:
                 canvas.paint(sl, body, Phase.CRACK, GREY_EPOXY, _NO_EDS, None, self.instance)
             if bubble is not None:
-                canvas.paint(sl, bubble & body, Phase.CRACK, GREY_EPOXY, _NO_EDS, None,
-                             self.instance)
+                canvas.paint(
+                    sl, bubble & body, Phase.CRACK, GREY_EPOXY, _NO_EDS, None, self.instance
+                )
         for sp in self.spinels:
             sm, _ = sp.inside(x, y)
-            canvas.paint(sl, sm & mask, Phase.SPINEL, PHASE_TABLE.const_grey[Phase.SPINEL],
-                         PHASE_TABLE.const_eds[Phase.SPINEL], None, self.instance)
+            canvas.paint(
+                sl,
+                sm & mask,
+                Phase.SPINEL,
+                PHASE_TABLE.const_grey[Phase.SPINEL],
+                PHASE_TABLE.const_eds[Phase.SPINEL],
+                None,
+                self.instance,
+            )
         for crack in self.cracks:
             cm = crack.mask(x, y) & mask
             canvas.paint(sl, cm, Phase.CRACK, crack.grey, _NO_EDS, None, self.instance)
@@ -299,7 +307,11 @@ class Plagioclase(Crystal):
     def colour(self, x, y, depth):
         t = np.clip(depth / self.max_depth, 0, 1)
         amp, period = self.oscillation
-        an = self.an_rim + (self.an_core - self.an_rim) * t + amp * np.sin(2 * np.pi * depth / period)
+        an = (
+            self.an_rim
+            + (self.an_core - self.an_rim) * t
+            + amp * np.sin(2 * np.pi * depth / period)
+        )
         grey, eds = plagioclase_colour(an)
         return grey.astype(np.float32), eds.astype(np.float32), None
 

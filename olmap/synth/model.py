@@ -44,8 +44,11 @@ from olmap.synth.phases import (
 )
 
 #: Size classes of olivine by section area (seed 002, Table 2), µm².
-SIZE_CLASS_LIMITS = {"microlite": (100.0, 1000.0), "microphenocryst": (1000.0, 10000.0),
-                     "phenocryst": (10000.0, np.inf)}
+SIZE_CLASS_LIMITS = {
+    "microlite": (100.0, 1000.0),
+    "microphenocryst": (1000.0, 10000.0),
+    "phenocryst": (10000.0, np.inf),
+}
 MG_RANGE = (0.70, 0.92)  # issue 2: olivine mg# 0.70–0.92
 
 
@@ -98,8 +101,12 @@ class Scratch:
     @property
     def bbox(self) -> tuple[int, int, int, int]:
         m = 3 * self.width
-        return (int(np.floor(min(self.y0, self.y1) - m)), int(np.ceil(max(self.y0, self.y1) + m)),
-                int(np.floor(min(self.x0, self.x1) - m)), int(np.ceil(max(self.x0, self.x1) + m)))
+        return (
+            int(np.floor(min(self.y0, self.y1) - m)),
+            int(np.ceil(max(self.y0, self.y1) + m)),
+            int(np.floor(min(self.x0, self.x1) - m)),
+            int(np.ceil(max(self.x0, self.x1) + m)),
+        )
 
 
 @dataclass
@@ -114,27 +121,34 @@ class SectionModel:
 
     def __post_init__(self) -> None:
         self._grain_boxes = np.array([g.bbox for g in self.grains], dtype=np.int64).reshape(-1, 4)
-        self._scratch_boxes = np.array([s.bbox for s in self.scratches],
-                                       dtype=np.int64).reshape(-1, 4)
+        self._scratch_boxes = np.array([s.bbox for s in self.scratches], dtype=np.int64).reshape(
+            -1, 4
+        )
         self.session_edges = np.array([s.col0 for s in self.sessions] + [self.config.width])
 
     @staticmethod
     def _hits(boxes: np.ndarray, row0: int, col0: int, height: int, width: int) -> np.ndarray:
-        return np.nonzero((boxes[:, 1] > row0) & (boxes[:, 0] < row0 + height)
-                          & (boxes[:, 3] > col0) & (boxes[:, 2] < col0 + width))[0]
+        return np.nonzero(
+            (boxes[:, 1] > row0)
+            & (boxes[:, 0] < row0 + height)
+            & (boxes[:, 3] > col0)
+            & (boxes[:, 2] < col0 + width)
+        )[0]
 
     def grains_in(self, row0: int, col0: int, height: int, width: int) -> list[Grain]:
         """Grains whose bbox meets the window, in draw order."""
         return [self.grains[i] for i in self._hits(self._grain_boxes, row0, col0, height, width)]
 
     def scratches_in(self, row0: int, col0: int, height: int, width: int) -> list[Scratch]:
-        return [self.scratches[i]
-                for i in self._hits(self._scratch_boxes, row0, col0, height, width)]
+        return [
+            self.scratches[i] for i in self._hits(self._scratch_boxes, row0, col0, height, width)
+        ]
 
     def session_index(self, cols: np.ndarray) -> np.ndarray:
         """0-based session index of each column."""
-        return np.clip(np.searchsorted(self.session_edges, cols, side="right") - 1,
-                       0, len(self.sessions) - 1)
+        return np.clip(
+            np.searchsorted(self.session_edges, cols, side="right") - 1, 0, len(self.sessions) - 1
+        )
 
 
 class _Placer:
@@ -171,8 +185,9 @@ def _log_uniform(rng: np.random.Generator, lo: float, hi: float, n: int) -> np.n
     return np.exp(rng.uniform(np.log(lo), np.log(hi), n))
 
 
-def _sample_areas(rng: np.random.Generator, cfg: SynthConfig, pop: SizeClassDensity,
-                  *, at_least_one: bool = False) -> np.ndarray:
+def _sample_areas(
+    rng: np.random.Generator, cfg: SynthConfig, pop: SizeClassDensity, *, at_least_one: bool = False
+) -> np.ndarray:
     """Areas (µm²) of one population: Poisson count over the section, log-uniform sizes."""
     cap = 0.2 * (min(cfg.width, cfg.height) * cfg.pixel_size_um) ** 2
     lo, hi = pop.area_um2
@@ -184,8 +199,9 @@ def _sample_areas(rng: np.random.Generator, cfg: SynthConfig, pop: SizeClassDens
     return _log_uniform(rng, lo, min(hi, cap), n)
 
 
-def _random_point_inside(rng: np.random.Generator, shape: ConvexShape,
-                         min_depth: float) -> tuple[float, float] | None:
+def _random_point_inside(
+    rng: np.random.Generator, shape: ConvexShape, min_depth: float
+) -> tuple[float, float] | None:
     x0, y0, x1, y1 = shape.bbox
     for _ in range(20):
         x, y = rng.uniform(x0, x1), rng.uniform(y0, y1)
@@ -195,8 +211,9 @@ def _random_point_inside(rng: np.random.Generator, shape: ConvexShape,
     return None
 
 
-def _cracks(rng: np.random.Generator, cfg: SynthConfig, shape: ConvexShape, r_px: float,
-            n: int) -> list[Crack]:
+def _cracks(
+    rng: np.random.Generator, cfg: SynthConfig, shape: ConvexShape, r_px: float, n: int
+) -> list[Crack]:
     out = []
     for _ in range(n):
         start = _random_point_inside(rng, shape, 0.0)
@@ -213,8 +230,14 @@ def _cracks(rng: np.random.Generator, cfg: SynthConfig, shape: ConvexShape, r_px
     return out
 
 
-def _inclusions(rng: np.random.Generator, cfg: SynthConfig, shape: ConvexShape, r_um: float,
-                melt_per_um: float, hole_per_um: float) -> list[Inclusion]:
+def _inclusions(
+    rng: np.random.Generator,
+    cfg: SynthConfig,
+    shape: ConvexShape,
+    r_um: float,
+    melt_per_um: float,
+    hole_per_um: float,
+) -> list[Inclusion]:
     out = []
     n_melt = rng.poisson(r_um * melt_per_um) if r_um > 15 else 0
     for _ in range(n_melt):
@@ -223,15 +246,15 @@ def _inclusions(rng: np.random.Generator, cfg: SynthConfig, shape: ConvexShape, 
         if at is None:
             continue
         bubble = 0.35 * a if rng.random() < 0.4 else 0.0
-        out.append(Inclusion(*at, a, a * rng.uniform(0.5, 1.0), rng.uniform(0, np.pi),
-                             Phase.GLASS, bubble))
+        out.append(
+            Inclusion(*at, a, a * rng.uniform(0.5, 1.0), rng.uniform(0, np.pi), Phase.GLASS, bubble)
+        )
     for _ in range(rng.poisson(r_um * hole_per_um)):
         a = cfg.um(rng.uniform(1.5, 5.0))
         at = _random_point_inside(rng, shape, a + 1)
         if at is None:
             continue
-        out.append(Inclusion(*at, a, a * rng.uniform(0.7, 1.0), rng.uniform(0, np.pi),
-                             Phase.CRACK))
+        out.append(Inclusion(*at, a, a * rng.uniform(0.7, 1.0), rng.uniform(0, np.pi), Phase.CRACK))
     return out
 
 
@@ -239,7 +262,11 @@ def _zoning_knots(rng: np.random.Generator, zoning: str, cls: str) -> tuple[np.n
     """mg# knots over normalised depth t (0 = outline, 1 = centre) for a zoning type."""
     if zoning == "normal":
         if cls == "phenocryst":
-            core, delta, w = rng.uniform(0.84, 0.91), rng.uniform(0.05, 0.13), rng.uniform(0.25, 0.6)
+            core, delta, w = (
+                rng.uniform(0.84, 0.91),
+                rng.uniform(0.05, 0.13),
+                rng.uniform(0.25, 0.6),
+            )
         else:
             core, delta, w = rng.uniform(0.78, 0.88), rng.uniform(0.02, 0.06), rng.uniform(0.3, 0.7)
         rim = max(core - delta, MG_RANGE[0])
@@ -251,7 +278,11 @@ def _zoning_knots(rng: np.random.Generator, zoning: str, cls: str) -> tuple[np.n
         t = [0.0, 0.35 * w, 0.7 * w, w, 1.0]
         mg = [rim, rim - 0.45 * (rim - core), rim - 0.85 * (rim - core), core, core]
     elif zoning == "complex":
-        core, mantle, rim = rng.uniform(0.76, 0.81), rng.uniform(0.86, 0.90), rng.uniform(0.74, 0.80)
+        core, mantle, rim = (
+            rng.uniform(0.76, 0.81),
+            rng.uniform(0.86, 0.90),
+            rng.uniform(0.74, 0.80),
+        )
         t = [0.0, 0.1, 0.22, 0.42, 0.58, 1.0]
         mg = [rim, 0.5 * (rim + mantle), mantle, mantle, core, core]
     else:  # none
@@ -263,16 +294,18 @@ def _zoning_knots(rng: np.random.Generator, zoning: str, cls: str) -> tuple[np.n
     return np.array(t), np.clip(np.array(mg), *MG_RANGE)
 
 
-def _olivine(rng: np.random.Generator, cfg: SynthConfig, x: float, y: float, area_um2: float,
-             cls: str) -> Olivine:
+def _olivine(
+    rng: np.random.Generator, cfg: SynthConfig, x: float, y: float, area_um2: float, cls: str
+) -> Olivine:
     area_px = area_um2 / cfg.pixel_size_um**2
     pts = rotate(olivine_outline(rng, area_px), rng.uniform(0, np.pi)) + [x, y]
     shape = ConvexShape.from_points(pts)
     r_px = np.sqrt(area_px / np.pi)
     r_um = r_px * cfg.pixel_size_um
     if cls == "phenocryst":
-        zoning = str(rng.choice(list(cfg.zoning_probabilities),
-                                p=list(cfg.zoning_probabilities.values())))
+        zoning = str(
+            rng.choice(list(cfg.zoning_probabilities), p=list(cfg.zoning_probabilities.values()))
+        )
     elif cls == "microphenocryst":
         zoning = "normal" if rng.random() < 0.6 else "none"
     else:
@@ -309,8 +342,9 @@ def _olivine(rng: np.random.Generator, cfg: SynthConfig, x: float, y: float, are
     )
 
 
-def _clinopyroxene(rng: np.random.Generator, cfg: SynthConfig, x: float, y: float,
-                   area_um2: float) -> Clinopyroxene:
+def _clinopyroxene(
+    rng: np.random.Generator, cfg: SynthConfig, x: float, y: float, area_um2: float
+) -> Clinopyroxene:
     area_px = area_um2 / cfg.pixel_size_um**2
     pts = rotate(prism_outline(rng, area_px, (1.0, 1.6), (0.2, 0.5)), rng.uniform(0, np.pi))
     shape = ConvexShape.from_points(pts + [x, y])
@@ -339,9 +373,11 @@ def _orthopyroxene(rng, cfg, x, y, area_um2) -> Orthopyroxene:
     r_px = np.sqrt(area_px / np.pi)
     mg = rng.uniform(0.78, 0.88)
     return Orthopyroxene(
-        bbox=crystal_bbox(shape), shape=shape,
+        bbox=crystal_bbox(shape),
+        shape=shape,
         cracks=_cracks(rng, cfg, shape, r_px, rng.poisson(r_px * cfg.pixel_size_um / 60)),
-        grey0=PHASE_TABLE.orthopyroxene_grey(mg), eds0=PHASE_TABLE.orthopyroxene_eds(mg),
+        grey0=PHASE_TABLE.orthopyroxene_grey(mg),
+        eds0=PHASE_TABLE.orthopyroxene_eds(mg),
     )
 
 
@@ -351,8 +387,11 @@ def _plagioclase(rng, cfg, x, y, area_um2) -> Plagioclase:
     shape = ConvexShape.from_points(pts + [x, y])
     an_core = rng.uniform(0.65, 0.85)
     return Plagioclase(
-        bbox=crystal_bbox(shape), shape=shape, an_core=an_core,
-        an_rim=rng.uniform(0.5, an_core), max_depth=shape.max_depth(),
+        bbox=crystal_bbox(shape),
+        shape=shape,
+        an_core=an_core,
+        an_rim=rng.uniform(0.5, an_core),
+        max_depth=shape.max_depth(),
         oscillation=(rng.uniform(0, 0.03), max(2.0, cfg.um(rng.uniform(4, 10)))),
     )
 
@@ -376,9 +415,15 @@ def _sessions(cfg: SynthConfig, rng: np.random.Generator) -> list[Session]:
         raise ValueError(f"{w} px are too few columns for {k} sessions")
     splits = session_splits(k)
     return [
-        Session(i + 1, int(edges[i]), int(edges[i + 1]), splits[i],
-                float(rng.uniform(*cfg.bse_gain_range)), float(rng.uniform(*cfg.bse_offset_range)),
-                float(rng.uniform(*cfg.eds_gain_range)))
+        Session(
+            i + 1,
+            int(edges[i]),
+            int(edges[i + 1]),
+            splits[i],
+            float(rng.uniform(*cfg.bse_gain_range)),
+            float(rng.uniform(*cfg.bse_offset_range)),
+            float(rng.uniform(*cfg.eds_gain_range)),
+        )
         for i in range(k)
     ]
 
@@ -392,10 +437,19 @@ def _vesicles(cfg: SynthConfig, rng: np.random.Generator, placer: _Placer) -> li
     while covered < target and d_hi > d_lo:
         r = cfg.um(float(_log_uniform(rng, d_lo, d_hi, 1)[0])) / 2
         x, y = rng.uniform(0, cfg.width), rng.uniform(0, cfg.height)
-        harm = np.column_stack([np.arange(2, 6), rng.normal(0, 0.05, 4),
-                                rng.uniform(0, 2 * np.pi, 4)])
-        out.append(Vesicle(phase=Phase.EPOXY, bbox=disc_bbox(x, y, r * 1.25), x=x, y=y, radius=r,
-                           harmonics=harm))
+        harm = np.column_stack(
+            [np.arange(2, 6), rng.normal(0, 0.05, 4), rng.uniform(0, 2 * np.pi, 4)]
+        )
+        out.append(
+            Vesicle(
+                phase=Phase.EPOXY,
+                bbox=disc_bbox(x, y, r * 1.25),
+                x=x,
+                y=y,
+                radius=r,
+                harmonics=harm,
+            )
+        )
         placer.ves = np.vstack([placer.ves, [x, y, r]])
         covered += np.pi * r * r
     return out
@@ -409,8 +463,16 @@ def _scratches(cfg: SynthConfig, rng: np.random.Generator) -> list[Scratch]:
         half = cfg.um(rng.uniform(100, 800)) / 2
         x, y = rng.uniform(0, cfg.width), rng.uniform(0, cfg.height)
         dx, dy = half * np.cos(a), half * np.sin(a)
-        out.append(Scratch(x - dx, y - dy, x + dx, y + dy,
-                           max(0.6, cfg.um(rng.uniform(0.6, 1.3))), rng.uniform(2, 7)))
+        out.append(
+            Scratch(
+                x - dx,
+                y - dy,
+                x + dx,
+                y + dy,
+                max(0.6, cfg.um(rng.uniform(0.6, 1.3))),
+                rng.uniform(2, 7),
+            )
+        )
     return out
 
 
@@ -423,11 +485,16 @@ def build_model(cfg: SynthConfig) -> SectionModel:
 
     # Large crystals first, biggest first, kept apart from each other.
     large: list[tuple[str, float]] = []
-    for kind, pop in [("ol-phenocryst", cfg.olivine_phenocrysts),
-                      ("ol-microphenocryst", cfg.olivine_microphenocrysts)]:
+    for kind, pop in [
+        ("ol-phenocryst", cfg.olivine_phenocrysts),
+        ("ol-microphenocryst", cfg.olivine_microphenocrysts),
+    ]:
         large += [(kind, a) for a in _sample_areas(rng, cfg, pop, at_least_one=True)]
-    for kind, pop in [("cpx", cfg.cpx_phenocrysts), ("cpx", cfg.cpx_microphenocrysts),
-                      ("opx", cfg.orthopyroxene)]:
+    for kind, pop in [
+        ("cpx", cfg.cpx_phenocrysts),
+        ("cpx", cfg.cpx_microphenocrysts),
+        ("opx", cfg.orthopyroxene),
+    ]:
         large += [(kind, a) for a in _sample_areas(rng, cfg, pop)]
     large.sort(key=lambda item: -item[1])
 
@@ -448,7 +515,9 @@ def build_model(cfg: SynthConfig) -> SectionModel:
                     dist = (r_px + r2) * rng.uniform(0.75, 0.95)
                     x2, y2 = at[0] + dist * np.cos(phi), at[1] + dist * np.sin(phi)
                     if rng.random() < 0.6:
-                        crystals.append(_olivine(rng, cfg, x2, y2, a2, size_class(a2) or "microlite"))
+                        crystals.append(
+                            _olivine(rng, cfg, x2, y2, a2, size_class(a2) or "microlite")
+                        )
                     else:
                         crystals.append(_clinopyroxene(rng, cfg, x2, y2, a2))
         elif kind == "cpx":
@@ -457,8 +526,11 @@ def build_model(cfg: SynthConfig) -> SectionModel:
             crystals.append(_orthopyroxene(rng, cfg, *at, area))
 
     small: list[Crystal] = []
-    for pop, make in [(cfg.olivine_microlites, "ol"), (cfg.cpx_microlites, "cpx"),
-                      (cfg.oxides, "ox")]:
+    for pop, make in [
+        (cfg.olivine_microlites, "ol"),
+        (cfg.cpx_microlites, "cpx"),
+        (cfg.oxides, "ox"),
+    ]:
         for area in _sample_areas(rng, cfg, pop, at_least_one=make == "ol"):
             r_px = np.sqrt(area / np.pi) / cfg.pixel_size_um
             at = placer.place(r_px, apart=False, tries=5)

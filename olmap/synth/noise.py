@@ -90,7 +90,7 @@ def pixel_noise(key: int, row0: int, col0: int, height: int, width: int) -> np.n
 def value_noise(
     key: int, row0: int, col0: int, height: int, width: int, spacing: float
 ) -> np.ndarray:
-    """Smooth noise in [-1, 1): hashed values on a lattice of ``spacing`` px, bilinearly interpolated.
+    """Smooth noise in [-1, 1): hashed lattice values (``spacing`` px apart), interpolated.
 
     Window-independent: the value at a pixel depends only on its global coordinates.
     """

@@ -53,15 +53,30 @@ EDS_ELEMENTS: tuple[str, ...] = ("Mg", "Ca", "Al", "Fe", "Si")
 
 # Atomic weight (g/mol) and atomic number of the elements used.
 _ATOMS: dict[str, tuple[float, int]] = {
-    "O": (15.999, 8), "Na": (22.990, 11), "Mg": (24.305, 12), "Al": (26.982, 13),
-    "Si": (28.086, 14), "K": (39.098, 19), "Ca": (40.078, 20), "Ti": (47.867, 22),
-    "Cr": (51.996, 24), "Mn": (54.938, 25), "Fe": (55.845, 26),
+    "O": (15.999, 8),
+    "Na": (22.990, 11),
+    "Mg": (24.305, 12),
+    "Al": (26.982, 13),
+    "Si": (28.086, 14),
+    "K": (39.098, 19),
+    "Ca": (40.078, 20),
+    "Ti": (47.867, 22),
+    "Cr": (51.996, 24),
+    "Mn": (54.938, 25),
+    "Fe": (55.845, 26),
 }
 # Oxide -> (cation, cations per formula, oxygens per formula).
 _OXIDES: dict[str, tuple[str, int, int]] = {
-    "SiO2": ("Si", 1, 2), "TiO2": ("Ti", 1, 2), "Al2O3": ("Al", 2, 3), "Cr2O3": ("Cr", 2, 3),
-    "FeO": ("Fe", 1, 1), "MnO": ("Mn", 1, 1), "MgO": ("Mg", 1, 1), "CaO": ("Ca", 1, 1),
-    "Na2O": ("Na", 2, 1), "K2O": ("K", 2, 1),
+    "SiO2": ("Si", 1, 2),
+    "TiO2": ("Ti", 1, 2),
+    "Al2O3": ("Al", 2, 3),
+    "Cr2O3": ("Cr", 2, 3),
+    "FeO": ("Fe", 1, 1),
+    "MnO": ("Mn", 1, 1),
+    "MgO": ("Mg", 1, 1),
+    "CaO": ("Ca", 1, 1),
+    "Na2O": ("Na", 2, 1),
+    "K2O": ("K", 2, 1),
 }
 MGO_MOLAR_MASS = 40.304  # g/mol (PRIMER step 5)
 FEO_MOLAR_MASS = 71.844  # g/mol (PRIMER step 5)
@@ -142,8 +157,14 @@ def olivine_oxides(mg_number: float) -> dict[str, float]:
     sio2 = 28.086 + 2 * 15.999
     total = mgo + feo + sio2
     # Minor elements typical of arc olivine: CaO ~0.2, MnO ~0.2, Al2O3 ~0.03 wt %.
-    return {"SiO2": 100 * sio2 / total, "MgO": 100 * mgo / total, "FeO": 100 * feo / total,
-            "CaO": 0.2, "MnO": 0.2, "Al2O3": 0.03}
+    return {
+        "SiO2": 100 * sio2 / total,
+        "MgO": 100 * mgo / total,
+        "FeO": 100 * feo / total,
+        "CaO": 0.2,
+        "MnO": 0.2,
+        "Al2O3": 0.03,
+    }
 
 
 def clinopyroxene_oxides(mg_number: float, cao: float = 20.0) -> dict[str, float]:
@@ -161,12 +182,26 @@ def orthopyroxene_oxides(mg_number: float) -> dict[str, float]:
 def plagioclase_oxides(anorthite: float) -> dict[str, float]:
     """Oxide wt % of plagioclase of anorthite fraction ``anorthite`` (0–1)."""
     an = anorthite
-    return {"SiO2": 68.7 - 25.5 * an, "Al2O3": 19.4 + 17.2 * an, "CaO": 20.1 * an,
-            "Na2O": 11.8 * (1 - an), "FeO": 0.5, "MgO": 0.1}
+    return {
+        "SiO2": 68.7 - 25.5 * an,
+        "Al2O3": 19.4 + 17.2 * an,
+        "CaO": 20.1 * an,
+        "Na2O": 11.8 * (1 - an),
+        "FeO": 0.5,
+        "MgO": 0.1,
+    }
 
 
-GLASS_OXIDES = {"SiO2": 61.0, "TiO2": 1.0, "Al2O3": 16.5, "FeO": 6.5, "MgO": 2.5,
-                "CaO": 5.5, "Na2O": 4.2, "K2O": 1.8}  # evolved (andesitic) matrix glass
+GLASS_OXIDES = {
+    "SiO2": 61.0,
+    "TiO2": 1.0,
+    "Al2O3": 16.5,
+    "FeO": 6.5,
+    "MgO": 2.5,
+    "CaO": 5.5,
+    "Na2O": 4.2,
+    "K2O": 1.8,
+}  # evolved (andesitic) matrix glass
 OXIDE_OXIDES = {"FeO": 78.0, "TiO2": 14.0, "Al2O3": 3.0, "MgO": 3.0, "Cr2O3": 1.0}
 SPINEL_OXIDES = {"Cr2O3": 42.0, "Al2O3": 22.0, "MgO": 15.0, "FeO": 19.0, "TiO2": 0.5}
 ALMANDINE_OXIDES = {"FeO": 43.3, "Al2O3": 20.5, "SiO2": 36.2}
@@ -184,8 +219,11 @@ class PhaseTable:
     def __init__(self) -> None:
         self.const_grey: dict[Phase, float] = {}
         self.const_eds: dict[Phase, np.ndarray] = {}
-        for phase, ox in [(Phase.GLASS, GLASS_OXIDES), (Phase.OXIDE, OXIDE_OXIDES),
-                          (Phase.SPINEL, SPINEL_OXIDES)]:
+        for phase, ox in [
+            (Phase.GLASS, GLASS_OXIDES),
+            (Phase.OXIDE, OXIDE_OXIDES),
+            (Phase.SPINEL, SPINEL_OXIDES),
+        ]:
             self.const_grey[phase] = float(grey_from_z(mean_atomic_number(ox)))
             self.const_eds[phase] = eds_counts(ox)
         for phase in (Phase.EPOXY, Phase.CRACK):
@@ -194,8 +232,9 @@ class PhaseTable:
         grid = self.MG_GRID
         self._ol_grey = np.array([grey_from_z(mean_atomic_number(olivine_oxides(m))) for m in grid])
         self._ol_eds = np.array([eds_counts(olivine_oxides(m)) for m in grid])
-        self._opx_grey = np.array([grey_from_z(mean_atomic_number(orthopyroxene_oxides(m)))
-                                   for m in grid])
+        self._opx_grey = np.array(
+            [grey_from_z(mean_atomic_number(orthopyroxene_oxides(m))) for m in grid]
+        )
         self._opx_eds = np.array([eds_counts(orthopyroxene_oxides(m)) for m in grid])
 
     def olivine_grey(self, mg: np.ndarray) -> np.ndarray:
@@ -204,15 +243,17 @@ class PhaseTable:
 
     def olivine_eds(self, mg: np.ndarray) -> np.ndarray:
         """EDS counts (band, ...) of olivine of mg# ``mg``."""
-        return np.stack([np.interp(mg, self.MG_GRID, self._ol_eds[:, b])
-                         for b in range(len(EDS_ELEMENTS))])
+        return np.stack(
+            [np.interp(mg, self.MG_GRID, self._ol_eds[:, b]) for b in range(len(EDS_ELEMENTS))]
+        )
 
     def orthopyroxene_grey(self, mg: float) -> float:
         return float(np.interp(mg, self.MG_GRID, self._opx_grey))
 
     def orthopyroxene_eds(self, mg: float) -> np.ndarray:
-        return np.array([np.interp(mg, self.MG_GRID, self._opx_eds[:, b])
-                         for b in range(len(EDS_ELEMENTS))])
+        return np.array(
+            [np.interp(mg, self.MG_GRID, self._opx_eds[:, b]) for b in range(len(EDS_ELEMENTS))]
+        )
 
     @staticmethod
     def composition_grey(oxides: dict[str, float]) -> float:

@@ -77,22 +77,22 @@ def _paint_microlites(canvas: Canvas, model: SectionModel, key: int) -> None:
     cys = np.arange(np.floor((r0 - reach) / cell), np.floor((r0 + h + reach) / cell) + 1)
     cxs = np.arange(np.floor((c0 - reach) / cell), np.floor((c0 + w + reach) / cell) + 1)
     cy, cx = cys.astype(np.int64)[:, None], cxs.astype(np.int64)[None, :]
-    fields = []
+    cy_grid, cx_grid = np.broadcast_arrays(cy, cx)
+    params, cell_y, cell_x = [], [], []
     for slot, p in enumerate(_SLOT_P):
-        u = [hash_uniform(key, cy, cx, slot, f) for f in range(8)]
+        u = np.stack([hash_uniform(key, cy, cx, slot, f) for f in range(8)])
         keep = u[0] < p
-        fields.append(np.stack([x[keep] for x in u[1:]] + [cy.repeat(cx.size, 1)[keep] * 0 + slot]))
-    u1, u2, u3, u4, u5, u6, u7, _ = np.concatenate(fields, axis=1)
-    cyy = np.concatenate([np.broadcast_to(cy, (cy.size, cx.size))[hash_uniform(key, cy, cx, s, 0) < p]
-                          for s, p in enumerate(_SLOT_P)])
-    cxx = np.concatenate([np.broadcast_to(cx, (cy.size, cx.size))[hash_uniform(key, cy, cx, s, 0) < p]
-                          for s, p in enumerate(_SLOT_P)])
+        params.append(u[1:, keep])
+        cell_y.append(cy_grid[keep])
+        cell_x.append(cx_grid[keep])
+    u1, u2, u3, u4, u5, u6, u7 = np.concatenate(params, axis=1)
+    cyy, cxx = np.concatenate(cell_y), np.concatenate(cell_x)
     x_c, y_c, angle = (cxx + u1) * cell, (cyy + u2) * cell, u3 * np.pi
 
     pix_all, prio_all, kind_all, val_all = [], [], [], []
     edges = np.cumsum([t[0] for t in _MICROLITE_TYPES.values()])
     kinds = np.searchsorted(edges, u6, side="right").clip(0, len(edges) - 1)
-    for k, (phase, (_, (l0, l1), (w0, w1))) in enumerate(_MICROLITE_TYPES.items()):
+    for k, (_, (l0, l1), (w0, w1)) in enumerate(_MICROLITE_TYPES.values()):
         sel = np.nonzero(kinds == k)[0]
         if sel.size == 0:
             continue
@@ -103,8 +103,8 @@ def _paint_microlites(canvas: Canvas, model: SectionModel, key: int) -> None:
         oy, ox = np.meshgrid(off, off, indexing="ij")
         oy, ox = oy.ravel()[None, :], ox.ravel()[None, :]
         for start in range(0, sel.size, 1024):  # chunks bound the (n, offsets) temporaries
-            s = sel[start:start + 1024]
-            hs, ws = half[start:start + 1024, None], width[start:start + 1024, None]
+            s = sel[start : start + 1024]
+            hs, ws = half[start : start + 1024, None], width[start : start + 1024, None]
             rows = np.floor(y_c[s])[:, None].astype(np.int64) + oy
             cols = np.floor(x_c[s])[:, None].astype(np.int64) + ox
             dx, dy = np.cos(angle[s])[:, None] * hs, np.sin(angle[s])[:, None] * hs
@@ -132,11 +132,16 @@ def _paint_microlites(canvas: Canvas, model: SectionModel, key: int) -> None:
     phases = np.array(list(_MICROLITE_TYPES), dtype=np.uint8)[kind]
     an = 0.5 + 0.2 * val
     plag_grey, plag_eds = plagioclase_colour(an)
-    grey = np.where(kind == 0, plag_grey,
-                    np.where(kind == 1, _GM_CPX_GREY, PHASE_TABLE.const_grey[Phase.OXIDE]))
-    eds = np.where(kind[None] == 0, plag_eds,
-                   np.where(kind[None] == 1, _GM_CPX_EDS[:, None],
-                            PHASE_TABLE.const_eds[Phase.OXIDE][:, None]))
+    grey = np.where(
+        kind == 0, plag_grey, np.where(kind == 1, _GM_CPX_GREY, PHASE_TABLE.const_grey[Phase.OXIDE])
+    )
+    eds = np.where(
+        kind[None] == 0,
+        plag_eds,
+        np.where(
+            kind[None] == 1, _GM_CPX_EDS[:, None], PHASE_TABLE.const_eds[Phase.OXIDE][:, None]
+        ),
+    )
     canvas.phase.ravel()[pix] = phases
     canvas.grey.ravel()[pix] = grey
     flat = canvas.eds.reshape(N_BANDS, -1)
@@ -192,15 +197,20 @@ def observation_halo(model: SectionModel) -> int:
 
 def _check_aligned(model: SectionModel, row0: int, col0: int, height: int, width: int) -> None:
     cfg = model.config
-    for start, size, total, name in ((row0, height, cfg.height, "row"),
-                                     (col0, width, cfg.width, "col")):
+    for start, size, total, name in (
+        (row0, height, cfg.height, "row"),
+        (col0, width, cfg.width, "col"),
+    ):
         if start % NOISE_TILE or (size % NOISE_TILE and start + size != total):
-            raise ValueError(f"observed windows must align to the {NOISE_TILE}-px noise grid "
-                             f"({name} {start}+{size})")
+            raise ValueError(
+                f"observed windows must align to the {NOISE_TILE}-px noise grid "
+                f"({name} {start}+{size})"
+            )
 
 
-def render_observed(model: SectionModel, row0: int, col0: int, height: int,
-                    width: int) -> ObservedWindow:
+def render_observed(
+    model: SectionModel, row0: int, col0: int, height: int, width: int
+) -> ObservedWindow:
     """What the SEM records in a window: BSE and EDS with PSF, drift, tile steps and noise.
 
     The window must be aligned to the :data:`NOISE_TILE` grid (any multiple of it, or
@@ -208,10 +218,12 @@ def render_observed(model: SectionModel, row0: int, col0: int, height: int,
     """
     cfg = model.config
     _check_aligned(model, row0, col0, height, width)
-    padded, inner = halo_window(Window(col0, row0, width, height), observation_halo(model),
-                                cfg.height, cfg.width)
-    truth = render_truth(model, int(padded.row_off), int(padded.col_off), int(padded.height),
-                         int(padded.width))
+    padded, inner = halo_window(
+        Window(col0, row0, width, height), observation_halo(model), cfg.height, cfg.width
+    )
+    truth = render_truth(
+        model, int(padded.row_off), int(padded.col_off), int(padded.height), int(padded.width)
+    )
     s_bse, s_eds = cfg.um(cfg.bse_psf_um), cfg.um(cfg.eds_psf_um)
     grey = ndimage.gaussian_filter(truth.grey, s_bse, mode="nearest")[inner]
     lam = np.stack([ndimage.gaussian_filter(b, s_eds, mode="nearest")[inner] for b in truth.eds])
@@ -226,7 +238,9 @@ def render_observed(model: SectionModel, row0: int, col0: int, height: int,
         y = (np.arange(r0, r1) + 0.5)[:, None]
         x = (np.arange(c0, c1) + 0.5)[None, :]
         d = segment_distance(x, y, sc.x0, sc.y0, sc.x1, sc.y1)
-        grey[r0 - row0:r1 - row0, c0 - col0:c1 - col0] -= sc.depth * np.exp(-(d / sc.width) ** 2)
+        grey[r0 - row0 : r1 - row0, c0 - col0 : c1 - col0] -= sc.depth * np.exp(
+            -((d / sc.width) ** 2)
+        )
 
     # Acquisition tiles: each 512 x 338 px tile has its own small brightness step and gain.
     th, tw = cfg.acquisition_tile
@@ -257,5 +271,10 @@ def render_observed(model: SectionModel, row0: int, col0: int, height: int,
             g = grey[rs, cs] + sd[rs, cs] * rng.standard_normal(grey[rs, cs].shape)
             bse[rs, cs] = np.clip(np.rint(g), 0, 255)
             eds[:, rs, cs] = np.minimum(rng.poisson(lam[:, rs, cs]), 65535)
-    return ObservedWindow(bse=bse, eds=eds, phase=truth.phase[inner],
-                          instance=truth.instance[inner], mg=truth.mg[inner])
+    return ObservedWindow(
+        bse=bse,
+        eds=eds,
+        phase=truth.phase[inner],
+        instance=truth.instance[inner],
+        mg=truth.mg[inner],
+    )

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from olmap import __version__
-from olmap.io.outputs import atomic_dir
+from olmap.io.outputs import atomic_dir, check_writable
 from olmap.io.raster import create_raster
 from olmap.io.tables import write_json, write_table
 from olmap.io.windows import block_windows
@@ -116,40 +116,60 @@ def _crystal_table(model: SectionModel, stats: _CrystalStats) -> pd.DataFrame:
         area = n * px2
         col_c, row_c = stats.sum_col[i] / n, stats.sum_row[i] / n
         complex_mantle = float(ol.knots_mg[2]) if ol.zoning == "complex" else np.nan
-        rows.append({
-            "id": i,
-            "size_class": size_class(area),
-            "zoning": ol.zoning,
-            "mg_core": round(ol.mg_core, 5),
-            "mg_rim": round(ol.mg_rim, 5),
-            "mg_mantle": round(complex_mantle, 5),
-            "mg_mean": round(stats.sum_mg[i] / stats.olivine[i], 5) if stats.olivine[i] else np.nan,
-            "area_um2": round(area, 3),
-            "olivine_area_um2": round(stats.olivine[i] * px2, 3),
-            "centroid_x_um": round(col_c * px, 3),
-            "centroid_y_um": round((cfg.height - row_c) * px, 3),
-            "broken": ol.broken,
-            "touches_edge": bool(stats.edge[i]),
-            "session": model.sessions[int(model.session_index(np.array([int(col_c)]))[0])].session,
-            "n_cracks": len(ol.cracks),
-            "n_inclusions": len(ol.inclusions) + len(ol.spinels),
-        })
+        rows.append(
+            {
+                "id": i,
+                "size_class": size_class(area),
+                "zoning": ol.zoning,
+                "mg_core": round(ol.mg_core, 5),
+                "mg_rim": round(ol.mg_rim, 5),
+                "mg_mantle": round(complex_mantle, 5),
+                "mg_mean": round(stats.sum_mg[i] / stats.olivine[i], 5)
+                if stats.olivine[i]
+                else np.nan,
+                "area_um2": round(area, 3),
+                "olivine_area_um2": round(stats.olivine[i] * px2, 3),
+                "centroid_x_um": round(col_c * px, 3),
+                "centroid_y_um": round((cfg.height - row_c) * px, 3),
+                "broken": ol.broken,
+                "touches_edge": bool(stats.edge[i]),
+                "session": model.sessions[
+                    int(model.session_index(np.array([int(col_c)]))[0])
+                ].session,
+                "n_cracks": len(ol.cracks),
+                "n_inclusions": len(ol.inclusions) + len(ol.spinels),
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def _sessions_table(model: SectionModel) -> tuple[pd.DataFrame, pd.DataFrame]:
     cfg = model.config
     px = cfg.pixel_size_um
-    sessions = pd.DataFrame([
-        {"session": s.session, "x0_um": s.col0 * px, "y0_um": 0.0, "x1_um": s.col1 * px,
-         "y1_um": cfg.height * px, "split": s.split}
-        for s in model.sessions
-    ])
-    drift = pd.DataFrame([
-        {"session": s.session, "bse_gain": round(s.bse_gain, 6), "bse_offset": round(s.bse_offset, 6),
-         "eds_gain": round(s.eds_gain, 6)}
-        for s in model.sessions
-    ])
+    sessions = pd.DataFrame(
+        [
+            {
+                "session": s.session,
+                "x0_um": s.col0 * px,
+                "y0_um": 0.0,
+                "x1_um": s.col1 * px,
+                "y1_um": cfg.height * px,
+                "split": s.split,
+            }
+            for s in model.sessions
+        ]
+    )
+    drift = pd.DataFrame(
+        [
+            {
+                "session": s.session,
+                "bse_gain": round(s.bse_gain, 6),
+                "bse_offset": round(s.bse_offset, 6),
+                "eds_gain": round(s.eds_gain, 6),
+            }
+            for s in model.sessions
+        ]
+    )
     return sessions, drift
 
 
@@ -189,6 +209,7 @@ def generate_section(
     """
     if window % NOISE_TILE:
         raise ValueError(f"window must be a multiple of {NOISE_TILE} px, got {window}")
+    check_writable(out_dir, overwrite=overwrite)  # fail before any work
     t_start = time.perf_counter()
     cfg = config
     model = build_model(cfg)
@@ -200,28 +221,61 @@ def generate_section(
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         (tmp / "truth").mkdir()
         with ExitStack() as stack:
-            bse = stack.enter_context(create_raster(
-                tmp / "bse.tif", dtype="uint8", band_names=["BSE"], **common))
-            eds = stack.enter_context(create_raster(
-                tmp / "eds.tif", dtype="uint16", count=len(EDS_ELEMENTS),
-                band_names=list(EDS_ELEMENTS), tags={"units": "counts"}, **common))
-            olivine = stack.enter_context(create_raster(
-                tmp / "truth" / "olivine.tif", dtype="uint8", band_names=["olivine"],
-                tags={"classes": "0=background,1=olivine"}, **common))
-            inst = stack.enter_context(create_raster(
-                tmp / "truth" / "instances.tif", dtype="uint32", band_names=["crystal_id"],
-                tags={"meaning": "olivine crystal id (truth/crystals.csv), 0 elsewhere"}, **common))
-            mgnum = stack.enter_context(create_raster(
-                tmp / "truth" / "mgnum.tif", dtype="float32", band_names=["mg_num"],
-                nodata=float("nan"), **common))
-            phases = stack.enter_context(create_raster(
-                tmp / "truth" / "phases.tif", dtype="uint8", band_names=["phase"], tags=phase_tags,
-                **common))
+            bse = stack.enter_context(
+                create_raster(tmp / "bse.tif", dtype="uint8", band_names=["BSE"], **common)
+            )
+            eds = stack.enter_context(
+                create_raster(
+                    tmp / "eds.tif",
+                    dtype="uint16",
+                    count=len(EDS_ELEMENTS),
+                    band_names=list(EDS_ELEMENTS),
+                    tags={"units": "counts"},
+                    **common,
+                )
+            )
+            olivine = stack.enter_context(
+                create_raster(
+                    tmp / "truth" / "olivine.tif",
+                    dtype="uint8",
+                    band_names=["olivine"],
+                    tags={"classes": "0=background,1=olivine"},
+                    **common,
+                )
+            )
+            inst = stack.enter_context(
+                create_raster(
+                    tmp / "truth" / "instances.tif",
+                    dtype="uint32",
+                    band_names=["crystal_id"],
+                    tags={"meaning": "olivine crystal id (truth/crystals.csv), 0 elsewhere"},
+                    **common,
+                )
+            )
+            mgnum = stack.enter_context(
+                create_raster(
+                    tmp / "truth" / "mgnum.tif",
+                    dtype="float32",
+                    band_names=["mg_num"],
+                    nodata=float("nan"),
+                    **common,
+                )
+            )
+            phases = stack.enter_context(
+                create_raster(
+                    tmp / "truth" / "phases.tif",
+                    dtype="uint8",
+                    band_names=["phase"],
+                    tags=phase_tags,
+                    **common,
+                )
+            )
             windows = block_windows(h, w, window)
 
             def render(win):
-                return render_observed(model, int(win.row_off), int(win.col_off),
-                                       int(win.height), int(win.width))
+                return render_observed(
+                    model, int(win.row_off), int(win.col_off), int(win.height), int(win.width)
+                )
 
             with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
                 pending: deque = deque()
@@ -258,11 +312,24 @@ def generate_section(
         write_table(standards_table(model), tmp / "standards.csv")
         seconds = time.perf_counter() - t_start
         fractions = {Phase(i).name.lower(): float(c / (h * w)) for i, c in enumerate(stats.phases)}
-        write_json({
-            "generator": "olmap.synth", "olmap_version": __version__, "config": cfg.model_dump(),
-            "phase_codes": PHASE_CODES, "phase_fractions": fractions,
-            "seconds": round(seconds, 2),
-        }, tmp / "section.json")
+        write_json(
+            {
+                "generator": "olmap.synth",
+                "olmap_version": __version__,
+                "config": cfg.model_dump(),
+                "phase_codes": PHASE_CODES,
+                "phase_fractions": fractions,
+                "seconds": round(seconds, 2),
+            },
+            tmp / "section.json",
+        )
 
-    return SectionSummary(Path(out_dir), cfg, seconds, fractions, crystals, sessions,
-                          profiles["profile_id"].nunique() if len(profiles) else 0)
+    return SectionSummary(
+        Path(out_dir),
+        cfg,
+        seconds,
+        fractions,
+        crystals,
+        sessions,
+        profiles["profile_id"].nunique() if len(profiles) else 0,
+    )

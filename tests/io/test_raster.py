@@ -44,13 +44,14 @@ def test_single_band_round_trip(tmp_path):
 def test_multiband_eds_stack_keeps_element_names(tmp_path):
     stack = np.random.default_rng(0).integers(0, 200, (5, 40, 30), dtype=np.uint16)
     names = ["Mg", "Ca", "Al", "Fe", "Si"]
-    path = write_raster(tmp_path / "eds.tif", stack, pixel_size_um=1.0, band_names=names,
-                        tags={"units": "counts"})
+    path = write_raster(
+        tmp_path / "eds.tif", stack, pixel_size_um=1.0, band_names=names, tags={"units": "counts"}
+    )
     info = raster_info(path)
     assert info.band_names == tuple(names) and info.tags["units"] == "counts"
     assert band_index(info, "fe") == 4
     assert np.array_equal(read_raster(path, bands=["Ca", "Mg"]), stack[[1, 0]])
-    with pytest.raises(InputError, match="no band named 'Ti'.*Mg, Ca, Al, Fe, Si"):
+    with pytest.raises(InputError, match=r"no band named 'Ti'.*Mg, Ca, Al, Fe, Si"):
         band_index(info, "Ti")
 
 
@@ -58,11 +59,12 @@ def test_windowed_writes_into_a_precreated_output_equal_the_whole(tmp_path):
     rng = np.random.default_rng(1)
     whole = rng.normal(size=(333, 517)).astype(np.float32)
     path = tmp_path / "w.tif"
-    with create_raster(path, height=333, width=517, dtype="float32", pixel_size_um=1.0,
-                       nodata=float("nan")) as ds:
+    with create_raster(
+        path, height=333, width=517, dtype="float32", pixel_size_um=1.0, nodata=float("nan")
+    ) as ds:
         for win in block_windows(333, 517, 128):  # edge windows are cropped
             r0, c0 = int(win.row_off), int(win.col_off)
-            ds.write(whole[r0:r0 + int(win.height), c0:c0 + int(win.width)][None], window=win)
+            ds.write(whole[r0 : r0 + int(win.height), c0 : c0 + int(win.width)][None], window=win)
     assert np.array_equal(read_raster(path, bands=1), whole)
     # reading windows that end at the raster edge returns exactly the edge pixels
     edge = Window(500, 300, 17, 33)
@@ -95,7 +97,9 @@ def test_coregistration_check_names_both_files(tmp_path):
     b = write_raster(tmp_path / "eds.tif", np.zeros((20, 30), np.uint8), pixel_size_um=1.0)
     assert check_coregistered(a, b).shape == (20, 30)
     c = write_raster(tmp_path / "shape.tif", np.zeros((21, 30), np.uint8), pixel_size_um=1.0)
-    with pytest.raises(NotCoregisteredError, match=r"shape\.tif: 21x30 px does not match .*bse\.tif"):
+    with pytest.raises(
+        NotCoregisteredError, match=r"shape\.tif: 21x30 px does not match .*bse\.tif"
+    ):
         check_coregistered(a, c)
     d = write_raster(tmp_path / "px.tif", np.zeros((20, 30), np.uint8), pixel_size_um=2.0)
     with pytest.raises(NotCoregisteredError, match=r"px\.tif: transform"):
@@ -138,7 +142,7 @@ def test_vrt_reads_like_its_source(tmp_path):
     arr = np.random.default_rng(3).integers(0, 255, (50, 60), dtype=np.uint8)
     write_raster(tmp_path / "src.tif", arr, pixel_size_um=1.0)
     vrt = tmp_path / "m.vrt"
-    vrt.write_text(f"""<VRTDataset rasterXSize="60" rasterYSize="50">
+    vrt.write_text("""<VRTDataset rasterXSize="60" rasterYSize="50">
   <GeoTransform>0, 1, 0, 50, 0, -1</GeoTransform>
   <VRTRasterBand dataType="Byte" band="1">
     <Description>BSE</Description>
@@ -152,5 +156,4 @@ def test_vrt_reads_like_its_source(tmp_path):
 </VRTDataset>""")
     info = check_coregistered(vrt, tmp_path / "src.tif")
     assert info.pixel_size_um == 1.0 and info.band_names == ("BSE",)
-    assert np.array_equal(read_raster(vrt, bands=1, window=Window(10, 5, 20, 30)),
-                          arr[5:35, 10:30])
+    assert np.array_equal(read_raster(vrt, bands=1, window=Window(10, 5, 20, 30)), arr[5:35, 10:30])

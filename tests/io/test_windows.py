@@ -12,7 +12,7 @@ def _coverage(windows, h, w):
     cover = np.zeros((h, w), int)
     for win in windows:
         r0, c0 = int(win.row_off), int(win.col_off)
-        cover[r0:r0 + int(win.height), c0:c0 + int(win.width)] += 1
+        cover[r0 : r0 + int(win.height), c0 : c0 + int(win.width)] += 1
     return cover
 
 
@@ -62,8 +62,8 @@ def test_halo_window_inner_slice_points_back_to_the_window(h, w, halo, data):
     pr, pc = int(padded.row_off), int(padded.col_off)
     assert pr >= 0 and pc >= 0
     assert pr + padded.height <= h and pc + padded.width <= w
-    chunk = grid[pr:pr + int(padded.height), pc:pc + int(padded.width)]
-    assert np.array_equal(chunk[inner], grid[r0:r0 + wh, c0:c0 + ww])
+    chunk = grid[pr : pr + int(padded.height), pc : pc + int(padded.width)]
+    assert np.array_equal(chunk[inner], grid[r0 : r0 + wh, c0 : c0 + ww])
     # the halo is as wide as asked wherever the grid allows
     assert r0 - pr == min(halo, r0) and c0 - pc == min(halo, c0)
 

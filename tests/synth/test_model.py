@@ -1,3 +1,5 @@
+import itertools
+
 import pytest
 
 from olmap.synth.config import SynthConfig, parse_size
@@ -33,10 +35,11 @@ def test_model_is_deterministic_and_sessions_tile_the_width():
     assert a.sessions == b.sessions
     edges = [(s.col0, s.col1) for s in a.sessions]
     assert edges[0][0] == 0 and edges[-1][1] == 2048
-    assert all(e0[1] == e1[0] for e0, e1 in zip(edges, edges[1:], strict=False))
+    assert all(e0[1] == e1[0] for e0, e1 in itertools.pairwise(edges))
     assert len({(s.bse_gain, s.bse_offset, s.eds_gain) for s in a.sessions}) == 3
     assert [g.bbox for g in build_model(cfg.model_copy(update={"seed": 12})).grains] != [
-        g.bbox for g in a.grains]
+        g.bbox for g in a.grains
+    ]
 
 
 def test_config_rejects_inconsistent_values():

@@ -10,8 +10,9 @@ def test_hash_uniform_is_deterministic_and_uniform():
     assert 0 <= u.min() and u.max() < 1
     hist, _ = np.histogram(u, bins=10, range=(0, 1))
     assert np.all(np.abs(hist / u.size - 0.1) < 0.01)
-    assert not np.array_equal(u, hash_uniform(stream_key(6, 1), np.arange(200)[:, None],
-                                              np.arange(300)[None, :]))
+    assert not np.array_equal(
+        u, hash_uniform(stream_key(6, 1), np.arange(200)[:, None], np.arange(300)[None, :])
+    )
 
 
 def test_hash_normal_moments():

@@ -25,7 +25,8 @@ def _rule(counts):
 def test_mg_number_from_oxides_matches_the_primer_formula():
     # PRIMER step 5: mg# = (MgO/40.304) / (MgO/40.304 + FeO/71.844)
     assert mg_number_from_oxides(49.0, 10.0) == pytest.approx(
-        (49 / 40.304) / (49 / 40.304 + 10 / 71.844))
+        (49 / 40.304) / (49 / 40.304 + 10 / 71.844)
+    )
     ox = olivine_oxides(0.85)
     assert mg_number_from_oxides(ox["MgO"], ox["FeO"]) == pytest.approx(0.85)
 

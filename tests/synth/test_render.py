@@ -26,8 +26,8 @@ def test_observed_windows_are_seamless(model):
     whole = render_observed(model, 0, 0, 640, 768)
     for r0, c0, h, w in [(0, 0, 256, 256), (256, 512, 384, 256), (512, 256, 128, 512)]:
         part = render_observed(model, r0, c0, h, w)
-        np.testing.assert_array_equal(part.bse, whole.bse[r0:r0 + h, c0:c0 + w])
-        np.testing.assert_array_equal(part.eds, whole.eds[:, r0:r0 + h, c0:c0 + w])
+        np.testing.assert_array_equal(part.bse, whole.bse[r0 : r0 + h, c0 : c0 + w])
+        np.testing.assert_array_equal(part.eds, whole.eds[:, r0 : r0 + h, c0 : c0 + w])
 
 
 def test_observed_windows_must_align_to_the_noise_grid(model):

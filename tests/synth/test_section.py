@@ -29,13 +29,33 @@ def _interior(mask, px=3):
 
 
 def test_files_follow_the_cli_contract(section_dir):
-    for name in ("bse.tif", "eds.tif", "sessions.csv", "epma.csv", "standards.csv",
-                 "section.json", "truth/olivine.tif", "truth/instances.tif",
-                 "truth/mgnum.tif", "truth/phases.tif", "truth/crystals.csv"):
+    for name in (
+        "bse.tif",
+        "eds.tif",
+        "sessions.csv",
+        "epma.csv",
+        "standards.csv",
+        "section.json",
+        "truth/olivine.tif",
+        "truth/instances.tif",
+        "truth/mgnum.tif",
+        "truth/phases.tif",
+        "truth/crystals.csv",
+    ):
         assert (section_dir / name).exists(), name
-    info = check_coregistered(*(section_dir / p for p in (
-        "bse.tif", "eds.tif", "truth/olivine.tif", "truth/instances.tif", "truth/mgnum.tif",
-        "truth/phases.tif")))
+    info = check_coregistered(
+        *(
+            section_dir / p
+            for p in (
+                "bse.tif",
+                "eds.tif",
+                "truth/olivine.tif",
+                "truth/instances.tif",
+                "truth/mgnum.tif",
+                "truth/phases.tif",
+            )
+        )
+    )
     assert info.dtype == "uint8" and info.pixel_size_um == 1.0
     assert tuple(info.transform)[:6] == (1.0, 0.0, 0.0, 0.0, -1.0, 1024.0)
     eds = raster_info(section_dir / "eds.tif")
@@ -49,7 +69,12 @@ def test_files_follow_the_cli_contract(section_dir):
     for name, want in cols.items():
         have = pd.read_csv(section_dir / name).columns
         assert set(want) <= set(have), name
-    assert set(pd.read_csv(section_dir / "sessions.csv")["split"]) <= {"train", "val", "test", "none"}
+    assert set(pd.read_csv(section_dir / "sessions.csv")["split"]) <= {
+        "train",
+        "val",
+        "test",
+        "none",
+    }
     assert set(pd.read_csv(section_dir / "epma.csv")["split"]) == {"calibration", "test"}
 
 
@@ -57,13 +82,16 @@ def test_same_seed_same_section_other_seed_other_section(tmp_path, section_dir):
     cfg = SynthConfig(width=1024, height=1024, seed=1, sessions=4)
     again = generate_section(tmp_path / "again", cfg, workers=1, window=512)
     for name in ("bse.tif", "eds.tif", "truth/instances.tif"):
-        np.testing.assert_array_equal(read_raster(again.out_dir / name),
-                                      read_raster(section_dir / name))
-    pd.testing.assert_frame_equal(pd.read_csv(again.out_dir / "epma.csv"),
-                                  pd.read_csv(section_dir / "epma.csv"))
+        np.testing.assert_array_equal(
+            read_raster(again.out_dir / name), read_raster(section_dir / name)
+        )
+    pd.testing.assert_frame_equal(
+        pd.read_csv(again.out_dir / "epma.csv"), pd.read_csv(section_dir / "epma.csv")
+    )
     other = generate_section(tmp_path / "other", cfg.model_copy(update={"seed": 2}))
-    assert not np.array_equal(read_raster(other.out_dir / "bse.tif"),
-                              read_raster(section_dir / "bse.tif"))
+    assert not np.array_equal(
+        read_raster(other.out_dir / "bse.tif"), read_raster(section_dir / "bse.tif")
+    )
 
 
 def test_eds_rule_holds_for_olivine_and_fails_for_clinopyroxene(arrays):
@@ -83,8 +111,10 @@ def test_olivine_and_clinopyroxene_overlap_in_bse(arrays):
     bse, phase = arrays["bse"], arrays["phase"]
     ol = bse[_interior(phase == Phase.OLIVINE)]
     cpx = bse[_interior(phase == Phase.CLINOPYROXENE)]
-    lo, hi = max(np.percentile(ol, 5), np.percentile(cpx, 5)), min(
-        np.percentile(ol, 95), np.percentile(cpx, 95))
+    lo, hi = (
+        max(np.percentile(ol, 5), np.percentile(cpx, 5)),
+        min(np.percentile(ol, 95), np.percentile(cpx, 95)),
+    )
     assert hi - lo > 15, "olivine and cpx grey ranges should overlap widely"
     # a grey threshold cannot separate them: most cpx pixels lie inside olivine's range
     assert ((cpx > np.percentile(ol, 2)) & (cpx < np.percentile(ol, 98))).mean() > 0.8
@@ -146,8 +176,12 @@ def test_drift_differs_between_sessions_and_standards_reveal_it(section_dir, arr
     # the drift is visible in the data: glass grey differs between session strips
     sessions = pd.read_csv(section_dir / "sessions.csv")
     glass = _interior(arrays["phase"] == Phase.GLASS, 2)
-    means = [np.median(arrays["bse"][:, int(r.x0_um):int(r.x1_um)][glass[:, int(r.x0_um):int(r.x1_um)]])
-             for r in sessions.itertuples()]
+    means = [
+        np.median(
+            arrays["bse"][:, int(r.x0_um) : int(r.x1_um)][glass[:, int(r.x0_um) : int(r.x1_um)]]
+        )
+        for r in sessions.itertuples()
+    ]
     assert np.ptp(means) > 2
 
 

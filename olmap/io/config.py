@@ -1,0 +1,53 @@
+"""Read YAML parameter files into validated pydantic models, with one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from olmap.errors import InputError, InputFileNotFoundError
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping; syntax errors name the file and line."""
+    path = Path(path)
+    if not path.exists():
+        raise InputFileNotFoundError(path, "config file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(f"{path}:{where}: YAML syntax error: {problem}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a mapping of keys to values, got {type(data).__name__}")
+    return data
+
+
+def load_config(model: type[ModelT], path: str | Path | None = None, **overrides: Any) -> ModelT:
+    """Build ``model`` from a YAML file (optional) and keyword overrides (``None`` ignored).
+
+    Raises
+    ------
+    InputError
+        Naming the file, the key and the problem (unknown key, wrong type, out of range).
+    """
+    data = read_yaml(path) if path is not None else {}
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err.get("loc", ()))
+        msg = str(err.get("msg", "")).removeprefix("Value error, ")
+        where = f"{path}: " if path is not None else "invalid parameters: "
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise InputError(f"{where}{key + ': ' if key else ''}{msg}{more}") from exc

@@ -1,0 +1,140 @@
+"""The real CLI, end to end: in-process with Typer's runner, and as a subprocess for errors."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+from typer.testing import CliRunner
+
+from olmap import __version__
+from olmap.cli.main import app
+from olmap.io.raster import raster_info, read_raster
+
+runner = CliRunner()
+
+
+def olmap(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "olmap", *args], capture_output=True, text=True, cwd=cwd, check=False
+    )
+
+
+def test_help_lists_commands_with_descriptions():
+    res = runner.invoke(app, ["--help"])
+    assert res.exit_code == 0
+    for cmd in ("synth", "demo"):
+        assert cmd in res.output
+    assert "Example:" in res.output
+    res = runner.invoke(app, ["synth", "section", "--help"])
+    assert res.exit_code == 0 and "Example: olmap synth section" in res.output
+    assert "--overwrite" in res.output
+
+
+def test_version():
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.output.strip() == f"olmap {__version__}"
+
+
+def test_synth_section_as_documented(tmp_path):
+    out = tmp_path / "sec"
+    res = runner.invoke(
+        app,
+        [
+            "--quiet",
+            "synth",
+            "section",
+            str(out),
+            "--seed",
+            "7",
+            "--size",
+            "512x384",
+            "--sessions",
+            "2",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    info = raster_info(out / "bse.tif")
+    assert info.shape == (384, 512)
+    assert pd.read_csv(out / "sessions.csv")["session"].tolist() == [1, 2]
+    assert "Modal composition" in res.output and "olivine" in res.output
+    crystals = pd.read_csv(out / "truth" / "crystals.csv")
+    assert len(crystals) > 0 and np.all(read_raster(out / "truth/olivine.tif") <= 1)
+
+
+def test_existing_output_is_kept_without_overwrite(tmp_path):
+    out = tmp_path / "sec"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    res = olmap("synth", "section", str(out), "--size", "256x256")
+    assert res.returncode == 1
+    lines = res.stderr.strip().splitlines()
+    assert (
+        len(lines) == 1 and "output exists; pass --overwrite" in lines[0] and str(out) in lines[0]
+    )
+    assert "Traceback" not in res.stderr
+    assert (out / "keep.txt").read_text() == "precious"
+    res = olmap("--quiet", "synth", "section", str(out), "--size", "256x256", "--overwrite")
+    assert res.returncode == 0, res.stderr
+    assert not (out / "keep.txt").exists() and (out / "bse.tif").exists()
+
+
+def test_bad_values_give_one_line_and_debug_gives_the_traceback(tmp_path):
+    res = olmap("synth", "section", str(tmp_path / "x"), "--size", "12x12")
+    assert res.returncode == 2 and "--size" in res.stderr and "Traceback" not in res.stderr
+    # 300 columns cannot hold 64 sessions: a domain error, one line, nothing written
+    res = olmap("synth", "section", str(tmp_path / "y"), "--size", "300x300", "--sessions", "64")
+    assert res.returncode == 1
+    assert res.stderr.strip().splitlines() == [
+        "olmap: error: invalid parameters: 64 sessions need a width of at least 2048 px "
+        "(32 px each), got 300"
+    ]
+    assert not (tmp_path / "y").exists()
+    res = olmap(
+        "--debug", "synth", "section", str(tmp_path / "y"), "--size", "300x300", "--sessions", "64"
+    )
+    assert res.returncode != 0 and "Traceback" in res.stderr
+
+
+def test_demo_writes_previews_and_a_summary(tmp_path):
+    out = tmp_path / "demo"
+    res = runner.invoke(app, ["--quiet", "demo", "--out", str(out), "--size", "768x768"])
+    assert res.exit_code == 0, res.output
+    for name in ("bse.png", "eds_rgb.png", "truth.png", "zoom.png"):
+        png = out / "previews" / name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert "Olivine crystals" in res.output and "Previews" in res.output
+
+
+def test_synth_section_reads_a_config_file_and_options_override_it(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("width: 300\nheight: 260\nsessions: 1\nseed: 5\n")
+    out = tmp_path / "sec"
+    res = runner.invoke(
+        app, ["--quiet", "synth", "section", str(out), "--config", str(cfg), "--sessions", "2"]
+    )
+    assert res.exit_code == 0, res.output
+    assert raster_info(out / "bse.tif").shape == (260, 300)
+    assert len(pd.read_csv(out / "sessions.csv")) == 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sesions: 2\n")
+    res = olmap("synth", "section", str(tmp_path / "x"), "--config", str(bad))
+    assert res.returncode == 1 and "bad.yaml: sesions: Extra inputs" in res.stderr
+
+
+def test_info_reads_plain_images_with_a_pixel_size(tmp_path, section_dir):
+    import json
+
+    from PIL import Image
+
+    png = tmp_path / "tile.png"
+    Image.fromarray(np.zeros((338, 512), np.uint8)).save(png)
+    res = runner.invoke(app, ["info", str(png)])
+    assert res.exit_code == 0 and "pixel size: unknown" in res.output
+    res = runner.invoke(app, ["info", str(png), "--pixel-size", "0.5", "--json"])
+    rec = json.loads(res.output)
+    assert rec["pixel_size_um"] == 0.5 and rec["extent_um"] == [0.0, 0.0, 256.0, 169.0]
+    res = runner.invoke(app, ["info", str(section_dir / "eds.tif"), "--json"])
+    assert json.loads(res.output)["band_names"] == ["Mg", "Ca", "Al", "Fe", "Si"]
+    res = olmap("info", str(tmp_path / "missing.tif"))
+    assert res.returncode == 1 and "missing.tif: raster not found" in res.stderr
