@@ -134,21 +134,25 @@ def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
+def _dataset_info(ds: rasterio.io.DatasetReader, path: str | Path) -> RasterInfo:
+    return RasterInfo(
+        path=Path(path),
+        height=ds.height,
+        width=ds.width,
+        count=ds.count,
+        dtype=ds.dtypes[0],
+        transform=ds.transform,
+        pixel_size_um=pixel_size_from_transform(ds.transform, path=path),
+        band_names=tuple(d or "" for d in ds.descriptions),
+        nodata=ds.nodata,
+        tags=dict(ds.tags()),
+    )
+
+
 def raster_info(path: str | Path) -> RasterInfo:
     """Read the metadata of a raster (no pixels)."""
     with open_raster(path) as ds:
-        return RasterInfo(
-            path=Path(path),
-            height=ds.height,
-            width=ds.width,
-            count=ds.count,
-            dtype=ds.dtypes[0],
-            transform=ds.transform,
-            pixel_size_um=pixel_size_from_transform(ds.transform, path=path),
-            band_names=tuple(d or "" for d in ds.descriptions),
-            nodata=ds.nodata,
-            tags=dict(ds.tags()),
-        )
+        return _dataset_info(ds, path)
 
 
 def band_index(info: RasterInfo, name: str) -> int:
@@ -193,18 +197,7 @@ def read_raster(
         elif isinstance(bands, int | np.integer):
             indexes = int(bands)
         else:
-            info = RasterInfo(
-                Path(path),
-                ds.height,
-                ds.width,
-                ds.count,
-                ds.dtypes[0],
-                ds.transform,
-                None,
-                tuple(d or "" for d in ds.descriptions),
-                ds.nodata,
-                {},
-            )
+            info = _dataset_info(ds, path)
             indexes = [b if isinstance(b, int) else band_index(info, b) for b in bands]
         shape = None
         if out_shape is not None:

@@ -38,8 +38,8 @@ class Canvas:
         self.row0, self.col0, self.height, self.width = row0, col0, height, width
         self.phase = np.full((height, width), Phase.GLASS, dtype=np.uint8)
         self.grey = np.full((height, width), _GLASS_GREY, dtype=np.float32)
-        self.eds = np.repeat(_GLASS_EDS.astype(np.float32)[:, None, None], height, 1)
-        self.eds = np.repeat(self.eds, width, 2)
+        self.eds = np.empty((N_BANDS, height, width), dtype=np.float32)
+        self.eds[:] = _GLASS_EDS.astype(np.float32)[:, None, None]
         self.mg = np.full((height, width), np.nan, dtype=np.float32)
         self.instance = np.zeros((height, width), dtype=np.uint32)
 

@@ -35,6 +35,60 @@ DEFAULT_WINDOW = 1024
 
 PHASE_CODES = {p.value: p.name.lower() for p in Phase}
 
+# The rasters of a section: key -> (path inside the folder, create_raster arguments).
+_OUTPUT_RASTERS: dict[str, tuple[str, dict]] = {
+    "bse": ("bse.tif", {"dtype": "uint8", "band_names": ["BSE"]}),
+    "eds": (
+        "eds.tif",
+        {
+            "dtype": "uint16",
+            "count": len(EDS_ELEMENTS),
+            "band_names": list(EDS_ELEMENTS),
+            "tags": {"units": "counts"},
+        },
+    ),
+    "olivine": (
+        "truth/olivine.tif",
+        {
+            "dtype": "uint8",
+            "band_names": ["olivine"],
+            "tags": {"classes": "0=background,1=olivine"},
+        },
+    ),
+    "instances": (
+        "truth/instances.tif",
+        {
+            "dtype": "uint32",
+            "band_names": ["crystal_id"],
+            "tags": {"meaning": "olivine crystal id (truth/crystals.csv), 0 elsewhere"},
+        },
+    ),
+    "mgnum": (
+        "truth/mgnum.tif",
+        {"dtype": "float32", "band_names": ["mg_num"], "nodata": float("nan")},
+    ),
+    "phases": (
+        "truth/phases.tif",
+        {
+            "dtype": "uint8",
+            "band_names": ["phase"],
+            "tags": {"classes": ",".join(f"{k}={v}" for k, v in PHASE_CODES.items())},
+        },
+    ),
+}
+
+
+def _output_arrays(obs: ObservedWindow) -> dict[str, np.ndarray]:
+    """The (band, row, col) arrays written to each output raster for one window."""
+    return {
+        "bse": obs.bse[None],
+        "eds": obs.eds,
+        "olivine": (obs.phase == Phase.OLIVINE).astype(np.uint8)[None],
+        "instances": obs.instance[None],
+        "mgnum": obs.mg[None],
+        "phases": obs.phase[None],
+    }
+
 
 @dataclass
 class _CrystalStats:
@@ -216,60 +270,14 @@ def generate_section(
     h, w, px = cfg.height, cfg.width, cfg.pixel_size_um
     stats = _CrystalStats(len(model.olivines) + 1)
     common = {"height": h, "width": w, "pixel_size_um": px}
-    phase_tags = {"classes": ",".join(f"{k}={v}" for k, v in PHASE_CODES.items())}
 
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         (tmp / "truth").mkdir()
         with ExitStack() as stack:
-            bse = stack.enter_context(
-                create_raster(tmp / "bse.tif", dtype="uint8", band_names=["BSE"], **common)
-            )
-            eds = stack.enter_context(
-                create_raster(
-                    tmp / "eds.tif",
-                    dtype="uint16",
-                    count=len(EDS_ELEMENTS),
-                    band_names=list(EDS_ELEMENTS),
-                    tags={"units": "counts"},
-                    **common,
-                )
-            )
-            olivine = stack.enter_context(
-                create_raster(
-                    tmp / "truth" / "olivine.tif",
-                    dtype="uint8",
-                    band_names=["olivine"],
-                    tags={"classes": "0=background,1=olivine"},
-                    **common,
-                )
-            )
-            inst = stack.enter_context(
-                create_raster(
-                    tmp / "truth" / "instances.tif",
-                    dtype="uint32",
-                    band_names=["crystal_id"],
-                    tags={"meaning": "olivine crystal id (truth/crystals.csv), 0 elsewhere"},
-                    **common,
-                )
-            )
-            mgnum = stack.enter_context(
-                create_raster(
-                    tmp / "truth" / "mgnum.tif",
-                    dtype="float32",
-                    band_names=["mg_num"],
-                    nodata=float("nan"),
-                    **common,
-                )
-            )
-            phases = stack.enter_context(
-                create_raster(
-                    tmp / "truth" / "phases.tif",
-                    dtype="uint8",
-                    band_names=["phase"],
-                    tags=phase_tags,
-                    **common,
-                )
-            )
+            writers = {
+                key: stack.enter_context(create_raster(tmp / rel, **spec, **common))
+                for key, (rel, spec) in _OUTPUT_RASTERS.items()
+            }
             windows = block_windows(h, w, window)
 
             def render(win):
@@ -291,12 +299,8 @@ def generate_section(
                     nxt = next(todo, None)
                     if nxt is not None:
                         pending.append((nxt, pool.submit(render, nxt)))
-                    bse.write(obs.bse[None], window=win)
-                    eds.write(obs.eds, window=win)
-                    olivine.write((obs.phase == Phase.OLIVINE).astype(np.uint8)[None], window=win)
-                    inst.write(obs.instance[None], window=win)
-                    mgnum.write(obs.mg[None], window=win)
-                    phases.write(obs.phase[None], window=win)
+                    for key, array in _output_arrays(obs).items():
+                        writers[key].write(array, window=win)
                     stats.add(obs, int(win.row_off), int(win.col_off), h, w)
                     if progress is not None:
                         progress(int(win.width * win.height))
