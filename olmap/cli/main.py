@@ -15,6 +15,7 @@ from olmap.cli import info as info_cmd
 from olmap.cli import synth as synth_cmd
 from olmap.cli._console import STATE, configure_logging, stderr
 from olmap.errors import OlmapError
+from olmap.io.resume import RunInterrupted
 
 app = typer.Typer(
     name="olmap",
@@ -73,6 +74,11 @@ def main() -> None:
     """Run the CLI; user errors become one line on stderr (traceback only with --debug)."""
     try:
         app()
+    except RunInterrupted as exc:
+        stderr.print(
+            f"[bold yellow]olmap: stopped:[/] {escape(_one_line(exc))}", markup=True, soft_wrap=True
+        )
+        sys.exit(130)
     except (OlmapError, ValidationError, OSError, ValueError) as exc:
         if STATE.debug:
             raise

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from olmap.errors import InputError, InputFileNotFoundError, NotCoregisteredError
-from olmap.io.outputs import atomic_path
+from olmap.io.outputs import atomic_path, check_writable
 
 #: GDAL block cache for olmap's own processes (bytes). GDAL's default (5 % of RAM) would
 #: dominate peak memory of streaming jobs; windows are written once, so a small cache suffices.
@@ -245,11 +245,14 @@ def create_raster(
     overwrite: bool = False,
     tile: int = 512,
     compress: str = "deflate",
+    atomic: bool = True,
 ) -> Iterator[rasterio.io.DatasetWriter]:
     """Create a tiled, compressed GeoTIFF and yield it open for windowed writing.
 
     The file is built under a temporary name and appears at ``path`` only when the block
-    exits cleanly. BigTIFF is chosen automatically for large rasters.
+    exits cleanly (unless ``atomic=False``, for files inside a folder that is itself
+    temporary, which a resumed run reopens with :func:`update_raster`). BigTIFF is chosen
+    automatically for large rasters.
 
     Parameters
     ----------
@@ -272,6 +275,8 @@ def create_raster(
         Internal tile side in pixels.
     compress : str
         GDAL compression (deflate, lzw, zstd, none).
+    atomic : bool
+        Write under a temporary name and rename when complete (default).
 
     Examples
     --------
@@ -292,14 +297,32 @@ def create_raster(
         raise ValueError(f"{len(band_names)} band names for {count} bands")
     profile = _creation_profile(height, width, count, dtype, tile=tile, compress=compress)
     profile.update(transform=transform, nodata=nodata)
-    with atomic_path(path, overwrite=overwrite) as tmp, gdal_env():
-        with rasterio.open(tmp, "w", **profile) as ds:
+    with ExitStack() as stack:
+        if atomic:
+            target = stack.enter_context(atomic_path(path, overwrite=overwrite))
+        else:
+            target = check_writable(path, overwrite=overwrite)
+        stack.enter_context(gdal_env())
+        with rasterio.open(target, "w", **profile) as ds:
             if band_names is not None:
                 for i, name in enumerate(band_names, start=1):
                     ds.set_band_description(i, name)
             if tags:
                 ds.update_tags(**{k: str(v) for k, v in tags.items()})
             yield ds
+
+
+@contextmanager
+def update_raster(path: str | Path) -> Iterator[rasterio.io.DatasetWriter]:
+    """Reopen an existing raster for windowed writing (resuming an interrupted run)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputFileNotFoundError(path, "raster")
+    try:
+        with gdal_env(), rasterio.open(path, "r+") as ds:
+            yield ds
+    except RasterioIOError as exc:
+        raise InputError(f"{path}: cannot reopen for writing ({_first_line(exc)})") from exc
 
 
 def write_raster(

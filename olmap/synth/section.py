@@ -8,20 +8,26 @@ Files (``shared/CLI.md``): ``bse.tif``, ``eds.tif`` (bands Mg, Ca, Al, Fe, Si), 
 
 from __future__ import annotations
 
+import itertools
+import json
+import logging
+import shutil
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from rasterio.windows import Window
 
 from olmap import __version__
-from olmap.io.outputs import atomic_dir, check_writable
-from olmap.io.raster import create_raster
+from olmap.io.outputs import atomic_dir, check_writable, partial_name
+from olmap.io.raster import create_raster, update_raster
+from olmap.io.resume import CHECKPOINT_NAME, Checkpoint, RunInterrupted, interrupts_deferred
 from olmap.io.tables import write_json, write_table
 from olmap.io.windows import block_windows
 from olmap.synth.config import SynthConfig
@@ -32,6 +38,8 @@ from olmap.synth.render import NOISE_TILE, ObservedWindow, render_observed
 
 #: Default processing window (px); a multiple of the noise tile and of the GeoTIFF tile.
 DEFAULT_WINDOW = 1024
+
+log = logging.getLogger(__name__)
 
 PHASE_CODES = {p.value: p.name.lower() for p in Phase}
 
@@ -90,27 +98,25 @@ def _output_arrays(obs: ObservedWindow) -> dict[str, np.ndarray]:
     }
 
 
-@dataclass
 class _CrystalStats:
-    """Per-crystal sums accumulated over windows (index = instance id)."""
+    """Per-crystal sums accumulated over windows (index = instance id), checkpointable."""
 
-    n: int
-    footprint: np.ndarray = field(init=False)
-    olivine: np.ndarray = field(init=False)
-    sum_row: np.ndarray = field(init=False)
-    sum_col: np.ndarray = field(init=False)
-    sum_mg: np.ndarray = field(init=False)
-    edge: np.ndarray = field(init=False)
-    phases: np.ndarray = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.footprint = np.zeros(self.n, np.int64)
-        self.olivine = np.zeros(self.n, np.int64)
-        self.sum_row = np.zeros(self.n)
-        self.sum_col = np.zeros(self.n)
-        self.sum_mg = np.zeros(self.n)
-        self.edge = np.zeros(self.n, bool)
+    def __init__(self, n: int, arrays: dict[str, np.ndarray] | None = None) -> None:
+        self.footprint = np.zeros(n, np.int64)
+        self.olivine = np.zeros(n, np.int64)
+        self.sum_row = np.zeros(n)
+        self.sum_col = np.zeros(n)
+        self.sum_mg = np.zeros(n)
+        self.edge = np.zeros(n, bool)
         self.phases = np.zeros(len(Phase), np.int64)
+        self.n = n
+        for name, value in (arrays or {}).items():
+            setattr(self, name, value.astype(getattr(self, name).dtype))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Copies of the accumulators (a consistent snapshot for a checkpoint)."""
+        names = ("footprint", "olivine", "sum_row", "sum_col", "sum_mg", "edge", "phases")
+        return {k: getattr(self, k).copy() for k in names}
 
     def add(self, obs: ObservedWindow, row0: int, col0: int, height: int, width: int) -> None:
         inst = obs.instance.ravel().astype(np.int64)
@@ -227,6 +233,51 @@ def _sessions_table(model: SectionModel) -> tuple[pd.DataFrame, pd.DataFrame]:
     return sessions, drift
 
 
+def _open_writers(stack: ExitStack, folder: Path, cfg: SynthConfig, *, resume: bool) -> dict:
+    """Output rasters inside the partial folder: created afresh, or reopened to resume."""
+    if resume:
+        return {
+            key: stack.enter_context(update_raster(folder / rel))
+            for key, (rel, _) in _OUTPUT_RASTERS.items()
+        }
+    common = {"height": cfg.height, "width": cfg.width, "pixel_size_um": cfg.pixel_size_um}
+    return {
+        key: stack.enter_context(
+            create_raster(folder / rel, **spec, **common, atomic=False, overwrite=True)
+        )
+        for key, (rel, spec) in _OUTPUT_RASTERS.items()
+    }
+
+
+def _render_windows(
+    model: SectionModel, windows: list[Window], workers: int
+) -> Iterator[tuple[Window, ObservedWindow]]:
+    """Render windows in a thread pool, yielding them in order with bounded look-ahead."""
+    workers = max(1, workers)
+
+    def render(win: Window) -> ObservedWindow:
+        return render_observed(
+            model, int(win.row_off), int(win.col_off), int(win.height), int(win.width)
+        )
+
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        pending: deque = deque()
+        todo = iter(windows)
+        # At most two windows per worker in memory at once.
+        for win in itertools.islice(todo, 2 * workers):
+            pending.append((win, pool.submit(render, win)))
+        while pending:
+            win, fut = pending.popleft()
+            obs = fut.result()
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.append((nxt, pool.submit(render, nxt)))
+            yield win, obs
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def generate_section(
     out_dir: str | Path,
     config: SynthConfig,
@@ -255,7 +306,14 @@ def generate_section(
     window : int
         Processing window side in pixels (multiple of 256).
     progress : callable, optional
-        Called with the number of pixels finished after each window.
+        Called with the number of pixels finished after each window (and once at the start
+        with the pixels already written when resuming).
+
+    Notes
+    -----
+    Interrupting (Ctrl-C, SIGTERM) stops at the next window boundary, saves a checkpoint in
+    ``out_dir.partial`` and raises :class:`~olmap.io.resume.RunInterrupted`; calling again
+    with the same config resumes from there. A partial folder of another config is discarded.
 
     Returns
     -------
@@ -267,43 +325,50 @@ def generate_section(
     t_start = time.perf_counter()
     cfg = config
     model = build_model(cfg)
-    h, w, px = cfg.height, cfg.width, cfg.pixel_size_um
-    stats = _CrystalStats(len(model.olivines) + 1)
-    common = {"height": h, "width": w, "pixel_size_um": px}
+    h, w = cfg.height, cfg.width
+    windows = block_windows(h, w, window)
+    fingerprint = json.dumps(
+        {"olmap": __version__, "config": cfg.model_dump(mode="json"), "window": window},
+        sort_keys=True,
+    )
+    partial = partial_name(out_dir)
+    ckpt = Checkpoint.load(partial, fingerprint)
+    if ckpt is None and partial.exists():
+        shutil.rmtree(partial)  # left by another job or unusable: start afresh
+    done = ckpt.done if ckpt else 0
+    stats = _CrystalStats(len(model.olivines) + 1, ckpt.arrays if ckpt else None)
+    if done:
+        log.warning("resuming %s: %d of %d windows already written", partial, done, len(windows))
+        if progress is not None:
+            progress(sum(int(x.width * x.height) for x in windows[:done]))
 
-    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
-        (tmp / "truth").mkdir()
-        with ExitStack() as stack:
-            writers = {
-                key: stack.enter_context(create_raster(tmp / rel, **spec, **common))
-                for key, (rel, spec) in _OUTPUT_RASTERS.items()
-            }
-            windows = block_windows(h, w, window)
-
-            def render(win):
-                return render_observed(
-                    model, int(win.row_off), int(win.col_off), int(win.height), int(win.width)
-                )
-
-            with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-                pending: deque = deque()
-                todo = iter(windows)
-                # Bounded look-ahead: at most 2 windows per worker in memory at once.
-                for win in todo:
-                    pending.append((win, pool.submit(render, win)))
-                    if len(pending) >= 2 * max(1, workers):
-                        break
-                while pending:
-                    win, fut = pending.popleft()
-                    obs = fut.result()
-                    nxt = next(todo, None)
-                    if nxt is not None:
-                        pending.append((nxt, pool.submit(render, nxt)))
-                    for key, array in _output_arrays(obs).items():
-                        writers[key].write(array, window=win)
-                    stats.add(obs, int(win.row_off), int(win.col_off), h, w)
-                    if progress is not None:
-                        progress(int(win.width * win.height))
+    with atomic_dir(out_dir, overwrite=overwrite, keep_partial=True) as tmp:
+        (tmp / "truth").mkdir(exist_ok=True)
+        # The checkpoint saved on interruption is the state at the last window boundary.
+        committed = Checkpoint(fingerprint, done, stats.arrays())
+        with interrupts_deferred() as stop:
+            try:
+                with ExitStack() as stack:
+                    writers = _open_writers(stack, tmp, cfg, resume=done > 0)
+                    for win, obs in _render_windows(model, windows[done:], workers):
+                        for key, array in _output_arrays(obs).items():
+                            writers[key].write(array, window=win)
+                        stats.add(obs, int(win.row_off), int(win.col_off), h, w)
+                        done += 1
+                        committed = Checkpoint(fingerprint, done, stats.arrays())
+                        if progress is not None:
+                            progress(int(win.width * win.height))
+                        if stop and done < len(windows):
+                            raise RunInterrupted(
+                                f"{out_dir}: interrupted after {done} of {len(windows)} windows; "
+                                "run the same command again to resume"
+                            )
+            except BaseException:
+                # Files are closed (ExitStack) before the checkpoint is saved, so everything
+                # it counts as done is on disk.
+                committed.save(tmp)
+                raise
+        (tmp / CHECKPOINT_NAME).unlink(missing_ok=True)
 
         crystals = _crystal_table(model, stats)
         sessions, drift = _sessions_table(model)

@@ -203,3 +203,49 @@ def test_epma_profiles_sample_the_true_composition(section_dir, arrays):
         # only the analytical noise (~0.002) remains once the relocation is undone
         assert np.abs(sampled[ok] - pts["mg_num"][ok]).mean() < 0.003
         assert pts["mg_num"].between(0.69, 0.93).all()
+
+
+def test_interrupted_generation_resumes_to_the_same_section(tmp_path, section_dir):
+    """Ctrl-C after 5 of 16 windows, then the same call again: identical to one clean run."""
+    import os
+    import signal
+
+    from olmap.io.outputs import partial_name
+    from olmap.io.resume import RunInterrupted
+
+    cfg = SynthConfig(width=1024, height=1024, seed=1, sessions=4)
+    out = tmp_path / "resumed"
+    seen = []
+
+    def interrupt_after_five(n):
+        seen.append(n)
+        if len(seen) == 5:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(RunInterrupted, match="after 5 of 16 windows"):
+        generate_section(out, cfg, window=256, progress=interrupt_after_five)
+    assert not out.exists() and (partial_name(out) / "checkpoint.npz").exists()
+
+    restarted = []
+    summary = generate_section(out, cfg, window=256, progress=restarted.append)
+    assert restarted[0] == 5 * 256 * 256 and len(restarted) == 1 + 11  # resumed, not redone
+    assert not partial_name(out).exists() and not (out / "checkpoint.npz").exists()
+    for name in ("bse.tif", "eds.tif", "truth/instances.tif", "truth/mgnum.tif"):
+        np.testing.assert_array_equal(read_raster(out / name), read_raster(section_dir / name))
+    pd.testing.assert_frame_equal(
+        pd.read_csv(out / "truth/crystals.csv"), pd.read_csv(section_dir / "truth/crystals.csv")
+    )
+    assert summary.phase_fractions == pytest.approx(
+        pd.read_json(section_dir / "section.json", typ="series")["phase_fractions"]
+    )
+
+
+def test_a_partial_folder_of_another_config_is_discarded(tmp_path):
+    from olmap.io.outputs import partial_name
+
+    out = tmp_path / "s"
+    stale = partial_name(out)
+    stale.mkdir()
+    (stale / "bse.tif").write_text("stale")
+    summary = generate_section(out, SynthConfig(width=256, height=256, seed=3, sessions=1))
+    assert summary.crystals is not None and read_raster(out / "bse.tif").shape == (1, 256, 256)

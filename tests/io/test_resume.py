@@ -1,0 +1,27 @@
+import os
+import signal
+
+import numpy as np
+
+from olmap.io.resume import Checkpoint, interrupts_deferred
+
+
+def test_checkpoint_round_trip_and_fingerprint(tmp_path):
+    ck = Checkpoint("job-a", 7, {"sums": np.arange(5.0), "flags": np.array([True, False])})
+    ck.save(tmp_path)
+    back = Checkpoint.load(tmp_path, "job-a")
+    assert back is not None and back.done == 7
+    np.testing.assert_array_equal(back.arrays["sums"], np.arange(5.0))
+    assert Checkpoint.load(tmp_path, "job-b") is None  # another job's checkpoint is ignored
+    (tmp_path / "checkpoint.npz").write_bytes(b"garbage")
+    assert Checkpoint.load(tmp_path, "job-a") is None
+    assert Checkpoint.load(tmp_path / "absent", "job-a") is None
+
+
+def test_interrupts_become_a_flag_and_handlers_are_restored():
+    before = signal.getsignal(signal.SIGINT)
+    with interrupts_deferred() as stop:
+        assert not stop
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop and stop.signal == signal.SIGINT
+    assert signal.getsignal(signal.SIGINT) is before
