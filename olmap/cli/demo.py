@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from olmap.cli._console import progress_bar, stdout
+from olmap.cli._console import STATE, progress_bar, stderr, stdout
 from olmap.cli._options import Overwrite, Seed, Workers
 from olmap.cli.synth import print_section_summary, size_option
 from olmap.io.outputs import check_writable
@@ -39,7 +40,8 @@ def demo(
             workers=workers,
             progress=lambda n: advance(n / 1e6),
         )
-    previews = write_section_previews(section_dir, out / "previews")
+    with stderr.status("writing previews", spinner="dots") if not STATE.quiet else nullcontext():
+        previews = write_section_previews(section_dir, out / "previews")
     print_section_summary(summary)
     stdout.print("[bold]Previews:[/]")
     for p in previews:

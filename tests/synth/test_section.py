@@ -249,3 +249,14 @@ def test_a_partial_folder_of_another_config_is_discarded(tmp_path):
     (stale / "bse.tif").write_text("stale")
     summary = generate_section(out, SynthConfig(width=256, height=256, seed=3, sessions=1))
     assert summary.crystals is not None and read_raster(out / "bse.tif").shape == (1, 256, 256)
+
+
+def test_no_grey_threshold_segments_olivine(arrays):
+    """The task is hard: the best BSE grey interval is a poor olivine segmentation."""
+    bse, ol = arrays["bse"].astype(int), arrays["olivine"].astype(bool)
+    c_ol = np.concatenate([[0], np.cumsum(np.bincount(bse[ol], minlength=256))])
+    c_all = np.concatenate([[0], np.cumsum(np.bincount(bse.ravel(), minlength=256))])
+    lo, hi = np.triu_indices(256)
+    tp = c_ol[hi + 1] - c_ol[lo]
+    iou = tp / (c_all[hi + 1] - c_all[lo] + ol.sum() - tp)
+    assert iou.max() < 0.55
