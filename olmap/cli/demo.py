@@ -11,7 +11,7 @@ import typer
 from olmap.cli._console import STATE, progress_bar, stderr, stdout
 from olmap.cli._options import Overwrite, Seed, Workers
 from olmap.cli.synth import print_section_summary, size_option
-from olmap.io.outputs import check_writable
+from olmap.io.outputs import atomic_dir, check_writable
 from olmap.plots.previews import write_section_previews
 from olmap.synth.config import SynthConfig
 from olmap.synth.section import generate_section
@@ -29,9 +29,10 @@ def demo(
     Example: olmap demo --out olmap-demo
     """
     width, height = size_option(size)
-    check_writable(out, overwrite=overwrite)
     cfg = SynthConfig(width=width, height=height, seed=seed, sessions=4)
-    section_dir = out / "section"
+    section_dir, previews_dir = out / "section", out / "previews"
+    for path in (section_dir, previews_dir):  # fail before any work (an unfinished
+        check_writable(path, overwrite=overwrite)  # section.partial resumes instead)
     with progress_bar("synthetic section", total=width * height / 1e6, unit="Mpx") as advance:
         summary = generate_section(
             section_dir,
@@ -41,7 +42,9 @@ def demo(
             progress=lambda n: advance(n / 1e6),
         )
     with stderr.status("writing previews", spinner="dots") if not STATE.quiet else nullcontext():
-        previews = write_section_previews(section_dir, out / "previews")
+        with atomic_dir(previews_dir, overwrite=overwrite) as tmp:
+            written = write_section_previews(section_dir, tmp)
+        previews = [previews_dir / p.name for p in written]
     print_section_summary(summary)
     stdout.print("[bold]Previews:[/]")
     for p in previews:

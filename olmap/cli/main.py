@@ -70,32 +70,44 @@ def _one_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+def _fail(label: str, message: str, code: int) -> None:
+    stderr.print(f"[bold red]olmap: {label}:[/] {escape(message)}", markup=True, soft_wrap=True)
+    sys.exit(code)
+
+
 def main() -> None:
-    """Run the CLI; user errors become one line on stderr (traceback only with --debug)."""
+    """Run the CLI; user errors become one line on stderr (traceback only with --debug).
+
+    Exit codes: 0 success, 1 bad input or failed work, 2 bad usage, 3 internal error,
+    130 interrupted (a resumable run says how to resume).
+    """
     try:
-        app()
+        # Not standalone: usage errors come here and are reported in one line like the rest.
+        code = app(standalone_mode=False)
+    except typer.TyperException as exc:  # Click's usage errors (Typer vendors Click)
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `olmap` or `olmap synth`
+            typer.echo(exc.format_message())
+            sys.exit(0)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        _fail("error", exc.format_message() + hint, getattr(exc, "exit_code", 2))
+    except (KeyboardInterrupt, typer.Abort):
+        _fail("stopped", "interrupted", 130)
     except RunInterrupted as exc:
-        stderr.print(
-            f"[bold yellow]olmap: stopped:[/] {escape(_one_line(exc))}", markup=True, soft_wrap=True
-        )
-        sys.exit(130)
+        _fail("stopped", _one_line(exc), 130)
     except (OlmapError, ValidationError, OSError, ValueError) as exc:
         if STATE.debug:
             raise
-        stderr.print(
-            f"[bold red]olmap: error:[/] {escape(_one_line(exc))}", markup=True, soft_wrap=True
-        )
-        sys.exit(1)
+        _fail("error", _one_line(exc), 1)
     except Exception as exc:  # an olmap bug: still one line, with a pointer to --debug
         if STATE.debug:
             raise
-        stderr.print(
-            f"[bold red]olmap: internal error:[/] {type(exc).__name__}: {escape(_one_line(exc))} "
-            "(rerun with --debug for the traceback)",
-            markup=True,
-            soft_wrap=True,
+        _fail(
+            "internal error",
+            f"{type(exc).__name__}: {_one_line(exc)} (rerun with --debug for the traceback)",
+            3,
         )
-        sys.exit(3)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -53,17 +53,26 @@ def print_section_summary(summary: SectionSummary) -> None:
 def section(
     out_dir: Annotated[Path, typer.Argument(help="Output folder (created).")],
     seed: Annotated[
-        int | None, typer.Option("--seed", min=0, help="Random seed [default: 0].")
+        int | None, typer.Option("--seed", min=0, help="Random seed (default 0).")
     ] = None,
     size: Annotated[
-        str | None, typer.Option("--size", help="WIDTHxHEIGHT in pixels [default: 4096x4096].")
+        str | None, typer.Option("--size", help="WIDTHxHEIGHT in pixels (default 4096x4096).")
     ] = None,
     sessions: Annotated[
         int | None,
-        typer.Option("--sessions", min=1, max=64, help="Acquisition sessions [default: 4]."),
+        typer.Option(
+            "--sessions",
+            min=1,
+            max=64,
+            show_default="4",
+            help="Acquisition sessions (column strips).",
+        ),
     ] = None,
     pixel_size: Annotated[
-        float | None, typer.Option("--pixel-size", min=0.001, max=20.0, help="Pixel size in µm.")
+        float | None,
+        typer.Option(
+            "--pixel-size", min=0.001, max=20.0, show_default="1.0", help="Pixel size in µm."
+        ),
     ] = None,
     config: Annotated[
         Path | None,

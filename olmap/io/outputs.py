@@ -13,26 +13,51 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from olmap.errors import OutputExistsError
+from olmap.errors import InputError, OutputExistsError
 
 PARTIAL_SUFFIX = ".partial"
+#: File inside every output folder olmap writes; only such folders are ever replaced.
+MARKER = ".olmap-output"
+
+
+def _absolute(path: str | Path) -> Path:
+    # Resolve first: "..", "." or a symlink must never be treated as a plain new name.
+    return Path(path).expanduser().resolve()
 
 
 def partial_name(path: str | Path) -> Path:
     """Temporary sibling under which ``path`` is built (``name.partial``)."""
-    path = Path(path)
+    path = _absolute(path)
     return path.with_name(path.name + PARTIAL_SUFFIX)
 
 
 def check_writable(path: str | Path, *, overwrite: bool) -> Path:
-    """Raise :class:`OutputExistsError` if ``path`` exists and ``overwrite`` is false.
+    """Check that ``path`` may be (re)written; return it as an absolute path.
 
-    An empty existing directory counts as absent.
+    Raises
+    ------
+    OutputExistsError
+        If ``path`` exists and ``overwrite`` is false (an empty folder counts as absent).
+    InputError
+        If ``path`` is the current folder or contains it, or is an existing folder that olmap
+        did not write (no :data:`MARKER` inside): such folders are never replaced.
     """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        if not (path.is_dir() and not any(path.iterdir())):
-            raise OutputExistsError(path)
+    path = _absolute(path)
+    cwd = Path.cwd().resolve()
+    if path == cwd or path in cwd.parents or path == path.parent:
+        raise InputError(
+            f"{path}: refusing to write over the current folder or a folder "
+            "that contains it; give the name of a new folder"
+        )
+    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+        return path
+    if not overwrite:
+        raise OutputExistsError(path)
+    if path.is_dir() and not (path / MARKER).exists():
+        raise InputError(
+            f"{path}: folder was not written by olmap; refusing to replace it "
+            "(remove it yourself or choose another name)"
+        )
     return path
 
 
@@ -89,7 +114,8 @@ def atomic_dir(
     path : path-like
         Final output directory.
     overwrite : bool
-        Replace an existing, non-empty ``path``.
+        Replace an existing, non-empty ``path`` (only one that olmap wrote; see
+        :func:`check_writable`).
     keep_partial : bool
         Keep an existing partial directory (to resume an interrupted run) and keep the
         partial directory on failure; otherwise it is removed.
@@ -99,6 +125,7 @@ def atomic_dir(
     if tmp.exists() and not keep_partial:
         _remove(tmp)
     tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / MARKER).write_text("written by olmap; `--overwrite` may replace this folder\n")
     try:
         yield tmp
     except BaseException:

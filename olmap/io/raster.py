@@ -9,6 +9,7 @@ element symbols for EDS stacks.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 import rasterio
 from affine import Affine
-from rasterio.errors import RasterioIOError
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from olmap.errors import InputError, InputFileNotFoundError, NotCoregisteredError
@@ -124,8 +125,11 @@ def open_raster(path: str | Path) -> Iterator[rasterio.io.DatasetReader]:
     if not path.exists():
         raise InputFileNotFoundError(path, "raster")
     try:
-        with gdal_env(), rasterio.open(path) as ds:
-            yield ds
+        with gdal_env(), warnings.catch_warnings():
+            # Plain images have no georeference; olmap asks for a pixel size instead.
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as ds:
+                yield ds
     except RasterioIOError as exc:
         raise InputError(f"{path}: not a readable raster ({_first_line(exc)})") from exc
 

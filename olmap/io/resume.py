@@ -9,6 +9,7 @@ checks that it belongs to the same job (``fingerprint``) and continues where it 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import threading
@@ -22,6 +23,7 @@ import numpy as np
 from olmap.errors import OlmapError
 
 CHECKPOINT_NAME = "checkpoint.npz"
+log = logging.getLogger(__name__)
 
 
 class RunInterrupted(OlmapError):
@@ -55,7 +57,10 @@ class Checkpoint:
         path = Path(folder) / CHECKPOINT_NAME
         tmp = path.with_name("checkpoint.tmp.npz")
         meta = json.dumps({"fingerprint": self.fingerprint, "done": self.done})
-        np.savez(tmp, __meta__=np.array(meta), **self.arrays)
+        with open(tmp, "wb") as f:
+            np.savez(f, __meta__=np.array(meta), **self.arrays)
+            f.flush()
+            os.fsync(f.fileno())  # a checkpoint must not survive a crash half-written
         os.replace(tmp, path)
         return path
 
@@ -69,7 +74,8 @@ class Checkpoint:
             with np.load(path, allow_pickle=False) as data:
                 meta = json.loads(str(data["__meta__"]))
                 arrays = {k: data[k] for k in data.files if k != "__meta__"}
-        except (OSError, ValueError, KeyError):
+        except Exception as exc:  # truncated zip, bad JSON, missing key...: start afresh
+            log.warning("%s: unreadable checkpoint ignored (%s)", path, exc)
             return None
         if meta.get("fingerprint") != fingerprint:
             return None

@@ -102,8 +102,10 @@ def _profile(model: SectionModel, ol: Olivine, rng: np.random.Generator) -> dict
 def epma_profiles(model: SectionModel) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rim-to-rim EPMA profiles across unbroken phenocrysts, split calibration/test.
 
-    By default about half of the phenocrysts are profiled (at least 3 profiles, taking the
-    largest microphenocrysts when a small section has too few phenocrysts).
+    By default about half of the phenocrysts are profiled, and at least 3 crystals when the
+    section has them (the largest microphenocrysts stand in when a small section has too few
+    phenocrysts); a tiny section may have none. With 2 or more profiles, a third (at least
+    one) are test profiles.
 
     Returns
     -------
@@ -152,13 +154,27 @@ def epma_profiles(model: SectionModel) -> tuple[pd.DataFrame, pd.DataFrame]:
     splits = ["calibration"] * (n - n_test) + ["test"] * n_test
     split_of = {t["profile_id"]: s for t, s in zip(truth, splits, strict=True)}
     columns = ["profile_id", "point", "x_um", "y_um", "split", "SiO2", "MgO", "FeO", "mg_num"]
-    if not rows:
-        return pd.DataFrame(columns=columns), pd.DataFrame(truth)
+    truth_columns = [
+        "profile_id",
+        "split",
+        "crystal_id",
+        "along_um",
+        "across_um",
+        "direction_deg",
+        "x0_um",
+        "y0_um",
+        "x1_um",
+        "y1_um",
+        "mg_true_min",
+        "mg_true_max",
+    ]
+    if not rows:  # too small a section for any profile: empty tables, with their headers
+        return pd.DataFrame(columns=columns), pd.DataFrame(columns=truth_columns)
     profiles = pd.concat(rows, ignore_index=True)
     profiles["split"] = profiles["profile_id"].map(split_of)
     truth_df = pd.DataFrame(truth)
-    truth_df.insert(1, "split", truth_df["profile_id"].map(split_of))
-    return profiles[columns], truth_df
+    truth_df["split"] = truth_df["profile_id"].map(split_of)
+    return profiles[columns], truth_df[truth_columns]
 
 
 def standards_table(model: SectionModel) -> pd.DataFrame:

@@ -265,7 +265,7 @@ def _zoning_knots(rng: np.random.Generator, zoning: str, cls: str) -> tuple[np.n
             core, delta, w = (
                 rng.uniform(0.84, 0.91),
                 rng.uniform(0.05, 0.13),
-                rng.uniform(0.25, 0.6),
+                rng.uniform(0.3, 0.6),
             )
         else:
             core, delta, w = rng.uniform(0.78, 0.88), rng.uniform(0.02, 0.06), rng.uniform(0.3, 0.7)
@@ -273,7 +273,9 @@ def _zoning_knots(rng: np.random.Generator, zoning: str, cls: str) -> tuple[np.n
         t = [0.0, 0.35 * w, 0.7 * w, w, 1.0]
         mg = [rim, rim + 0.45 * (core - rim), rim + 0.85 * (core - rim), core, core]
     elif zoning == "reverse":
-        core, delta, w = rng.uniform(0.74, 0.82), rng.uniform(0.04, 0.09), rng.uniform(0.15, 0.4)
+        # Reverse rims span a third or more of the depth, as in crystals the paper's core/rim
+        # rule (rim = dmax/2 >= d > b) recognises as reversely zoned.
+        core, delta, w = rng.uniform(0.74, 0.82), rng.uniform(0.05, 0.10), rng.uniform(0.35, 0.65)
         rim = min(core + delta, MG_RANGE[1])
         t = [0.0, 0.35 * w, 0.7 * w, w, 1.0]
         mg = [rim, rim - 0.45 * (rim - core), rim - 0.85 * (rim - core), core, core]

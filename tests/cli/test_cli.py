@@ -1,5 +1,6 @@
 """The real CLI, end to end: in-process with Typer's runner, and as a subprocess for errors."""
 
+import re
 import subprocess
 import sys
 
@@ -23,12 +24,15 @@ def olmap(*args, cwd=None):
 def test_help_lists_commands_with_descriptions():
     res = runner.invoke(app, ["--help"])
     assert res.exit_code == 0
-    for cmd in ("synth", "demo"):
-        assert cmd in res.output
-    assert "Example:" in res.output
+    for cmd, text in [
+        ("demo", "Run olmap on a built-in synthetic section"),
+        ("info", "Show a raster's shape"),
+        ("synth", "Generate synthetic data with ground truth"),
+    ]:
+        assert re.search(rf"^\W*{cmd}\s+{re.escape(text)}", res.output, re.M), cmd
     res = runner.invoke(app, ["synth", "section", "--help"])
     assert res.exit_code == 0 and "Example: olmap synth section" in res.output
-    assert "--overwrite" in res.output
+    assert "--overwrite" in res.output and "Random seed (default 0)" in res.output
 
 
 def test_version():
@@ -64,24 +68,51 @@ def test_synth_section_as_documented(tmp_path):
 
 def test_existing_output_is_kept_without_overwrite(tmp_path):
     out = tmp_path / "sec"
-    out.mkdir()
-    (out / "keep.txt").write_text("precious")
-    res = olmap("synth", "section", str(out), "--size", "256x256")
+    assert olmap("-q", "synth", "section", str(out), "--size", "256x256").returncode == 0
+    first = read_raster(out / "bse.tif")
+    res = olmap("synth", "section", str(out), "--size", "256x256", "--seed", "4")
     assert res.returncode == 1
     lines = res.stderr.strip().splitlines()
     assert (
         len(lines) == 1 and "output exists; pass --overwrite" in lines[0] and str(out) in lines[0]
     )
     assert "Traceback" not in res.stderr
-    assert (out / "keep.txt").read_text() == "precious"
-    res = olmap("--quiet", "synth", "section", str(out), "--size", "256x256", "--overwrite")
+    np.testing.assert_array_equal(read_raster(out / "bse.tif"), first)
+    res = olmap(
+        "-q", "synth", "section", str(out), "--size", "256x256", "--seed", "4", "--overwrite"
+    )
     assert res.returncode == 0, res.stderr
-    assert not (out / "keep.txt").exists() and (out / "bse.tif").exists()
+    assert not np.array_equal(read_raster(out / "bse.tif"), first)
+
+
+def test_overwrite_never_replaces_folders_olmap_did_not_write(tmp_path):
+    mine = tmp_path / "thesis"
+    mine.mkdir()
+    (mine / "chapter1.tex").write_text("precious")
+    res = olmap("synth", "section", str(mine), "--size", "256x256", "--overwrite")
+    assert res.returncode == 1 and "not written by olmap; refusing to replace it" in res.stderr
+    assert (mine / "chapter1.tex").read_text() == "precious"
+    # "..", "." and the like are resolved first: never a folder containing the working dir
+    work = mine / "work"
+    work.mkdir()
+    for target in ("..", "."):
+        res = olmap("synth", "section", target, "--size", "256x256", "--overwrite", cwd=work)
+        assert res.returncode == 1 and "refusing to write over the current folder" in res.stderr
+    assert (mine / "chapter1.tex").exists() and work.exists()
+
+
+def test_usage_errors_are_one_line():
+    for args, text in [
+        (["synth", "section", "x", "--size", "12x12"], "Invalid value for --size"),
+        (["synth", "section"], "Missing argument"),
+        (["synth", "section", "x", "--bogus"], "No such option: --bogus"),
+    ]:
+        res = olmap(*args)
+        assert res.returncode == 2
+        assert len(res.stderr.strip().splitlines()) == 1 and text in res.stderr, res.stderr
 
 
 def test_bad_values_give_one_line_and_debug_gives_the_traceback(tmp_path):
-    res = olmap("synth", "section", str(tmp_path / "x"), "--size", "12x12")
-    assert res.returncode == 2 and "--size" in res.stderr and "Traceback" not in res.stderr
     # 300 columns cannot hold 64 sessions: a domain error, one line, nothing written
     res = olmap("synth", "section", str(tmp_path / "y"), "--size", "300x300", "--sessions", "64")
     assert res.returncode == 1
@@ -98,6 +129,8 @@ def test_bad_values_give_one_line_and_debug_gives_the_traceback(tmp_path):
 
 def test_demo_writes_previews_and_a_summary(tmp_path):
     out = tmp_path / "demo"
+    # an interrupted earlier demo left an unfinished section: the demo resumes, no --overwrite
+    (out / "section.partial").mkdir(parents=True)
     res = runner.invoke(app, ["--quiet", "demo", "--out", str(out), "--size", "768x768"])
     assert res.exit_code == 0, res.output
     for name in ("bse.png", "eds_rgb.png", "truth.png", "zoom.png"):

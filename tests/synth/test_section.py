@@ -141,26 +141,24 @@ def test_size_classes_present(section_1k):
 
 
 def test_zoning_runs_the_right_way_in_bse(arrays, section_1k):
-    """Normal zoning: Mg-rich (dark) core, Fe-rich (bright) rim; reverse the opposite."""
+    """On the written (noisy, drifted) BSE: normal zoning has a Mg-rich, darker core.
+
+    Classification of phenocrysts by the paper's rule is tested in test_zoning.py.
+    """
     bse, inst, phase, mg = arrays["bse"], arrays["inst"], arrays["phase"], arrays["mg"]
     crystals = section_1k.crystals.set_index("id")
     checked = 0
     for cid, row in crystals.iterrows():
-        if row["zoning"] not in ("normal", "reverse") or row["area_um2"] < 3000:
+        zoned = abs(row["mg_core"] - row["mg_rim"]) >= 0.03
+        if row["zoning"] not in ("normal", "reverse") or not zoned or row["area_um2"] < 2000:
             continue
         region = (inst == cid) & (phase == Phase.OLIVINE)
-        d = ndimage.distance_transform_edt(inst == cid)
-        core, rim = region & (d > d.max() / 2), region & (d <= d.max() / 4) & (d > 2)
-        if core.sum() < 20 or rim.sum() < 20:
-            continue
-        r = bse[core].mean() / bse[rim].mean()
-        if row["zoning"] == "normal":
-            assert row["mg_core"] > row["mg_rim"]
-            assert np.nanmean(mg[core]) > np.nanmean(mg[rim])
-            assert r < 0.96, (cid, r)
-        else:
-            assert row["mg_core"] < row["mg_rim"]
-            assert r > 1.04, (cid, r)
+        d = ndimage.distance_transform_edt(ndimage.binary_fill_holes(inst == cid))
+        core, rim = region & (d > d.max() / 2), region & (d <= d.max() / 2) & (d > 3)
+        sign = 1 if row["zoning"] == "normal" else -1
+        assert sign * (row["mg_core"] - row["mg_rim"]) > 0
+        assert sign * (np.nanmean(mg[core]) - np.nanmean(mg[rim])) > 0
+        assert sign * (bse[rim].mean() - bse[core].mean()) > 0, cid  # Fe-rich is brighter
         checked += 1
     assert checked >= 2
 
@@ -260,3 +258,14 @@ def test_no_grey_threshold_segments_olivine(arrays):
     tp = c_ol[hi + 1] - c_ol[lo]
     iou = tp / (c_all[hi + 1] - c_all[lo] + ol.sum() - tp)
     assert iou.max() < 0.55
+
+
+def test_tiny_sections_write_empty_tables_with_headers(tmp_path):
+    cfg = SynthConfig(width=200, height=120, seed=5, sessions=1, pixel_size_um=0.5)
+    out = generate_section(tmp_path / "tiny", cfg).out_dir
+    epma = pd.read_csv(out / "epma.csv")
+    offsets = pd.read_csv(out / "truth/epma_offsets.csv")
+    assert len(epma) == 0 and {"profile_id", "x_um", "y_um", "mg_num"} <= set(epma.columns)
+    assert len(offsets) == 0 and {"along_um", "across_um"} <= set(offsets.columns)
+    info = raster_info(out / "bse.tif")
+    assert tuple(info.transform)[:6] == (0.5, 0.0, 0.0, 0.0, -0.5, 60.0)
