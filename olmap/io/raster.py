@@ -322,11 +322,13 @@ def update_raster(path: str | Path) -> Iterator[rasterio.io.DatasetWriter]:
     path = Path(path)
     if not path.exists():
         raise InputFileNotFoundError(path, "raster")
-    try:
-        with gdal_env(), rasterio.open(path, "r+") as ds:
+    with gdal_env():
+        try:
+            ds = rasterio.open(path, "r+")
+        except Exception as exc:  # rasterio raises TypeError, not an IO error, for non-TIFFs
+            raise InputError(f"{path}: cannot reopen for writing ({_first_line(exc)})") from exc
+        with ds:
             yield ds
-    except RasterioIOError as exc:
-        raise InputError(f"{path}: cannot reopen for writing ({_first_line(exc)})") from exc
 
 
 def write_raster(

@@ -25,6 +25,7 @@ import pandas as pd
 from rasterio.windows import Window
 
 from olmap import __version__
+from olmap.errors import InputError
 from olmap.io.outputs import atomic_dir, check_writable, partial_name
 from olmap.io.raster import create_raster, update_raster
 from olmap.io.resume import CHECKPOINT_NAME, Checkpoint, RunInterrupted, interrupts_deferred
@@ -349,7 +350,15 @@ def generate_section(
         with interrupts_deferred() as stop:
             try:
                 with ExitStack() as stack:
-                    writers = _open_writers(stack, tmp, cfg, resume=done > 0)
+                    try:
+                        writers = _open_writers(stack, tmp, cfg, resume=done > 0)
+                    except InputError:
+                        if not done:
+                            raise
+                        log.warning("%s: partial rasters unreadable; starting afresh", tmp)
+                        done, stats = 0, _CrystalStats(len(model.olivines) + 1)
+                        committed = Checkpoint(fingerprint, done, stats.arrays())
+                        writers = _open_writers(stack, tmp, cfg, resume=False)
                     for win, obs in _render_windows(model, windows[done:], workers):
                         for key, array in _output_arrays(obs).items():
                             writers[key].write(array, window=win)
@@ -368,17 +377,19 @@ def generate_section(
                 # it counts as done is on disk.
                 committed.save(tmp)
                 raise
-        (tmp / CHECKPOINT_NAME).unlink(missing_ok=True)
+        committed.save(tmp)  # all windows written: a failure below resumes at the tables
 
+        # Tables come from the complete stats; written inside the partial folder, where a
+        # failed earlier attempt may have left some (hence overwrite=True).
         crystals = _crystal_table(model, stats)
         sessions, drift = _sessions_table(model)
         profiles, profile_truth = epma_profiles(model)
-        write_table(crystals, tmp / "truth" / "crystals.csv")
-        write_table(drift, tmp / "truth" / "drift.csv")
-        write_table(profile_truth, tmp / "truth" / "epma_offsets.csv")
-        write_table(sessions, tmp / "sessions.csv")
-        write_table(profiles, tmp / "epma.csv")
-        write_table(standards_table(model), tmp / "standards.csv")
+        write_table(crystals, tmp / "truth" / "crystals.csv", overwrite=True)
+        write_table(drift, tmp / "truth" / "drift.csv", overwrite=True)
+        write_table(profile_truth, tmp / "truth" / "epma_offsets.csv", overwrite=True)
+        write_table(sessions, tmp / "sessions.csv", overwrite=True)
+        write_table(profiles, tmp / "epma.csv", overwrite=True)
+        write_table(standards_table(model), tmp / "standards.csv", overwrite=True)
         seconds = time.perf_counter() - t_start
         fractions = {Phase(i).name.lower(): float(c / (h * w)) for i, c in enumerate(stats.phases)}
         write_json(
@@ -391,7 +402,9 @@ def generate_section(
                 "seconds": round(seconds, 2),
             },
             tmp / "section.json",
+            overwrite=True,
         )
+        (tmp / CHECKPOINT_NAME).unlink(missing_ok=True)  # complete: nothing left to resume
 
     return SectionSummary(
         Path(out_dir),

@@ -269,3 +269,29 @@ def test_tiny_sections_write_empty_tables_with_headers(tmp_path):
     assert len(offsets) == 0 and {"along_um", "across_um"} <= set(offsets.columns)
     info = raster_info(out / "bse.tif")
     assert tuple(info.transform)[:6] == (0.5, 0.0, 0.0, 0.0, -0.5, 60.0)
+
+
+def test_unreadable_partial_rasters_restart_the_run(tmp_path, section_dir):
+    import os
+    import signal
+
+    from olmap.io.outputs import partial_name
+    from olmap.io.resume import RunInterrupted
+
+    cfg = SynthConfig(width=1024, height=1024, seed=1, sessions=4)
+    out = tmp_path / "damaged"
+    calls = []
+
+    def interrupt_after_two(n):
+        calls.append(n)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(RunInterrupted):
+        generate_section(out, cfg, window=512, progress=interrupt_after_two)
+    (partial_name(out) / "eds.tif").write_bytes(b"damaged by a hard kill")
+    generate_section(out, cfg, window=512)
+    np.testing.assert_array_equal(
+        read_raster(out / "eds.tif"), read_raster(section_dir / "eds.tif")
+    )
+    assert not (out / "checkpoint.npz").exists()
