@@ -24,7 +24,10 @@ def demo(
     workers: Workers = 2,
     overwrite: Overwrite = False,
 ) -> None:
-    """Run olmap on a built-in synthetic section: generate it, write previews, summarise.
+    """Demo on a built-in synthetic section: generate, preview, summarise.
+
+    Writes OUT/section (a synthetic section with ground truth) and OUT/previews/*.png, then
+    prints a summary. Later versions run the whole pipeline here.
 
     Example: olmap demo --out olmap-demo
     """

@@ -25,7 +25,7 @@ def test_help_lists_commands_with_descriptions():
     res = runner.invoke(app, ["--help"])
     assert res.exit_code == 0
     for cmd, text in [
-        ("demo", "Run olmap on a built-in synthetic section"),
+        ("demo", "Demo on a built-in synthetic section: generate, preview, summarise."),
         ("info", "Show a raster's shape"),
         ("synth", "Generate synthetic data with ground truth"),
     ]:
