@@ -1,11 +1,16 @@
 """Physical invariants of a generated section, measured on the files a user gets."""
 
+import os
+import signal
+
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import ndimage
 
+from olmap.io.outputs import partial_name
 from olmap.io.raster import check_coregistered, raster_info, read_raster
+from olmap.io.resume import RunInterrupted
 from olmap.synth.config import SynthConfig
 from olmap.synth.phases import EDS_ELEMENTS, Phase
 from olmap.synth.section import generate_section
@@ -203,25 +208,24 @@ def test_epma_profiles_sample_the_true_composition(section_dir, arrays):
         assert pts["mg_num"].between(0.69, 0.93).all()
 
 
-def test_interrupted_generation_resumes_to_the_same_section(tmp_path, section_dir):
-    """Ctrl-C after 5 of 16 windows, then the same call again: identical to one clean run."""
-    import os
-    import signal
+def _ctrl_c_after(windows: int):
+    """A progress callback that sends this process SIGINT (Ctrl-C) after ``windows`` windows."""
+    calls = []
 
-    from olmap.io.outputs import partial_name
-    from olmap.io.resume import RunInterrupted
-
-    cfg = SynthConfig(width=1024, height=1024, seed=1, sessions=4)
-    out = tmp_path / "resumed"
-    seen = []
-
-    def interrupt_after_five(n):
-        seen.append(n)
-        if len(seen) == 5:
+    def callback(_pixels):
+        calls.append(_pixels)
+        if len(calls) == windows:
             os.kill(os.getpid(), signal.SIGINT)
 
+    return callback
+
+
+def test_interrupted_generation_resumes_to_the_same_section(tmp_path, section_dir):
+    """Ctrl-C after 5 of 16 windows, then the same call again: identical to one clean run."""
+    cfg = SynthConfig(width=1024, height=1024, seed=1, sessions=4)
+    out = tmp_path / "resumed"
     with pytest.raises(RunInterrupted, match="after 5 of 16 windows"):
-        generate_section(out, cfg, window=256, progress=interrupt_after_five)
+        generate_section(out, cfg, window=256, progress=_ctrl_c_after(5))
     assert not out.exists() and (partial_name(out) / "checkpoint.npz").exists()
 
     restarted = []
@@ -239,8 +243,6 @@ def test_interrupted_generation_resumes_to_the_same_section(tmp_path, section_di
 
 
 def test_a_partial_folder_of_another_config_is_discarded(tmp_path):
-    from olmap.io.outputs import partial_name
-
     out = tmp_path / "s"
     stale = partial_name(out)
     stale.mkdir()
@@ -272,23 +274,10 @@ def test_tiny_sections_write_empty_tables_with_headers(tmp_path):
 
 
 def test_unreadable_partial_rasters_restart_the_run(tmp_path, section_dir):
-    import os
-    import signal
-
-    from olmap.io.outputs import partial_name
-    from olmap.io.resume import RunInterrupted
-
     cfg = SynthConfig(width=1024, height=1024, seed=1, sessions=4)
     out = tmp_path / "damaged"
-    calls = []
-
-    def interrupt_after_two(n):
-        calls.append(n)
-        if len(calls) == 2:
-            os.kill(os.getpid(), signal.SIGINT)
-
     with pytest.raises(RunInterrupted):
-        generate_section(out, cfg, window=512, progress=interrupt_after_two)
+        generate_section(out, cfg, window=512, progress=_ctrl_c_after(2))
     (partial_name(out) / "eds.tif").write_bytes(b"damaged by a hard kill")
     generate_section(out, cfg, window=512)
     np.testing.assert_array_equal(
