@@ -72,7 +72,10 @@ def _paint_microlites(canvas: Canvas, model: SectionModel, key: int) -> None:
     """
     cfg = model.config
     cell = max(4.0, cfg.um(_CELL_UM))
-    reach = int(np.ceil(cfg.um(24.0) / 2 + cfg.um(4.0))) + 1
+    # A microlite can reach this far from its cell: half its longest length plus its width.
+    longest = max(t[1][1] for t in _MICROLITE_TYPES.values())
+    widest = max(t[2][1] for t in _MICROLITE_TYPES.values())
+    reach = int(np.ceil(cfg.um(longest) / 2 + cfg.um(widest))) + 1
     r0, c0, h, w = canvas.row0, canvas.col0, canvas.height, canvas.width
     cys = np.arange(np.floor((r0 - reach) / cell), np.floor((r0 + h + reach) / cell) + 1)
     cxs = np.arange(np.floor((c0 - reach) / cell), np.floor((c0 + w + reach) / cell) + 1)
