@@ -61,18 +61,12 @@ def section(
     sessions: Annotated[
         int | None,
         typer.Option(
-            "--sessions",
-            min=1,
-            max=64,
-            show_default="4",
-            help="Acquisition sessions (column strips).",
+            "--sessions", min=1, max=64, help="Acquisition sessions, column strips (default 4)."
         ),
     ] = None,
     pixel_size: Annotated[
         float | None,
-        typer.Option(
-            "--pixel-size", min=0.001, max=20.0, show_default="1.0", help="Pixel size in µm."
-        ),
+        typer.Option("--pixel-size", min=0.001, max=20.0, help="Pixel size in µm (default 1.0)."),
     ] = None,
     config: Annotated[
         Path | None,

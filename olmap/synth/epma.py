@@ -135,7 +135,7 @@ def epma_profiles(model: SectionModel) -> tuple[pd.DataFrame, pd.DataFrame]:
         extra = sorted(
             (ol for ol in model.olivines if ol.size_class == "microphenocryst" and fits(ol)),
             key=lambda ol: -ol.shape.area,
-        )  # type: ignore[union-attr]
+        )
         candidates += extra[: wanted - len(candidates)]
     order = rng.permutation(len(candidates))
     rows, truth = [], []

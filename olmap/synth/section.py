@@ -116,8 +116,7 @@ class _CrystalStats:
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Copies of the accumulators (a consistent snapshot for a checkpoint)."""
-        names = ("footprint", "olivine", "sum_row", "sum_col", "sum_mg", "edge", "phases")
-        return {k: getattr(self, k).copy() for k in names}
+        return {k: v.copy() for k, v in vars(self).items() if isinstance(v, np.ndarray)}
 
     def add(self, obs: ObservedWindow, row0: int, col0: int, height: int, width: int) -> None:
         inst = obs.instance.ravel().astype(np.int64)
