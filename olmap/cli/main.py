@@ -11,7 +11,9 @@ from rich.markup import escape
 
 from olmap import __version__
 from olmap.cli import demo as demo_cmd
+from olmap.cli import eds as eds_cmd
 from olmap.cli import info as info_cmd
+from olmap.cli import masks as masks_cmd
 from olmap.cli import synth as synth_cmd
 from olmap.cli._console import STATE, configure_logging, stderr
 from olmap.errors import OlmapError
@@ -25,12 +27,15 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(synth_cmd.app, name="synth")
 app.command("demo")(demo_cmd.demo)
 app.command("info")(info_cmd.info)
+app.command("masks")(masks_cmd.masks)
+app.command("eds")(eds_cmd.eds)
 
 
 def _version(value: bool) -> None:

@@ -437,3 +437,40 @@ def read_image(
         arr = ds.read()
     transform = micrometre_transform(arr.shape[1], size)
     return (arr[0] if arr.shape[0] == 1 else arr), transform
+
+
+#: Metadata tag that lists the class codes of a label map (``"0=unclassified,1=olivine"``).
+CLASSES_TAG = "classes"
+
+
+def format_class_tag(names: dict[int, str]) -> str:
+    """The ``classes`` tag value for a label map.
+
+    Examples
+    --------
+    >>> format_class_tag({0: "unclassified", 1: "olivine", 255: "ignore"})
+    '0=unclassified,1=olivine,255=ignore'
+    """
+    return ",".join(f"{code}={name}" for code, name in sorted(names.items()))
+
+
+def class_names(info: RasterInfo) -> dict[int, str]:
+    """Class codes of a label map from its ``classes`` tag.
+
+    Raises
+    ------
+    InputError
+        If the raster has no readable ``classes`` tag.
+    """
+    text = info.tags.get(CLASSES_TAG, "")
+    try:
+        pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
+        names = {int(code): name.strip() for code, name in pairs}
+    except ValueError:
+        names = {}
+    if not names:
+        raise InputError(
+            f"{info.path}: no class list in its metadata (tag {CLASSES_TAG!r} like "
+            "'0=background,1=olivine'); label maps written by olmap carry one"
+        )
+    return names

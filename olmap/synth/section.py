@@ -8,14 +8,11 @@ Files (``shared/CLI.md``): ``bse.tif``, ``eds.tif`` (bands Mg, Ca, Al, Fe, Si), 
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import shutil
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +28,7 @@ from olmap.io.raster import create_raster, update_raster
 from olmap.io.resume import CHECKPOINT_NAME, Checkpoint, RunInterrupted, interrupts_deferred
 from olmap.io.tables import write_json, write_table
 from olmap.io.windows import block_windows
+from olmap.parallel import ordered_map
 from olmap.synth.config import SynthConfig
 from olmap.synth.epma import epma_profiles, standards_table
 from olmap.synth.model import SectionModel, build_model, size_class
@@ -253,29 +251,13 @@ def _render_windows(
     model: SectionModel, windows: list[Window], workers: int
 ) -> Iterator[tuple[Window, ObservedWindow]]:
     """Render windows in a thread pool, yielding them in order with bounded look-ahead."""
-    workers = max(1, workers)
 
     def render(win: Window) -> ObservedWindow:
         return render_observed(
             model, int(win.row_off), int(win.col_off), int(win.height), int(win.width)
         )
 
-    pool = ThreadPoolExecutor(max_workers=workers)
-    try:
-        pending: deque = deque()
-        todo = iter(windows)
-        # At most two windows per worker in memory at once.
-        for win in itertools.islice(todo, 2 * workers):
-            pending.append((win, pool.submit(render, win)))
-        while pending:
-            win, fut = pending.popleft()
-            obs = fut.result()
-            nxt = next(todo, None)
-            if nxt is not None:
-                pending.append((nxt, pool.submit(render, nxt)))
-            yield win, obs
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    return ordered_map(render, windows, workers=workers)
 
 
 def generate_section(

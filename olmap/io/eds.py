@@ -1,0 +1,225 @@
+"""EDS element maps as a windowed source: one multi-band GeoTIFF, one file per element, or a
+Bruker ``.bcf`` hypermap (element maps computed in memory, see :mod:`olmap.io.bruker`).
+
+Every source answers ``read(window, elements)`` with counts per element and checks them:
+counts must be finite and non-negative (pixels equal to a band's nodata value are reported as
+missing data instead).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from affine import Affine
+from rasterio.windows import Window
+
+from olmap.errors import InputError
+from olmap.io.raster import RasterInfo, check_coregistered, open_raster, raster_info
+
+
+def check_counts(values: np.ndarray, *, path: str | Path, element: str, window: Window) -> None:
+    """Raise :class:`InputError` for NaN or negative counts, naming the file and a pixel."""
+    if values.dtype.kind == "f":
+        bad = ~np.isfinite(values)
+        if bad.any():
+            r, c = np.argwhere(bad)[0]
+            raise InputError(
+                f"{path}: {element} map has NaN/infinite counts (e.g. at row "
+                f"{int(window.row_off) + r}, col {int(window.col_off) + c}); EDS maps must be "
+                "counts >= 0 (set a nodata value for pixels without data)"
+            )
+    if values.dtype.kind in "fi":
+        neg = values < 0
+        if neg.any():
+            r, c = np.argwhere(neg)[0]
+            raise InputError(
+                f"{path}: {element} map has negative counts ({values[r, c]:g} at row "
+                f"{int(window.row_off) + r}, col {int(window.col_off) + c}); EDS maps must be "
+                "counts >= 0"
+            )
+
+
+@dataclass
+class EdsRasters:
+    """Element maps stored in GeoTIFFs (bands found by element symbol).
+
+    Attributes
+    ----------
+    sources : dict of str to (Path, int)
+        Element symbol -> (file, 1-based band index).
+    grid : RasterInfo
+        The common pixel grid (shape, transform) of all files.
+    """
+
+    sources: dict[str, tuple[Path, int]]
+    grid: RasterInfo
+    nodata: dict[str, float | None] = field(default_factory=dict)
+
+    @property
+    def elements(self) -> tuple[str, ...]:
+        return tuple(self.sources)
+
+    @property
+    def description(self) -> str:
+        files = dict.fromkeys(str(p) for p, _ in self.sources.values())
+        return ", ".join(files)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.grid.shape
+
+    @property
+    def transform(self) -> Affine:
+        return self.grid.transform
+
+    def read(
+        self, window: Window, elements: Sequence[str]
+    ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+        """Counts of ``elements`` in ``window`` and the mask of pixels without data."""
+        counts: dict[str, np.ndarray] = {}
+        missing: np.ndarray | None = None
+        by_file: dict[Path, list[str]] = {}
+        for el in elements:
+            by_file.setdefault(self.sources[el][0], []).append(el)
+        for path, els in by_file.items():
+            with open_raster(path) as ds:
+                data = ds.read([self.sources[el][1] for el in els], window=window)
+            for el, values in zip(els, data, strict=True):
+                nodata = self.nodata.get(el)
+                if nodata is not None:
+                    gap = values == nodata
+                    if gap.any():
+                        missing = gap if missing is None else missing | gap
+                        values = np.where(gap, 0, values)
+                check_counts(values, path=path, element=el, window=window)
+                counts[el] = values
+        return counts, missing
+
+
+@dataclass
+class EdsArrays:
+    """Element maps held in memory (from a vendor file), with their µm transform."""
+
+    maps: dict[str, np.ndarray]
+    transform: Affine
+    path: Path
+
+    @property
+    def elements(self) -> tuple[str, ...]:
+        return tuple(self.maps)
+
+    @property
+    def description(self) -> str:
+        return str(self.path)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return next(iter(self.maps.values())).shape
+
+    def read(
+        self, window: Window, elements: Sequence[str]
+    ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+        rows, cols = window.toslices()
+        counts = {el: self.maps[el][rows, cols] for el in elements}
+        for el, values in counts.items():
+            check_counts(values, path=self.path, element=el, window=window)
+        return counts, None
+
+
+EdsSource = EdsRasters | EdsArrays
+
+
+def _element_spec(spec: str) -> tuple[str, Path] | None:
+    name, sep, path = spec.partition("=")
+    if not sep:
+        return None
+    if not name.strip() or not path.strip():
+        raise InputError(f"--eds {spec!r}: expected ELEMENT=FILE, e.g. Mg=eds_Mg.tif")
+    return name.strip(), Path(path.strip())
+
+
+def open_eds(
+    specs: Sequence[str | Path],
+    *,
+    elements: Sequence[str] | None = None,
+    bcf_downsample: int = 1,
+) -> EdsSource:
+    """Open EDS element maps given on the command line.
+
+    Parameters
+    ----------
+    specs : sequence of str or Path
+        Either one multi-band GeoTIFF whose band descriptions are element symbols, one
+        ``.bcf`` hypermap, or several ``ELEMENT=FILE`` items (one single-band raster each).
+    elements : sequence of str, optional
+        Elements needed (only a ``.bcf`` uses it: the maps computed from its spectra).
+    bcf_downsample : int
+        Downsampling factor passed to the Bruker reader (sums ``n x n`` pixels).
+
+    Raises
+    ------
+    InputError
+        For a file with unnamed bands, mixed forms, repeated elements, or rasters that do not
+        share one grid.
+    """
+    if not specs:
+        raise InputError("no EDS data given (--eds FILE or --eds Mg=FILE ...)")
+    parsed = [_element_spec(str(s)) for s in specs]
+    if all(p is None for p in parsed):
+        if len(specs) > 1:
+            raise InputError(
+                "give one EDS stack (--eds eds.tif) or one file per element "
+                "(--eds Mg=eds_Mg.tif --eds Ca=eds_Ca.tif ...), not several stacks"
+            )
+        path = Path(specs[0])
+        if path.suffix.lower() == ".bcf":
+            from olmap.io.bruker import read_bcf_element_maps
+
+            return read_bcf_element_maps(path, elements=elements, downsample=bcf_downsample)
+        return _stack(path)
+    if any(p is None for p in parsed):
+        raise InputError("mix of --eds FILE and --eds ELEMENT=FILE; use one form")
+    pairs = [p for p in parsed if p is not None]
+    names = [el for el, _ in pairs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InputError(f"--eds: element(s) given twice: {', '.join(dupes)}")
+    grid = check_coregistered(*(p for _, p in pairs))
+    sources, nodata = {}, {}
+    for el, path in pairs:
+        info = raster_info(path)
+        band = _band_for(info, el)
+        sources[el] = (path, band)
+        nodata[el] = info.nodata
+    return EdsRasters(sources, grid, nodata)
+
+
+def _band_for(info: RasterInfo, element: str) -> int:
+    if info.count == 1:
+        return 1
+    for i, name in enumerate(info.band_names, start=1):
+        if name == element:
+            return i
+    raise InputError(
+        f"{info.path}: has {info.count} bands and none is described as {element!r}; "
+        "give a single-band file per element"
+    )
+
+
+def _stack(path: Path) -> EdsRasters:
+    info = raster_info(path)
+    names = [n.strip() for n in info.band_names]
+    if not all(names):
+        raise InputError(
+            f"{path}: EDS bands must be described by element symbols (Mg, Ca, ...); "
+            f"band descriptions are {list(info.band_names)} — or give one file per element "
+            "with --eds Mg=FILE"
+        )
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InputError(f"{path}: band(s) described twice: {', '.join(dupes)}")
+    sources = {el: (path, i) for i, el in enumerate(names, start=1)}
+    return EdsRasters(sources, info, dict.fromkeys(names, info.nodata))

@@ -1,0 +1,279 @@
+"""Label maps from EDS counts: rule evaluation, precedence, growth, clean-up, crack masking.
+
+Pure functions on numpy arrays; :mod:`olmap.masks.stream` applies them window by window. The
+steps of :func:`classify_window`, in order:
+
+1. *match* — every class's rules on every pixel (:func:`class_matches`);
+2. *precedence* — the first class in file order that matches wins (:func:`label_by_precedence`);
+   pixels matching several classes are counted, pair by pair, so rule-order effects are visible;
+3. *grow* — unclassified pixels near a class that pass its looser boundary rules join it;
+4. *clean-up* — objects of at most ``min_size_px`` px are removed, unclassified holes of at
+   most ``fill_holes_px`` px are filled;
+5. *ignore* — classified pixels that BSE shows as cracks/holes, and pixels without EDS data,
+   become 255.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage import morphology
+
+from olmap.masks.rules import IGNORE, UNCLASSIFIED, Condition, RuleSet
+
+
+def ratio_rule_mask(
+    counts: Mapping[str, np.ndarray], conditions: Sequence[Condition]
+) -> np.ndarray:
+    """Pixels where every condition holds (the paper's olivine test is one such call).
+
+    Parameters
+    ----------
+    counts : mapping of str to ndarray
+        EDS counts per element symbol, all of one shape.
+    conditions : sequence of Condition
+
+    Returns
+    -------
+    ndarray of bool
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from olmap.masks.rules import Condition
+    >>> counts = {"Mg": np.array([60, 60, 0]), "Ca": np.array([3, 30, 0])}
+    >>> rule = [Condition.parse("Ca/Mg < 0.1"), Condition.parse("Mg > 30")]
+    >>> ratio_rule_mask(counts, rule).tolist()    # Mg = 0: Ca/Mg is infinite
+    [True, False, False]
+    """
+    if not conditions:
+        raise ValueError("a class needs at least one condition")
+    mask = conditions[0].evaluate(counts)
+    for cond in conditions[1:]:
+        mask &= cond.evaluate(counts)
+    return mask
+
+
+def class_matches(counts: Mapping[str, np.ndarray], rules: RuleSet) -> np.ndarray:
+    """``(n_classes, row, col)`` booleans: which classes' rules hold at each pixel."""
+    return np.stack([ratio_rule_mask(counts, c.rules) for c in rules.classes])
+
+
+def label_by_precedence(matches: np.ndarray, codes: Sequence[int]) -> np.ndarray:
+    """uint8 label map: each pixel gets the code of the first matching class, else 0.
+
+    Parameters
+    ----------
+    matches : ndarray of bool, shape (n_classes, row, col)
+    codes : sequence of int
+        Label value of each class, in precedence order.
+    """
+    labels = np.full(matches.shape[1:], UNCLASSIFIED, dtype=np.uint8)
+    # Assign in reverse so that earlier classes overwrite later ones: first match wins.
+    for match, code in zip(matches[::-1], list(codes)[::-1], strict=True):
+        labels[match] = code
+    return labels
+
+
+@dataclass
+class LabelStats:
+    """Pixel counts of one or more windows, summable over windows.
+
+    Attributes
+    ----------
+    class_names : dict of int to str
+        Label value -> class name (``unclassified`` and ``ignore`` included).
+    pixels : dict of int to int
+        Final pixels per label value.
+    matched : ndarray, shape (n_classes,)
+        Pixels each class's rules matched, before precedence.
+    overlap : ndarray, shape (n_classes, n_classes)
+        ``overlap[i, j]``: pixels matched by both class i and class j (i != j); such a pixel
+        went to the earlier class.
+    multi_matched : int
+        Pixels matched by two or more classes.
+    grown, removed, filled : ndarray, shape (n_classes,)
+        Pixels added by boundary growth, removed as small objects, added as filled holes.
+    ignored_cracks, ignored_nodata : int
+        Classified pixels set to 255 because BSE shows a crack/hole; pixels without EDS data.
+    """
+
+    class_names: dict[int, str]
+    pixels: dict[int, int]
+    matched: np.ndarray
+    overlap: np.ndarray
+    multi_matched: int = 0
+    grown: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    removed: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    filled: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    ignored_cracks: int = 0
+    ignored_nodata: int = 0
+
+    @classmethod
+    def empty(cls, rules: RuleSet) -> LabelStats:
+        n = len(rules.classes)
+        zeros = np.zeros(n, np.int64)
+        return cls(
+            class_names=rules.class_names,
+            pixels={code: 0 for code in rules.class_names},
+            matched=zeros.copy(),
+            overlap=np.zeros((n, n), np.int64),
+            grown=zeros.copy(),
+            removed=zeros.copy(),
+            filled=zeros.copy(),
+        )
+
+    def __iadd__(self, other: LabelStats) -> LabelStats:
+        for code, n in other.pixels.items():
+            self.pixels[code] = self.pixels.get(code, 0) + n
+        self.matched += other.matched
+        self.overlap += other.overlap
+        self.multi_matched += other.multi_matched
+        self.grown += other.grown
+        self.removed += other.removed
+        self.filled += other.filled
+        self.ignored_cracks += other.ignored_cracks
+        self.ignored_nodata += other.ignored_nodata
+        return self
+
+    @property
+    def total(self) -> int:
+        return int(sum(self.pixels.values()))
+
+    @property
+    def classified(self) -> int:
+        """Pixels with a class (neither unclassified nor ignore)."""
+        return int(sum(n for c, n in self.pixels.items() if c not in (UNCLASSIFIED, IGNORE)))
+
+    def as_dict(self) -> dict:
+        """JSON-ready summary (class names as keys)."""
+        names = [n for c, n in self.class_names.items() if c not in (UNCLASSIFIED, IGNORE)]
+        return {
+            "pixels": {self.class_names[c]: int(n) for c, n in self.pixels.items()},
+            "matched_before_precedence": dict(zip(names, self.matched.tolist(), strict=True)),
+            "multi_matched_pixels": int(self.multi_matched),
+            "overlap": {
+                f"{names[i]} & {names[j]}": int(self.overlap[i, j])
+                for i in range(len(names))
+                for j in range(i + 1, len(names))
+                if self.overlap[i, j]
+            },
+            "grown": dict(zip(names, self.grown.tolist(), strict=True)),
+            "removed_small": dict(zip(names, self.removed.tolist(), strict=True)),
+            "filled_holes": dict(zip(names, self.filled.tolist(), strict=True)),
+            "ignored_cracks": int(self.ignored_cracks),
+            "ignored_nodata": int(self.ignored_nodata),
+        }
+
+
+def _disk(radius: int) -> np.ndarray:
+    return morphology.disk(radius).astype(bool)
+
+
+def grow_class(
+    labels: np.ndarray, code: int, candidates: np.ndarray, distance_px: int
+) -> np.ndarray:
+    """Unclassified ``candidates`` within ``distance_px`` (Euclidean) of class ``code``.
+
+    Returns the pixels to add (bool); only pixels of the original class seed the growth,
+    so the result does not depend on the order pixels are visited.
+    """
+    seeds = labels == code
+    if not seeds.any():
+        return np.zeros_like(seeds)
+    near = ndi.binary_dilation(seeds, structure=_disk(distance_px))
+    return near & candidates & (labels == UNCLASSIFIED)
+
+
+def classify_window(
+    counts: Mapping[str, np.ndarray],
+    rules: RuleSet,
+    *,
+    bse: np.ndarray | None = None,
+    nodata: np.ndarray | None = None,
+    inner: tuple[slice, slice] | None = None,
+) -> tuple[np.ndarray, LabelStats]:
+    """Label map of one window of EDS counts by a rule set.
+
+    Parameters
+    ----------
+    counts : mapping of str to ndarray
+        Counts per element (every element of ``rules.elements``), one shape ``(row, col)``.
+    rules : RuleSet
+    bse : ndarray, optional
+        BSE grey levels on the same grid; needed for ``rules.ignore`` (crack masking).
+    nodata : ndarray of bool, optional
+        Pixels without EDS data; labelled 255.
+    inner : (slice, slice), optional
+        The part of the window that counts in the statistics (the window without its halo;
+        see :attr:`RuleSet.halo_px`). The whole window by default.
+
+    Returns
+    -------
+    labels : ndarray of uint8
+        Class codes (``rules.codes``), 0 unclassified, 255 ignore.
+    stats : LabelStats
+        Pixel counts inside ``inner``.
+    """
+    inner = inner or (slice(None), slice(None))
+    codes = list(rules.codes.values())
+    stats = LabelStats.empty(rules)
+
+    matches = class_matches(counts, rules)
+    if nodata is not None:
+        matches &= ~nodata
+    core = matches[(slice(None), *inner)]
+    stats.matched = core.sum(axis=(1, 2), dtype=np.int64)
+    n_match = core.sum(axis=0, dtype=np.int16)
+    stats.multi_matched = int((n_match > 1).sum())
+    if stats.multi_matched:
+        flat = core.reshape(len(codes), -1)[:, (n_match > 1).ravel()].astype(np.int64)
+        stats.overlap = flat @ flat.T
+        np.fill_diagonal(stats.overlap, 0)
+    labels = label_by_precedence(matches, codes)
+    del matches, core
+
+    for i, (rule, code) in enumerate(zip(rules.classes, codes, strict=True)):
+        if rule.grow is None:
+            continue
+        candidates = ratio_rule_mask(counts, rule.grow.rules)
+        if nodata is not None:
+            candidates &= ~nodata
+        added = grow_class(labels, code, candidates, rule.grow.distance_px)
+        labels[added] = code
+        stats.grown[i] = int(added[inner].sum())
+
+    for i, (rule, code) in enumerate(zip(rules.classes, codes, strict=True)):
+        if rule.min_size_px:
+            member = labels == code
+            kept = morphology.remove_small_objects(member, max_size=rule.min_size_px)
+            removed = member & ~kept
+            labels[removed] = UNCLASSIFIED
+            stats.removed[i] = int(removed[inner].sum())
+        if rule.fill_holes_px:
+            member = labels == code
+            closed = morphology.remove_small_holes(member, max_size=rule.fill_holes_px)
+            filled = closed & ~member & (labels == UNCLASSIFIED)
+            if nodata is not None:
+                filled &= ~nodata
+            labels[filled] = code
+            stats.filled[i] = int(filled[inner].sum())
+
+    if rules.ignore is not None and bse is not None:
+        classified = labels != UNCLASSIFIED
+        crack = classified & (bse < rules.ignore.bse_below)
+        if rules.ignore.dilate_px:
+            crack = ndi.binary_dilation(crack, structure=_disk(rules.ignore.dilate_px))
+            crack &= classified
+        labels[crack] = IGNORE
+        stats.ignored_cracks = int(crack[inner].sum())
+    if nodata is not None:
+        labels[nodata] = IGNORE
+        stats.ignored_nodata = int(nodata[inner].sum())
+
+    values, n = np.unique(labels[inner], return_counts=True)
+    stats.pixels.update({int(v): int(k) for v, k in zip(values, n, strict=True)})
+    return labels, stats

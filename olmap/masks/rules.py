@@ -1,0 +1,236 @@
+"""Element-ratio rule files: minerals defined by thresholds on EDS counts and count ratios.
+
+A rule file is YAML (see ``configs/rules/`` and ``docs/masks.md``)::
+
+    classes:                      # tried in file order: the first class whose rules all hold wins
+      - name: olivine
+        rules: [Ca/Mg < 0.1, Al/Mg < 0.1, Mg > 30]   # paper, sect. 3.5
+        grow: {distance_px: 2, rules: [Ca/Mg < 0.3, Al/Mg < 0.4, Mg > 20]}
+        min_size_px: 10
+    ignore: {bse_below: 60}
+
+A condition compares one *term* with a number. A term is an element (its counts), a sum of
+elements (``Fe+Mg``) or a ratio of two such sums (``Ca/Mg``, ``(Fe+Mg)/Si``). A ratio whose
+denominator is 0 counts as infinite (the paper: "if Mg = 0, Ca/Mg is infinite"), so
+``Ca/Mg < 0.1`` is false there and ``Ca/Mg > 5`` is true.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from olmap.io.config import load_config
+from olmap.masks.xray import ELEMENT_SYMBOLS
+
+#: Label value of pixels no rule claims.
+UNCLASSIFIED = 0
+#: Label value of pixels to ignore in training (cracks, holes, no EDS data).
+IGNORE = 255
+
+_SUM = r"\(?\s*([A-Za-z]+(?:\s*\+\s*[A-Za-z]+)*)\s*\)?"
+_NUMBER = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
+_CONDITION = re.compile(rf"^\s*{_SUM}\s*(?:/\s*{_SUM}\s*)?(<=|>=|<|>)\s*{_NUMBER}\s*$")
+_EXAMPLE = "e.g. 'Ca/Mg < 0.1', 'Mg > 30' or '(Fe+Mg)/Si >= 0.5'"
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One threshold on counts or on a ratio of counts.
+
+    Attributes
+    ----------
+    numerator : tuple of str
+        Elements whose counts are summed.
+    denominator : tuple of str
+        Elements summed below the fraction bar; empty for a plain count threshold.
+    op : {"<", "<=", ">", ">="}
+    threshold : float
+        Counts, or a dimensionless count ratio.
+    """
+
+    numerator: tuple[str, ...]
+    denominator: tuple[str, ...]
+    op: Literal["<", "<=", ">", ">="]
+    threshold: float
+
+    @classmethod
+    def parse(cls, text: str) -> Condition:
+        """Read a condition such as ``"Ca/Mg < 0.1"``.
+
+        Raises
+        ------
+        ValueError
+            For a syntax error or an unknown element symbol.
+        """
+        if not isinstance(text, str):
+            raise ValueError(f"rule {text!r} is not text; write it like {_EXAMPLE}")
+        match = _CONDITION.match(text)
+        if match is None:
+            raise ValueError(f"cannot read rule {text!r}; write it like {_EXAMPLE}")
+        num, den, op, value = match.groups()
+        numerator = _elements(num, text)
+        denominator = _elements(den, text) if den else ()
+        return cls(numerator, denominator, op, float(value))  # type: ignore[arg-type]
+
+    @property
+    def elements(self) -> tuple[str, ...]:
+        """Every element the condition reads."""
+        return tuple(dict.fromkeys(self.numerator + self.denominator))
+
+    def __str__(self) -> str:
+        def side(els: tuple[str, ...]) -> str:
+            return "+".join(els) if len(els) == 1 else "(" + "+".join(els) + ")"
+
+        term = side(self.numerator) + ("/" + side(self.denominator) if self.denominator else "")
+        return f"{term} {self.op} {self.threshold:g}"
+
+    def evaluate(self, counts: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Boolean map where the condition holds.
+
+        Parameters
+        ----------
+        counts : mapping of str to ndarray
+            Counts per element, all of one shape (any numeric dtype).
+        """
+        value = _sum(counts, self.numerator)
+        if self.denominator:
+            den = _sum(counts, self.denominator)
+            # A zero denominator makes the ratio infinite (paper: Mg = 0 -> Ca/Mg infinite).
+            value = np.divide(value, den, out=np.full_like(value, np.inf), where=den > 0)
+        return _OPS[self.op](value, self.threshold)
+
+
+_OPS = {"<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal}
+
+
+def _elements(side: str, text: str) -> tuple[str, ...]:
+    symbols = tuple(s.strip() for s in side.split("+"))
+    for s in symbols:
+        if s not in ELEMENT_SYMBOLS:
+            raise ValueError(f"rule {text!r} names {s!r}, which is not an element symbol")
+    return symbols
+
+
+def _sum(counts: Mapping[str, np.ndarray], elements: tuple[str, ...]) -> np.ndarray:
+    total = np.asarray(counts[elements[0]], dtype=np.float64)
+    for el in elements[1:]:
+        total = total + counts[el]
+    return total
+
+
+def _parse_conditions(value: object) -> object:
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list):
+        return [v if isinstance(v, Condition) else Condition.parse(v) for v in value]
+    return value
+
+
+Conditions = Annotated[
+    tuple[Condition, ...], BeforeValidator(_parse_conditions), Field(min_length=1)
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+class GrowRule(_Strict):
+    """Hysteresis at grain boundaries (olmap's addition to the paper).
+
+    EDS excites a volume about a micrometre wide, so pixels at a grain's outline mix its
+    spectrum with the neighbour's and fail the strict ratios. Unclassified pixels within
+    ``distance_px`` of the class that pass these looser rules join it.
+    """
+
+    distance_px: int = Field(2, ge=1, le=64)
+    rules: Conditions
+
+
+class MineralRule(_Strict):
+    """One class of the label map."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z][\w -]*$")
+    code: int | None = Field(None, ge=1, le=254)
+    rules: Conditions
+    grow: GrowRule | None = None
+    min_size_px: int = Field(0, ge=0, description="objects with at most this many px are removed")
+    fill_holes_px: int = Field(0, ge=0, description="unclassified holes up to this size join")
+
+    @property
+    def elements(self) -> tuple[str, ...]:
+        conds = self.rules + (self.grow.rules if self.grow else ())
+        return tuple(dict.fromkeys(el for c in conds for el in c.elements))
+
+
+class IgnoreRule(_Strict):
+    """Pixels inside any class that BSE shows as cracks or holes become ``ignore`` (255).
+
+    EDS blurs cracks away, so the rules label them as the host mineral; BSE resolves them.
+    """
+
+    bse_below: float = Field(gt=0, description="BSE grey level below which a pixel is a crack")
+    dilate_px: int = Field(0, ge=0, le=16, description="grow the ignored zone by this many px")
+
+
+class RuleSet(_Strict):
+    """A rule file: classes in precedence order, and optional crack masking."""
+
+    classes: tuple[MineralRule, ...] = Field(min_length=1, max_length=254)
+    ignore: IgnoreRule | None = None
+    source: str = Field("", description="file the rules were read from (set by load_rules)")
+
+    @model_validator(mode="after")
+    def _unique(self) -> RuleSet:
+        names = [c.name for c in self.classes]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"class names must be unique; repeated: {', '.join(dupes)}")
+        codes = list(self.codes.values())
+        if len(set(codes)) != len(codes):
+            raise ValueError(f"class codes must be unique, got {codes}")
+        return self
+
+    @property
+    def codes(self) -> dict[str, int]:
+        """Label value of each class: its ``code``, else its position (1, 2, ...)."""
+        return {c.name: c.code or i for i, c in enumerate(self.classes, start=1)}
+
+    @property
+    def elements(self) -> tuple[str, ...]:
+        """Every element any rule reads, in first-use order."""
+        return tuple(dict.fromkeys(el for c in self.classes for el in c.elements))
+
+    @property
+    def class_names(self) -> dict[int, str]:
+        """All label values with their names, ``unclassified`` and ``ignore`` included."""
+        names = {UNCLASSIFIED: "unclassified"}
+        names.update({code: name for name, code in self.codes.items()})
+        names[IGNORE] = "ignore"
+        return names
+
+    @property
+    def halo_px(self) -> int:
+        """Margin a window needs so that windowed labels equal whole-image labels.
+
+        Growth reaches ``distance_px``; an object or hole of at most ``n`` px spans at most
+        ``n`` px, so the size filters decide correctly with ``n + 1`` px of context; the crack
+        dilation adds its radius. The stages run in sequence, so the margins add up.
+        """
+        grow = max((c.grow.distance_px for c in self.classes if c.grow), default=0)
+        size = max((max(c.min_size_px, c.fill_holes_px) for c in self.classes), default=0)
+        dilate = self.ignore.dilate_px if self.ignore else 0
+        return grow + (size + 1 if size else 0) + dilate
+
+
+def load_rules(path: str | Path) -> RuleSet:
+    """Read and validate a rule file; errors name the file, the key and the rule text."""
+    rules = load_config(RuleSet, path)
+    return rules.model_copy(update={"source": str(path)})
