@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -12,10 +12,14 @@ from rich.logging import RichHandler
 from rich.progress import (
     BarColumn,
     Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 stderr = Console(stderr=True, highlight=False)
 stdout = Console(highlight=False)
@@ -49,19 +53,42 @@ def configure_logging(state: CliState) -> None:
     )
 
 
+class _CountColumn(ProgressColumn):
+    """``done/total unit``; ``?`` while the total is not known yet."""
+
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task: Task) -> Text:
+        total = "?" if task.total is None else f"{task.total:,.1f}"
+        return Text(f"{task.completed:,.1f}/{total} {self.unit}")
+
+
+class Advance:
+    """Callable that advances a progress task; ``set_total`` for work counted late."""
+
+    def __init__(self, progress: Progress, task: TaskID) -> None:
+        self._progress, self._task = progress, task
+
+    def __call__(self, n: float) -> None:
+        self._progress.advance(self._task, n)
+
+    def set_total(self, total: float) -> None:
+        self._progress.update(self._task, total=total)
+
+
 @contextmanager
-def progress_bar(
-    description: str, total: float, unit: str = ""
-) -> Iterator[Callable[[float], None]]:
+def progress_bar(description: str, total: float | None, unit: str = "") -> Iterator[Advance]:
     """A rich progress bar on stderr; yields ``advance(n)``. Silent with ``--quiet``."""
     columns = [
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed:,.1f}/{task.total:,.1f} " + unit),
+        _CountColumn(unit),
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
     ]
     with Progress(*columns, console=stderr, disable=STATE.quiet, transient=False) as progress:
         task = progress.add_task(description, total=total)
-        yield lambda n: progress.advance(task, n)
+        yield Advance(progress, task)

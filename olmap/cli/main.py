@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from rich.markup import escape
 
 from olmap import __version__
+from olmap.cli import dataset as dataset_cmd
 from olmap.cli import demo as demo_cmd
 from olmap.cli import eds as eds_cmd
 from olmap.cli import info as info_cmd
@@ -36,6 +37,7 @@ app.command("demo")(demo_cmd.demo)
 app.command("info")(info_cmd.info)
 app.command("masks")(masks_cmd.masks)
 app.command("eds")(eds_cmd.eds)
+app.command("dataset")(dataset_cmd.dataset)
 
 
 def _version(value: bool) -> None:

@@ -108,11 +108,12 @@ def masks(
 ) -> None:
     """Label map from EDS element maps by element-ratio rules (first matching class wins).
 
-    Writes OUT (0 unclassified, class codes, 255 ignore; listed in its metadata) and
-    OUT.report.json, and prints per-class pixel counts, pixels matched by several classes,
-    and clean-up effects. Works window by window on maps larger than RAM.
+    Writes OUT (0 unclassified, class codes, 255 ignore; listed in its metadata) and a JSON
+    report beside it (mask.tif -> mask.report.json), and prints per-class pixel counts,
+    pixels matched by several classes, and clean-up effects. Works window by window on maps
+    larger than RAM.
 
-    Example: olmap masks --eds eds.tif --rules configs/rules/olivine.yaml --out mask.tif
+    Example: olmap masks --eds eds.tif --rules configs/rules/olivine.yaml --out mask.tif \
     --bse bse.tif
     """
     rule_set = load_rules(rules)

@@ -100,7 +100,12 @@ def _starts(length: int, size: int, stride: int) -> list[int]:
     return starts
 
 
-def sliding_windows(height: int, width: int, size: int, stride: int) -> list[Window]:
+def sliding_windows(
+    height: int,
+    width: int,
+    size: int | tuple[int, int],
+    stride: int | tuple[int, int],
+) -> list[Window]:
     """Overlapping full-size windows moved by ``stride``, covering the whole grid.
 
     The last window of each row/column is snapped to the grid edge, so windows are never
@@ -111,18 +116,20 @@ def sliding_windows(height: int, width: int, size: int, stride: int) -> list[Win
     ----------
     height, width : int
         Grid shape in pixels.
-    size : int
-        Window side in pixels.
-    stride : int
-        Step between window starts in pixels (``0 < stride <= size``).
+    size : int or (int, int)
+        Window side in pixels, or ``(rows, cols)``.
+    stride : int or (int, int)
+        Step between window starts in pixels (``0 < stride <= size``), or ``(rows, cols)``.
 
     Examples
     --------
     >>> [(int(w.col_off), int(w.width)) for w in sliding_windows(1, 10, 4, 3)]
     [(0, 4), (3, 4), (6, 4)]
     """
-    _check_positive(height=height, width=width, size=size, stride=stride)
-    if stride > size:
+    sh, sw = (size, size) if isinstance(size, int) else size
+    th, tw = (stride, stride) if isinstance(stride, int) else stride
+    _check_positive(height=height, width=width, size=min(sh, sw), stride=min(th, tw))
+    if th > sh or tw > sw:
         raise ValueError(f"stride ({stride}) must not exceed the window size ({size})")
-    rows, cols = _starts(height, size, stride), _starts(width, size, stride)
-    return [Window(c, r, min(size, width), min(size, height)) for r in rows for c in cols]
+    rows, cols = _starts(height, sh, th), _starts(width, sw, tw)
+    return [Window(c, r, min(sw, width), min(sh, height)) for r in rows for c in cols]

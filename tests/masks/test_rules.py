@@ -1,0 +1,216 @@
+"""Rule files: parsing, the paper's olivine rule (Mg = 0 included), precedence, clean-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from olmap.errors import InputError
+from olmap.masks.label import classify_window, label_by_precedence, ratio_rule_mask
+from olmap.masks.rules import IGNORE, Condition, RuleSet, load_rules
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "rules"
+PAPER = [Condition.parse(t) for t in ("Ca/Mg < 0.1", "Al/Mg < 0.1", "Mg > 30")]
+
+
+def counts(**maps: list) -> dict[str, np.ndarray]:
+    return {k: np.asarray(v, dtype=np.uint16) for k, v in maps.items()}
+
+
+@pytest.mark.parametrize(
+    ("text", "num", "den", "op", "thr"),
+    [
+        ("Ca/Mg < 0.1", ("Ca",), ("Mg",), "<", 0.1),
+        ("Mg>30", ("Mg",), (), ">", 30.0),
+        ("(Fe+Mg)/Si >= 0.5", ("Fe", "Mg"), ("Si",), ">=", 0.5),
+        ("  Al / ( Si + Al ) <= 1e-1 ", ("Al",), ("Si", "Al"), "<=", 0.1),
+    ],
+)
+def test_condition_parsing(text: str, num: tuple, den: tuple, op: str, thr: float) -> None:
+    cond = Condition.parse(text)
+    assert (cond.numerator, cond.denominator, cond.op, cond.threshold) == (num, den, op, thr)
+    assert Condition.parse(str(cond)) == cond
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("Ca/Mg << 0.1", "cannot read rule"),
+        ("Ca/Mg", "cannot read rule"),
+        ("0.1 > Ca/Mg", "cannot read rule"),
+        ("Ca/Mg < ten", "cannot read rule"),
+        ("Xx/Mg < 0.1", "'Xx', which is not an element symbol"),
+        ("mg > 30", "'mg', which is not an element symbol"),
+    ],
+)
+def test_condition_errors(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Condition.parse(text)
+
+
+def test_paper_rule_thresholds_are_strict() -> None:
+    # Ca/Mg exactly 0.1 and Mg exactly 30 fail: the paper's inequalities are strict.
+    c = counts(Mg=[100, 100, 100, 30, 31], Ca=[9, 10, 0, 0, 0], Al=[0, 0, 10, 0, 0])
+    assert ratio_rule_mask(c, PAPER).tolist() == [True, False, False, False, True]
+
+
+def test_mg_zero_makes_ratios_infinite() -> None:
+    # Mg = 0: Ca/Mg is infinite (paper), also when Ca = 0 (0/0 counts as infinite too).
+    c = counts(Mg=[0, 0, 40], Ca=[5, 0, 0], Al=[0, 0, 0])
+    assert not ratio_rule_mask(c, PAPER)[:2].any()
+    assert Condition.parse("Ca/Mg > 5").evaluate(c).tolist() == [True, True, False]
+    assert Condition.parse("Ca/Mg < 0.1").evaluate(c).tolist() == [False, False, True]
+
+
+def test_shipped_rule_files_load() -> None:
+    files = sorted(CONFIGS.glob("*.yaml"))
+    assert {f.stem for f in files} >= {
+        "olivine",
+        "clinopyroxene",
+        "plagioclase",
+        "spinel",
+        "basalt",
+        "garnet",
+    }
+    for f in files:
+        rules = load_rules(f)
+        assert rules.classes and rules.source == str(f)
+    olivine = load_rules(CONFIGS / "olivine.yaml")
+    assert [str(c) for c in olivine.classes[0].rules] == ["Ca/Mg < 0.1", "Al/Mg < 0.1", "Mg > 30"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("classes:\n  - name: ol\n    rules: [Ca/Mg << 0.1]\n", "classes.0.rules: cannot read"),
+        ("classes:\n  - name: ol\n    rules: [Qq/Mg < 0.1]\n", "'Qq', which is not an element"),
+        ("classes:\n  - name: ol\n    rule: [Mg > 3]\n", "classes.0.rule"),
+        ("classes:\n  - name: ol\n    rules: []\n", "classes.0.rules"),
+        ("classes: [{name: a, rules: [Mg > 1]}, {name: a, rules: [Ca > 1]}]\n", "unique"),
+        ("classes:\n  - name: ol\n    rules: [Mg > 3\n", "YAML syntax error"),
+        ("ignore: {bse_below: 60}\n", "classes"),
+    ],
+)
+def test_rule_file_errors_name_file_and_key(tmp_path: Path, body: str, message: str) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(body)
+    with pytest.raises(InputError, match=message) as info:
+        load_rules(path)
+    assert str(path) in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def two_classes(first: str, second: str) -> RuleSet:
+    return RuleSet.model_validate(
+        {
+            "classes": [
+                {"name": first, "rules": ["Mg > 10"] if first == "magnesian" else ["Ca > 10"]},
+                {"name": second, "rules": ["Ca > 10"] if first == "magnesian" else ["Mg > 10"]},
+            ]
+        }
+    )
+
+
+def test_precedence_first_match_wins_and_overlaps_are_counted() -> None:
+    c = counts(Mg=[[20, 20, 0, 0]], Ca=[[0, 20, 20, 0]])
+    mg_first = two_classes("magnesian", "calcic")
+    labels, stats = classify_window(c, mg_first)
+    assert labels.tolist() == [[1, 1, 2, 0]]
+    assert stats.multi_matched == 1
+    assert stats.overlap[0, 1] == stats.overlap[1, 0] == 1
+    assert stats.matched.tolist() == [2, 2]
+    assert stats.pixels == {0: 1, 1: 2, 2: 1, 255: 0}
+    assert stats.as_dict()["overlap"] == {"magnesian & calcic": 1}
+
+    ca_first = two_classes("calcic", "magnesian")
+    labels, stats = classify_window(c, ca_first)
+    assert labels.tolist() == [[2, 1, 1, 0]]  # the shared pixel changes side with the order
+    assert stats.multi_matched == 1
+
+
+def test_label_by_precedence_uses_codes() -> None:
+    matches = np.array([[[True, False]], [[True, True]]])
+    assert label_by_precedence(matches, [7, 3]).tolist() == [[7, 3]]
+
+
+def rules_with(**olivine: object) -> RuleSet:
+    cls = {"name": "olivine", "rules": ["Ca/Mg < 0.1", "Al/Mg < 0.1", "Mg > 30"], **olivine}
+    return RuleSet.model_validate({"classes": [cls]})
+
+
+def test_grow_joins_relaxed_pixels_near_the_class_only() -> None:
+    mg = np.full((1, 8), 60)
+    ca = np.array([[0, 12, 12, 12, 30, 12, 12, 12]])  # Ca/Mg 0, 0.2 ..., 0.5
+    c = {"Mg": mg, "Ca": ca, "Al": np.zeros_like(mg)}
+    grow = {"distance_px": 2, "rules": ["Ca/Mg < 0.3", "Mg > 20"]}
+    labels, stats = classify_window(c, rules_with(grow=grow))
+    assert labels.tolist() == [[1, 1, 1, 0, 0, 0, 0, 0]]  # within 2 px and Ca/Mg < 0.3
+    assert stats.grown.tolist() == [2]
+    labels, _ = classify_window(c, rules_with())
+    assert labels.tolist() == [[1, 0, 0, 0, 0, 0, 0, 0]]
+
+
+def test_small_objects_removed_and_only_unclassified_holes_filled() -> None:
+    mg = np.zeros((9, 9), int)
+    mg[1:8, 1:8] = 60  # a 7x7 grain ...
+    mg[4, 4] = 0  # ... with a 1-px hole
+    mg[0, 8] = 60  # and a 1-px speck
+    c = {"Mg": mg, "Ca": np.zeros_like(mg), "Al": np.zeros_like(mg)}
+    labels, stats = classify_window(c, rules_with(min_size_px=2, fill_holes_px=1))
+    assert labels[0, 8] == 0 and labels[4, 4] == 1
+    assert stats.removed.tolist() == [1] and stats.filled.tolist() == [1]
+
+
+def test_dark_bse_inside_classes_becomes_ignore() -> None:
+    mg = np.full((3, 5), 60)
+    c = {"Mg": mg, "Ca": np.zeros_like(mg), "Al": np.zeros_like(mg)}
+    mg[:, 4] = 0  # not olivine
+    bse = np.full((3, 5), 120)
+    bse[1, 2] = 20  # a crack inside the grain
+    bse[1, 4] = 5  # dark, but outside any class: stays unclassified
+    rules = RuleSet.model_validate(
+        {
+            "classes": [{"name": "olivine", "rules": ["Mg > 30"]}],
+            "ignore": {"bse_below": 60, "dilate_px": 1},
+        }
+    )
+    labels, stats = classify_window(c, rules, bse=bse)
+    assert labels[1, 2] == IGNORE and labels[1, 4] == 0
+    assert {tuple(p) for p in np.argwhere(labels == IGNORE)} == {
+        (0, 2),
+        (1, 1),
+        (1, 2),
+        (1, 3),
+        (2, 2),
+    }
+    assert stats.ignored_cracks == 5
+    labels, stats = classify_window(c, rules)  # no BSE: nothing to ignore
+    assert stats.ignored_cracks == 0 and (labels != IGNORE).all()
+
+
+def test_nodata_pixels_are_ignored() -> None:
+    c = counts(Mg=[[60, 60]], Ca=[[0, 0]], Al=[[0, 0]])
+    labels, stats = classify_window(c, rules_with(), nodata=np.array([[False, True]]))
+    assert labels.tolist() == [[1, IGNORE]]
+    assert stats.ignored_nodata == 1 and stats.matched.tolist() == [1]
+
+
+def test_halo_adds_up_stage_margins() -> None:
+    rules = RuleSet.model_validate(
+        {
+            "classes": [
+                {
+                    "name": "a",
+                    "rules": ["Mg > 1"],
+                    "grow": {"distance_px": 3, "rules": ["Mg > 0"]},
+                    "min_size_px": 10,
+                    "fill_holes_px": 25,
+                }
+            ],
+            "ignore": {"bse_below": 10, "dilate_px": 2},
+        }
+    )
+    assert rules.halo_px == 3 + 26 + 2
+    assert rules_with().halo_px == 0
