@@ -91,4 +91,9 @@ def progress_bar(description: str, total: float | None, unit: str = "") -> Itera
     ]
     with Progress(*columns, console=stderr, disable=STATE.quiet, transient=False) as progress:
         task = progress.add_task(description, total=total)
-        yield Advance(progress, task)
+        try:
+            yield Advance(progress, task)
+        except BaseException:
+            # A failed run ends with its one error line, not with a half-filled bar above it.
+            progress.update(task, visible=False)
+            raise

@@ -71,7 +71,7 @@ def print_mask_report(result: MaskResult) -> None:
         for name, iou in result.confusion.iou().items():
             stdout.print(f"IoU {name} vs reference: {iou:.4f}")
     for note in result.notes:
-        stderr.print(f"[yellow]note:[/] {note}")
+        stderr.print(f"[yellow]note:[/] {note}", soft_wrap=True)
 
 
 def masks(

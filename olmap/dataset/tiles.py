@@ -35,7 +35,7 @@ def region_window(
     (0, 4, 10, 4)
     """
     inv = ~transform
-    cols, rows = zip(*(inv * (x, y) for x in (x0_um, x1_um) for y in (y0_um, y1_um)), strict=True)
+    cols, rows = zip(*(inv @ (x, y) for x in (x0_um, x1_um) for y in (y0_um, y1_um)), strict=True)
     eps = 1e-6
     c0, c1 = math.ceil(min(cols) - eps), math.floor(max(cols) + eps)
     r0, r1 = math.ceil(min(rows) - eps), math.floor(max(rows) + eps)

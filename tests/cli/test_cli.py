@@ -27,6 +27,9 @@ def test_help_lists_commands_with_descriptions():
     for cmd, text in [
         ("demo", "Demo on a built-in synthetic section: generate, preview, summarise."),
         ("info", "Show a raster's shape"),
+        ("masks", "Label map from EDS element maps by element-ratio rules"),
+        ("eds", "Element count maps from a Bruker .bcf hypermap"),
+        ("dataset", "Cut BSE + label tiles inside each session"),
         ("synth", "Generate synthetic data with ground truth"),
     ]:
         assert re.search(rf"^\W*{cmd}\s+{re.escape(text)}", res.output, re.M), cmd
