@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+from _bench import machine, run
 
 BASELINE = """
 import sys
@@ -32,17 +30,6 @@ model = build_model(SynthConfig(width=n, height=n, seed=7, sessions=4))
 obs = render_observed(model, 0, 0, n, n)
 print(obs.bse.mean())
 """
-
-
-def run(cmd: list[str]) -> dict:
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - t0
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"failed: {' '.join(cmd)}\n{err}")
-    return {"seconds": round(seconds, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
 
 
 def main() -> None:
@@ -61,7 +48,7 @@ def main() -> None:
     args = ap.parse_args()
     olmap = [sys.executable, "-m", "olmap", "--quiet"]
     results = {
-        "machine": f"{platform.node()} ({os.cpu_count()} cpus, {platform.machine()})",
+        "machine": machine(),
         "runs": [],
     }
     for n in args.sizes:
@@ -82,6 +69,7 @@ def main() -> None:
             ]
         )
         size_mb = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**20
+        res.pop("stdout")
         row = {
             "method": "olmap streamed",
             "size": n,
@@ -96,6 +84,7 @@ def main() -> None:
             shutil.rmtree(out)
     for n in args.baseline:
         res = run([sys.executable, "-c", BASELINE, str(n)])
+        res.pop("stdout")
         row = {
             "method": "whole section in memory (baseline, no file output)",
             "size": n,

@@ -61,8 +61,12 @@ class _CountColumn(ProgressColumn):
         self.unit = unit
 
     def render(self, task: Task) -> Text:
-        total = "?" if task.total is None else f"{task.total:,.1f}"
-        return Text(f"{task.completed:,.1f}/{total} {self.unit}")
+        whole = float(task.completed).is_integer() and (
+            task.total is None or float(task.total).is_integer()
+        )
+        fmt = ",.0f" if whole else ",.1f"
+        total = "?" if task.total is None else format(task.total, fmt)
+        return Text(f"{format(task.completed, fmt)}/{total} {self.unit}")
 
 
 class Advance:

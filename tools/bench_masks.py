@@ -1,0 +1,82 @@
+#!/usr/bin/env python
+"""Benchmark ``olmap masks``: wall time and peak RSS against size, and an in-memory baseline.
+
+Sections are generated first (``olmap synth section``, not timed here). Each measured run is a
+separate process whose own peak RSS comes from ``os.wait4``. The baseline, run side by side,
+reads the whole EDS stack and BSE into memory and labels them in one call
+(``classify_window`` on the full extent): what a non-streaming tool does.
+
+Usage::
+
+    python tools/bench_masks.py --sizes 4096 8192 16384 --baseline 4096 8192 --out bench-out
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from _bench import machine, run
+
+REPO = Path(__file__).resolve().parents[1]
+RULES = REPO / "configs" / "rules" / "olivine.yaml"
+
+BASELINE = """
+import sys
+from olmap.io.raster import raster_info, read_raster
+from olmap.masks.label import classify_window
+from olmap.masks.rules import load_rules
+section = sys.argv[1]
+info = raster_info(section + "/eds.tif")
+stack = read_raster(section + "/eds.tif")
+counts = dict(zip(info.band_names, stack))
+bse = read_raster(section + "/bse.tif", bands=1)
+labels, stats = classify_window(counts, load_rules(sys.argv[2]), bse=bse)
+print(stats.pixels[1])
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[4096, 8192, 16384])
+    ap.add_argument("--baseline", type=int, nargs="*", default=[4096, 8192])
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=Path("bench-out"))
+    args = ap.parse_args()
+    olmap = [sys.executable, "-m", "olmap", "--quiet"]
+    results: dict = {"machine": machine(), "rules": str(RULES), "runs": []}
+    for n in sorted(set(args.sizes) | set(args.baseline)):
+        section = args.out / f"section_{n}"
+        if not (section / "eds.tif").exists():
+            run([*olmap, "synth", "section", str(section), "--seed", "7", "--size", f"{n}x{n}",
+                 "--overwrite"])  # fmt: skip
+        rows = []
+        if n in args.sizes:
+            res = run(
+                [*olmap, "masks", "--eds", str(section / "eds.tif"), "--rules", str(RULES),
+                 "--out", str(args.out / f"mask_{n}.tif"), "--bse", str(section / "bse.tif"),
+                 "--workers", str(args.workers), "--overwrite"]
+            )  # fmt: skip
+            rows.append(("olmap masks (streamed, 2,048 px windows)", res))
+        if n in args.baseline:
+            res = run([sys.executable, "-c", BASELINE, str(section), str(RULES)])
+            rows.append(("whole image in memory (baseline)", res))
+        for method, res in rows:
+            res.pop("stdout")
+            row = {
+                "method": method,
+                "size": n,
+                "megapixels": n * n / 1e6,
+                "mpx_per_s": round(n * n / 1e6 / res["seconds"], 2),
+                **res,
+            }
+            results["runs"].append(row)
+            print(json.dumps(row), flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench_masks.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
