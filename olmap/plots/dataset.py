@@ -40,6 +40,12 @@ def write_layout_plot(
                 ec=colour,
             )
         )
+    for session, group in manifest.groupby("session", sort=False):
+        # Name each session at the middle of its tiles, so the split boundaries read at a glance.
+        x = (group["col_off"] + group["width"] / 2).mean() * scale
+        y = (group["row_off"] + group["height"] / 2).mean() * scale
+        ax.text(x, y, f"session {session}", color="white", ha="center", va="center",
+                fontsize=9, bbox={"facecolor": "black", "alpha": 0.5, "lw": 0})  # fmt: skip
     counts = manifest["split"].value_counts()
     ax.legend(
         handles=[
