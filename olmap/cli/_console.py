@@ -84,7 +84,10 @@ class Advance:
 
 @contextmanager
 def progress_bar(description: str, total: float | None, unit: str = "") -> Iterator[Advance]:
-    """A rich progress bar on stderr; yields ``advance(n)``. Silent with ``--quiet``."""
+    """A rich progress bar on stderr; yields ``advance(n)``.
+
+    Silent with ``--quiet`` and when stderr is not a terminal.
+    """
     columns = [
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -93,11 +96,13 @@ def progress_bar(description: str, total: float | None, unit: str = "") -> Itera
         TextColumn("eta"),
         TimeRemainingColumn(),
     ]
-    with Progress(*columns, console=stderr, disable=STATE.quiet, transient=False) as progress:
+    # Bars are for people at a terminal; in logs and pipes they are noise (and blank lines).
+    disable = STATE.quiet or not stderr.is_terminal
+    with Progress(*columns, console=stderr, disable=disable, transient=False) as progress:
         task = progress.add_task(description, total=total)
         try:
             yield Advance(progress, task)
         except BaseException:
             # A failed run ends with its one error line, not with a half-filled bar above it.
-            progress.update(task, visible=False)
+            progress.live.transient = True
             raise

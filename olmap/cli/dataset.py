@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 import typer
 from rich.table import Table
 
-from olmap.cli._console import progress_bar, stdout
+from olmap.cli._console import progress_bar, stderr, stdout
 from olmap.cli._options import Overwrite
 from olmap.dataset.build import DEFAULT_TILE, DatasetSummary, build_dataset
-from olmap.io.outputs import check_writable
+from olmap.io.outputs import check_outputs_distinct, check_writable
 from olmap.synth.config import parse_size
 
 
@@ -38,14 +39,18 @@ def print_dataset_summary(summary: DatasetSummary) -> None:
         "ignore %",
         title=f"Training tiles per session ({summary.out_dir})",
     )
-    for row in sessions.itertuples(index=False):
-        d = row._asdict()
+
+    def pct(value: float) -> str:
+        return "-" if pd.isna(value) else f"{value:.2f}"
+
+    # Records, not itertuples: class names may hold spaces or hyphens ("Fe-Ti oxide").
+    for d in sessions.to_dict("records"):
         table.add_row(
             str(d["session"]),
             d["split"],
             str(d["n_tiles"]),
-            *(f"{d[c]:.2f}" for c in share_cols),
-            f"{d['ignore_pct']:.2f}",
+            *(pct(d[c]) for c in share_cols),
+            pct(d["ignore_pct"]),
         )
     stdout.print(table)
     counts = summary.split_counts()
@@ -55,6 +60,8 @@ def print_dataset_summary(summary: DatasetSummary) -> None:
         + f"; skipped (under-labelled) {summary.skipped}; "
         f"train BSE mean {summary.bse_mean:.2f}, std {summary.bse_std:.2f}"
     )
+    for note in summary.notes:
+        stderr.print(f"[yellow]note:[/] {note}", soft_wrap=True)
 
 
 def dataset(
@@ -72,7 +79,11 @@ def dataset(
     ] = f"{DEFAULT_TILE[1]}x{DEFAULT_TILE[0]}",
     stride: Annotated[
         str | None,
-        typer.Option("--stride", help="Step WIDTHxHEIGHT between tiles (default: tile size)."),
+        typer.Option(
+            "--stride",
+            help="Step WIDTHxHEIGHT between tiles (default: the tile size; the last tile of a "
+            "row/column is moved back to the session's edge and may overlap its neighbour).",
+        ),
     ] = None,
     min_labelled: Annotated[
         float,
@@ -93,6 +104,7 @@ def dataset(
     tile_rc = _size(tile, "--tile")
     stride_rc = _size(stride, "--stride")
     check_writable(out, overwrite=overwrite)
+    check_outputs_distinct([out], [bse, labels, sessions])
     with progress_bar("dataset", total=None, unit="tiles") as advance:
         summary = build_dataset(
             bse,

@@ -8,10 +8,11 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from olmap.cli._console import stdout
+from olmap.cli._console import stderr, stdout
 from olmap.cli._options import Overwrite
+from olmap.errors import InputError
 from olmap.io.bruker import DEFAULT_ELEMENTS, read_bcf_element_maps, read_bcf_images
-from olmap.io.outputs import check_writable
+from olmap.io.outputs import check_outputs_distinct, check_writable
 from olmap.io.raster import write_raster
 from olmap.masks.xray import FWHM_MN_EV, KALPHA_KEV
 
@@ -46,11 +47,14 @@ def eds(
     """Element count maps from a Bruker .bcf hypermap (needs: pip install 'olmap[bcf]').
 
     Each map sums the counts within ±1 FWHM of the element's Kα line. Only the channels up to
-    the highest line are decoded, which bounds memory (docs/masks.md has measured peaks).
+    the highest line are decoded, which bounds memory (docs/masks.md has measured peaks). With
+    --downsample the BSE image is block-averaged onto the same grid.
 
     Example: olmap eds sample.bcf --out eds.tif --bse-out bse.tif --elements Mg,Ca,Al,Fe,Si
     """
     wanted = [e.strip() for e in elements.split(",") if e.strip()]
+    if not wanted:
+        raise typer.BadParameter("give at least one element symbol", param_hint="--elements")
     unknown = [e for e in wanted if e not in KALPHA_KEV]
     if unknown:
         raise typer.BadParameter(
@@ -60,6 +64,8 @@ def eds(
     check_writable(out, overwrite=overwrite)
     if bse_out is not None:
         check_writable(bse_out, overwrite=overwrite)
+    check_outputs_distinct([out, bse_out], [hypermap])
+    # Read everything first: a failure must not leave one output written and the other not.
     maps = read_bcf_element_maps(
         hypermap,
         elements=wanted,
@@ -67,6 +73,18 @@ def eds(
         fwhm_mn_ev=fwhm_mn,
         pixel_size_um=pixel_size,
     )
+    chosen = None
+    if bse_out is not None:
+        images = read_bcf_images(hypermap, pixel_size_um=pixel_size, downsample=downsample)
+        chosen = next((im for im in images if im.name.upper() == "BSE"), None)
+        if chosen is None and images:
+            chosen = images[0]
+            stderr.print(
+                f"[yellow]note:[/] {hypermap}: no image titled BSE; writing {chosen.name!r}",
+                soft_wrap=True,
+            )
+        if chosen is None:
+            raise InputError(f"{hypermap}: holds no image for --bse-out")
     stack = np.stack([maps.maps[e] for e in wanted])
     dtype = "uint16" if stack.max(initial=0) <= np.iinfo(np.uint16).max else "uint32"
     write_raster(
@@ -82,13 +100,7 @@ def eds(
         f"Wrote {out}: {len(wanted)} element maps, {w} x {h} px at {maps.transform.a:g} µm/px"
     )
     stdout.print("total counts: " + ", ".join(f"{e} {int(maps.maps[e].sum()):,}" for e in wanted))
-    if bse_out is not None:
-        images = read_bcf_images(hypermap, pixel_size_um=pixel_size)
-        chosen = next((im for im in images if im.name.upper() == "BSE"), None)
-        if chosen is None and images:
-            chosen = images[0]
-        if chosen is None:
-            raise typer.BadParameter(f"{hypermap}: holds no image", param_hint="--bse-out")
+    if bse_out is not None and chosen is not None:
         write_raster(bse_out, chosen.data, transform=chosen.transform, overwrite=overwrite)
         stdout.print(
             f"Wrote {bse_out}: image {chosen.name!r}, {chosen.data.shape[1]} x "

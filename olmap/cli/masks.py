@@ -11,7 +11,7 @@ from rich.table import Table
 from olmap.cli._console import progress_bar, stderr, stdout
 from olmap.cli._options import Overwrite, Workers
 from olmap.io.eds import open_eds
-from olmap.io.outputs import check_writable
+from olmap.io.outputs import check_outputs_distinct, check_writable
 from olmap.io.tables import write_json
 from olmap.masks.rules import IGNORE, UNCLASSIFIED, load_rules
 from olmap.masks.stream import DEFAULT_WINDOW, MaskResult, build_label_map
@@ -113,13 +113,14 @@ def masks(
     pixels matched by several classes, and clean-up effects. Works window by window on maps
     larger than RAM.
 
-    Example: olmap masks --eds eds.tif --rules configs/rules/olivine.yaml --out mask.tif \
-    --bse bse.tif
-    """
+    Example: olmap masks --eds eds.tif --rules configs/rules/olivine.yaml --out mask.tif --bse bse.tif
+    """  # noqa: E501
     rule_set = load_rules(rules)
     report = report_path(out)
     check_writable(out, overwrite=overwrite)
     check_writable(report, overwrite=overwrite)
+    inputs = [rules, bse, reference, *(str(e).partition("=")[2] or e for e in eds)]
+    check_outputs_distinct([out, report], inputs)
     source = open_eds(eds, elements=rule_set.elements, bcf_downsample=bcf_downsample)
     height, width = source.shape
     with progress_bar("masks", total=height * width / 1e6, unit="Mpx") as advance:

@@ -37,8 +37,14 @@ from olmap.dataset.tiles import (
     tile_windows,
 )
 from olmap.errors import InputError
-from olmap.io.outputs import atomic_dir
-from olmap.io.raster import check_coregistered, class_names, raster_info, read_raster
+from olmap.io.outputs import atomic_dir, check_outputs_distinct
+from olmap.io.raster import (
+    check_coregistered,
+    check_single_band,
+    class_names,
+    raster_info,
+    read_raster,
+)
 from olmap.io.sessions import read_sessions
 from olmap.masks.rules import IGNORE, UNCLASSIFIED
 from olmap.plots.dataset import write_layout_plot, write_tile_examples
@@ -73,6 +79,7 @@ class DatasetSummary:
     skipped: int
     bse_mean: float
     bse_std: float
+    notes: list[str]
 
     def split_counts(self) -> dict[str, int]:
         return self.manifest["split"].value_counts().to_dict()
@@ -109,7 +116,8 @@ def build_dataset(
     tile : (int, int)
         Tile (rows, cols) in px; default 338 x 512, the microscope's frame.
     stride : (int, int), optional
-        Step between tiles (rows, cols); the tile size by default (no overlap).
+        Step between tiles (rows, cols); the tile size by default. The last tile of each row
+        and column is moved back to the session's edge, so it may overlap its neighbour.
     min_labelled : float
         Tiles whose labelled (non-255) fraction is below this are skipped (no EDS there).
     overwrite : bool
@@ -128,19 +136,31 @@ def build_dataset(
         raise InputError(f"min_labelled must be in [0, 1], got {min_labelled}")
     stride = stride or tile
     if stride[0] > tile[0] or stride[1] > tile[1] or min(stride) < 1:
-        raise InputError(f"stride {stride} must be between 1 and the tile size {tile}")
+        raise InputError(
+            f"stride {stride[1]}x{stride[0]} px must be between 1 and the tile size "
+            f"{tile[1]}x{tile[0]} px"
+        )
+    check_outputs_distinct([out_dir], [bse, labels, sessions])
     info = check_coregistered(labels, bse)
+    check_single_band(bse, "BSE image")
     if info.pixel_size_um is None:
         raise InputError(f"{labels}: no µm georeference; write it with olmap (CLI.md transform)")
     names = class_names(raster_info(labels))
     classes = {n: c for c, n in names.items() if c not in (UNCLASSIFIED, IGNORE)}
     table = read_sessions(sessions)
 
-    regions = []
+    regions, notes = [], []
     for row in table.itertuples():
         win = region_window(row.x0_um, row.y0_um, row.x1_um, row.y1_um, info.transform, info.shape)
-        if win is not None:
-            regions.append((row.session, row.split, win))
+        if win is None:
+            notes.append(f"session {row.session} lies outside the image: no tiles")
+            continue
+        if row.split != "none" and (win.height < tile[0] or win.width < tile[1]):
+            notes.append(
+                f"session {row.session} is {int(win.width)}x{int(win.height)} px, smaller than "
+                f"the {tile[1]}x{tile[0]} px tile: no tiles (use a smaller --tile)"
+            )
+        regions.append((row.session, row.split, win))
     clash = split_overlaps(regions)
     if clash:
         a, b = clash[0]
@@ -158,21 +178,26 @@ def build_dataset(
         for win in tile_windows(region, tile, stride):
             lab = read_raster(labels, window=win, bands=1)
             fr = tile_fractions(lab, classes)
-            if fr["labelled_fraction"] < min_labelled:
+            # A tile with no labelled pixel teaches nothing, whatever min_labelled says.
+            if fr["labelled_fraction"] < min_labelled or fr["labelled_fraction"] == 0:
                 skipped += 1
                 continue
             candidates.append((session, split, win, fr))
     if not candidates:
+        why = "; ".join(notes) if notes else f"{skipped} tile(s) had too few labelled pixels"
         raise InputError(
             f"{sessions}: no {tile[1]}x{tile[0]} px tile fits inside a train/val/test session "
-            f"with >= {min_labelled:.0%} labelled pixels"
+            f"with >= {min_labelled:.0%} labelled pixels ({why})"
         )
 
     px = info.pixel_size_um
-    top = info.transform.f
     rows = []
     for i, (session, split, win, fr) in enumerate(candidates):
         r0, c0 = int(win.row_off), int(win.col_off)
+        (x0, y1), (x1, y0) = (
+            info.transform @ (c0, r0),
+            info.transform @ (c0 + tile[1], r0 + tile[0]),
+        )
         rows.append(
             {
                 "tile_id": i,
@@ -180,17 +205,17 @@ def build_dataset(
                 "col_off": c0,
                 "height": tile[0],
                 "width": tile[1],
-                "x0_um": c0 * px,
-                "y0_um": top - (r0 + tile[0]) * px,
-                "x1_um": (c0 + tile[1]) * px,
-                "y1_um": top - r0 * px,
+                "x0_um": round(x0, 6),
+                "y0_um": round(y0, 6),
+                "x1_um": round(x1, 6),
+                "y1_um": round(y1, 6),
                 "session": session,
                 "split": split,
                 **{k: round(float(v), 6) for k, v in fr.items()},
             }
         )
     manifest = pd.DataFrame(rows)
-    per_session = session_table(manifest, classes)
+    per_session = session_table(manifest, classes, sessions=table[["session", "split"]])
 
     bse_dtype = raster_info(bse).dtype
     n = len(candidates)
@@ -237,4 +262,4 @@ def build_dataset(
         (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
         write_layout_plot(bse, manifest, tmp / "layout.png")
         write_tile_examples(tmp, manifest, classes, tmp / "examples.png")
-    return DatasetSummary(Path(out_dir), manifest, per_session, classes, skipped, mean, std)
+    return DatasetSummary(Path(out_dir), manifest, per_session, classes, skipped, mean, std, notes)

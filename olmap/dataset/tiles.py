@@ -98,10 +98,17 @@ def tile_fractions(labels: np.ndarray, class_codes: Mapping[str, int]) -> dict[s
     return out
 
 
-def session_table(manifest: pd.DataFrame, class_codes: Mapping[str, int]) -> pd.DataFrame:
+def session_table(
+    manifest: pd.DataFrame,
+    class_codes: Mapping[str, int],
+    *,
+    sessions: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """Per-session summary like the paper's Table 1: tiles, class shares, split.
 
-    Class shares are pixel-weighted over the session's labelled pixels, in percent.
+    Class shares are pixel-weighted over the session's labelled pixels, in percent. Sessions
+    listed in ``sessions`` (columns ``session``, ``split``) that have no tile get a row with
+    0 tiles and empty shares, so a session that gave nothing is visible.
     """
     rows = []
     for (session, split), group in manifest.groupby(["session", "split"], sort=False):
@@ -112,4 +119,14 @@ def session_table(manifest: pd.DataFrame, class_codes: Mapping[str, int]) -> pd.
             row[f"{name}_pct"] = round(100 * float((share * labelled).sum() / labelled.sum()), 3)
         row["ignore_pct"] = round(100 * (1 - float(group["labelled_fraction"].mean())), 3)
         rows.append(row)
-    return pd.DataFrame(rows)
+    if sessions is not None:
+        by_session = {r["session"]: r for r in rows}
+        rows = [
+            by_session.get(s.session, {"session": s.session, "split": s.split, "n_tiles": 0})
+            for s in sessions.itertuples(index=False)
+        ]
+    return pd.DataFrame(rows, columns=_table_columns(class_codes))
+
+
+def _table_columns(class_codes: Mapping[str, int]) -> list[str]:
+    return ["session", "split", "n_tiles", *(f"{n}_pct" for n in class_codes), "ignore_pct"]

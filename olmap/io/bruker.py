@@ -159,8 +159,32 @@ def read_bcf_element_maps(
     return EdsArrays(maps=maps, transform=transform, path=path)
 
 
-def read_bcf_images(path: str | Path, *, pixel_size_um: float | None = None) -> list[BcfImage]:
-    """The image channels (BSE, SE, ...) stored beside the hypermap, at full resolution."""
+def block_mean(image: np.ndarray, factor: int) -> np.ndarray:
+    """Mean of ``factor x factor`` blocks; partial blocks at the bottom/right edge average the
+    pixels they have (as the hypermap reader sums them), so the grid matches a downsampled map.
+
+    Examples
+    --------
+    >>> block_mean(np.arange(9.0).reshape(3, 3), 2).tolist()
+    [[2.0, 3.5], [6.5, 8.0]]
+    """
+    if factor == 1:
+        return image
+    h, w = image.shape
+    rows, cols = -(-h // factor), -(-w // factor)
+    padded = np.full((rows * factor, cols * factor), np.nan)
+    padded[:h, :w] = image
+    return np.nanmean(padded.reshape(rows, factor, cols, factor), axis=(1, 3))
+
+
+def read_bcf_images(
+    path: str | Path, *, pixel_size_um: float | None = None, downsample: int = 1
+) -> list[BcfImage]:
+    """The image channels (BSE, SE, ...) stored beside the hypermap.
+
+    With ``downsample`` > 1 each image is block-averaged onto the grid of element maps read
+    with the same ``downsample``, so the two stay co-registered.
+    """
     path = Path(path)
     images = []
     for signal in _read(path, select_type="image", lazy=False):
@@ -169,7 +193,9 @@ def read_bcf_images(path: str | Path, *, pixel_size_um: float | None = None) -> 
             continue
         row_axis = signal["axes"][0]
         name = str(signal.get("metadata", {}).get("General", {}).get("title", "image"))
-        px = _pixel_size_um(row_axis, path, pixel_size_um)
+        px = _pixel_size_um(row_axis, path, pixel_size_um) * downsample
+        if downsample > 1:
+            data = np.round(block_mean(data.astype(np.float64), downsample)).astype(data.dtype)
         transform = micrometre_transform(data.shape[0], px)
         images.append(BcfImage(name=name, data=data, transform=transform))
     return images

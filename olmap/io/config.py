@@ -32,6 +32,17 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _root_causes(errors: list) -> list:
+    """Drop errors that only follow from others: a failed item of a list also makes the list
+    too short, which pydantic reports at the list's (shorter) location."""
+    locs = [tuple(e.get("loc", ())) for e in errors]
+    return [
+        e
+        for e, loc in zip(errors, locs, strict=True)
+        if not any(len(other) > len(loc) and other[: len(loc)] == loc for other in locs)
+    ] or errors
+
+
 def load_config(model: type[ModelT], path: str | Path | None = None, **overrides: Any) -> ModelT:
     """Build ``model`` from a YAML file (optional) and keyword overrides (``None`` ignored).
 
@@ -45,9 +56,10 @@ def load_config(model: type[ModelT], path: str | Path | None = None, **overrides
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
+        errors = _root_causes(exc.errors())
+        err = errors[0]
         key = ".".join(str(p) for p in err.get("loc", ()))
         msg = str(err.get("msg", "")).removeprefix("Value error, ")
         where = f"{path}: " if path is not None else "invalid parameters: "
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise InputError(f"{where}{key + ': ' if key else ''}{msg}{more}") from exc

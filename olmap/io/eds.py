@@ -72,6 +72,10 @@ class EdsRasters:
         return self.grid.shape
 
     @property
+    def paths(self) -> tuple[Path, ...]:
+        return tuple(dict.fromkeys(p for p, _ in self.sources.values()))
+
+    @property
     def transform(self) -> Affine:
         return self.grid.transform
 
@@ -90,7 +94,7 @@ class EdsRasters:
             for el, values in zip(els, data, strict=True):
                 nodata = self.nodata.get(el)
                 if nodata is not None:
-                    gap = values == nodata
+                    gap = np.isnan(values) if np.isnan(nodata) else values == nodata
                     if gap.any():
                         missing = gap if missing is None else missing | gap
                         values = np.where(gap, 0, values)
@@ -118,6 +122,10 @@ class EdsArrays:
     @property
     def shape(self) -> tuple[int, int]:
         return next(iter(self.maps.values())).shape
+
+    @property
+    def paths(self) -> tuple[Path, ...]:
+        return (self.path,)
 
     def read(
         self, window: Window, elements: Sequence[str]

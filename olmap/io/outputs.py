@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -135,3 +135,27 @@ def atomic_dir(
     if path.exists():
         _remove(path)
     os.replace(tmp, path)
+
+
+def check_outputs_distinct(
+    outputs: Iterable[str | Path | None], inputs: Iterable[str | Path | None]
+) -> None:
+    """Refuse outputs that are inputs, folders holding an input, or the same as each other.
+
+    ``--overwrite`` must never turn a typo (``--out eds.tif``) into the loss of an input.
+
+    Raises
+    ------
+    InputError
+        Naming the output and the input it would destroy.
+    """
+    outs = [_absolute(p) for p in outputs if p is not None]
+    ins = [_absolute(p) for p in inputs if p is not None]
+    for i, out in enumerate(outs):
+        for other in outs[:i]:
+            if out == other:
+                raise InputError(f"{out}: given for two different outputs; choose two names")
+        for inp in ins:
+            if out == inp or out in inp.parents:
+                what = "is an input" if out == inp else f"holds the input {inp}"
+                raise InputError(f"{out}: output {what}; choose another output name")

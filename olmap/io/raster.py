@@ -403,6 +403,16 @@ def check_coregistered(*paths: str | Path) -> RasterInfo:
     return ref
 
 
+def check_single_band(path: str | Path, what: str = "image") -> RasterInfo:
+    """Raise :class:`InputError` unless ``path`` has exactly one band (e.g. a BSE image)."""
+    info = raster_info(path)
+    if info.count != 1:
+        raise InputError(
+            f"{path}: has {info.count} bands; a {what} has one (is this the EDS stack?)"
+        )
+    return info
+
+
 def read_image(
     path: str | Path, *, pixel_size_um: float | None = None
 ) -> tuple[np.ndarray, Affine]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from olmap.errors import InputError
@@ -23,10 +24,12 @@ def read_sessions(path: str | Path) -> pd.DataFrame:
         Naming the file and row for a missing column, an unknown split, a repeated session,
         non-numeric coordinates or an empty rectangle.
     """
-    df = read_table(path, required=SESSION_COLUMNS)
+    # Session names are text: "01" and "1" are different sessions.
+    df = read_table(path, required=SESSION_COLUMNS, dtype={"session": str, "split": str})
     if df.empty:
         raise InputError(f"{path}: no sessions listed")
     df["split"] = df["split"].astype(str).str.strip().str.lower()
+    df["session"] = df["session"].astype(str).str.strip()
     bad = df[~df["split"].isin(SPLITS)]
     if not bad.empty:
         row = bad.index[0] + 2
@@ -35,16 +38,16 @@ def read_sessions(path: str | Path) -> pd.DataFrame:
         )
     dupes = df["session"][df["session"].duplicated()]
     if not dupes.empty:
-        raise InputError(f"{path}: session {dupes.iloc[0]!r} is listed twice")
+        raise InputError(f"{path}: session {str(dupes.iloc[0])!r} is listed twice")
     for col in ("x0_um", "y0_um", "x1_um", "y1_um"):
         values = pd.to_numeric(df[col], errors="coerce")
-        if values.isna().any():
-            row = int(values.isna().to_numpy().argmax()) + 2
-            raise InputError(f"{path}: line {row}: {col} is not a number")
+        bad = ~np.isfinite(values.to_numpy(dtype=float))
+        if bad.any():
+            row = int(bad.argmax()) + 2
+            raise InputError(f"{path}: line {row}: {col} is not a finite number")
         df[col] = values.astype(float)
     empty = (df["x1_um"] <= df["x0_um"]) | (df["y1_um"] <= df["y0_um"])
     if empty.any():
         row = int(empty.to_numpy().argmax()) + 2
         raise InputError(f"{path}: line {row}: need x0_um < x1_um and y0_um < y1_um")
-    df["session"] = df["session"].astype(str)
     return df.reset_index(drop=True)

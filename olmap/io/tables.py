@@ -27,7 +27,9 @@ def write_json(data: Any, path: str | Path, *, overwrite: bool = False) -> Path:
     return Path(path)
 
 
-def read_table(path: str | Path, *, required: Iterable[str] = ()) -> pd.DataFrame:
+def read_table(
+    path: str | Path, *, required: Iterable[str] = (), dtype: dict[str, Any] | None = None
+) -> pd.DataFrame:
     """Read a CSV and check that it has the ``required`` columns.
 
     Raises
@@ -39,8 +41,13 @@ def read_table(path: str | Path, *, required: Iterable[str] = ()) -> pd.DataFram
     if not path.exists():
         raise InputFileNotFoundError(path, "table")
     try:
-        df = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        df = pd.read_csv(path, dtype=dtype)
+    except (
+        pd.errors.ParserError,
+        pd.errors.EmptyDataError,
+        UnicodeDecodeError,
+        ValueError,  # a dtype that does not fit the column
+    ) as exc:
         raise InputError(f"{path}: not a readable CSV table ({str(exc).splitlines()[0]})") from exc
     missing = [c for c in required if c not in df.columns]
     if missing:

@@ -24,7 +24,16 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    Strict,
+    field_validator,
+    model_validator,
+)
 
 from olmap.io.config import load_config
 from olmap.masks.xray import ELEMENT_SYMBOLS
@@ -34,10 +43,14 @@ UNCLASSIFIED = 0
 #: Label value of pixels to ignore in training (cracks, holes, no EDS data).
 IGNORE = 255
 
-_SUM = r"\(?\s*([A-Za-z]+(?:\s*\+\s*[A-Za-z]+)*)\s*\)?"
+# A sum of element symbols; inside a ratio a sum needs parentheses, so that "Fe+Mg/Si" is not
+# silently read one way or the other.
+_PLAIN_SUM = r"[A-Za-z]+(?:\s*\+\s*[A-Za-z]+)*"
+_SIDE = rf"(?:[A-Za-z]+|\(\s*{_PLAIN_SUM}\s*\))"
+_TERM = rf"({_SIDE}\s*/\s*{_SIDE}|{_PLAIN_SUM}|\(\s*{_PLAIN_SUM}\s*\))"
 _NUMBER = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
-_CONDITION = re.compile(rf"^\s*{_SUM}\s*(?:/\s*{_SUM}\s*)?(<=|>=|<|>)\s*{_NUMBER}\s*$")
-_EXAMPLE = "e.g. 'Ca/Mg < 0.1', 'Mg > 30' or '(Fe+Mg)/Si >= 0.5'"
+_CONDITION = re.compile(rf"^\s*{_TERM}\s*(<=|>=|<|>)\s*{_NUMBER}\s*$")
+_EXAMPLE = "e.g. 'Ca/Mg < 0.1', 'Mg > 30' or '(Fe+Mg)/Si >= 0.5' (sums in a ratio need brackets)"
 
 
 @dataclass(frozen=True)
@@ -74,7 +87,8 @@ class Condition:
         match = _CONDITION.match(text)
         if match is None:
             raise ValueError(f"cannot read rule {text!r}; write it like {_EXAMPLE}")
-        num, den, op, value = match.groups()
+        term, op, value = match.groups()
+        num, _, den = term.partition("/")
         numerator = _elements(num, text)
         denominator = _elements(den, text) if den else ()
         return cls(numerator, denominator, op, float(value))  # type: ignore[arg-type]
@@ -111,7 +125,7 @@ _OPS = {"<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equ
 
 
 def _elements(side: str, text: str) -> tuple[str, ...]:
-    symbols = tuple(s.strip() for s in side.split("+"))
+    symbols = tuple(s.strip() for s in side.strip().strip("()").split("+"))
     for s in symbols:
         if s not in ELEMENT_SYMBOLS:
             raise ValueError(f"rule {text!r} names {s!r}, which is not an element symbol")
@@ -143,6 +157,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
 
+#: Whole numbers only (YAML ``true`` or ``2.5`` are errors, not 1 or 2).
+StrictCount = Annotated[int, Strict()]
+
+#: Names the label map reserves for 0 and 255.
+RESERVED_NAMES = ("unclassified", "ignore")
+
+
 class GrowRule(_Strict):
     """Hysteresis at grain boundaries (olmap's addition to the paper).
 
@@ -151,7 +172,7 @@ class GrowRule(_Strict):
     ``distance_px`` of the class that pass these looser rules join it.
     """
 
-    distance_px: int = Field(2, ge=1, le=64)
+    distance_px: StrictCount = Field(2, ge=1, le=64)
     rules: Conditions
 
 
@@ -159,11 +180,18 @@ class MineralRule(_Strict):
     """One class of the label map."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z][\w -]*$")
-    code: int | None = Field(None, ge=1, le=254)
+    code: StrictCount | None = Field(None, ge=1, le=254)
     rules: Conditions
     grow: GrowRule | None = None
-    min_size_px: int = Field(0, ge=0, description="objects with at most this many px are removed")
-    fill_holes_px: int = Field(0, ge=0, description="unclassified holes up to this size join")
+    min_size_px: StrictCount = Field(0, ge=0, description="objects of <= this many px removed")
+    fill_holes_px: StrictCount = Field(0, ge=0, description="holes of <= this many px filled")
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, name: str) -> str:
+        if name.strip().lower() in RESERVED_NAMES:
+            raise ValueError(f"{name!r} is reserved for label values 0 and 255; rename the class")
+        return name
 
     @property
     def elements(self) -> tuple[str, ...]:
@@ -178,7 +206,7 @@ class IgnoreRule(_Strict):
     """
 
     bse_below: float = Field(gt=0, description="BSE grey level below which a pixel is a crack")
-    dilate_px: int = Field(0, ge=0, le=16, description="grow the ignored zone by this many px")
+    dilate_px: StrictCount = Field(0, ge=0, le=16, description="grow the ignored zone (px)")
 
 
 class RuleSet(_Strict):
@@ -186,7 +214,12 @@ class RuleSet(_Strict):
 
     classes: tuple[MineralRule, ...] = Field(min_length=1, max_length=254)
     ignore: IgnoreRule | None = None
-    source: str = Field("", description="file the rules were read from (set by load_rules)")
+    _source: str = PrivateAttr("")
+
+    @property
+    def source(self) -> str:
+        """The file the rules were read from ("" for rules built in code)."""
+        return self._source
 
     @model_validator(mode="after")
     def _unique(self) -> RuleSet:
@@ -221,17 +254,22 @@ class RuleSet(_Strict):
     def halo_px(self) -> int:
         """Margin a window needs so that windowed labels equal whole-image labels.
 
-        Growth reaches ``distance_px``; an object or hole of at most ``n`` px spans at most
-        ``n`` px, so the size filters decide correctly with ``n + 1`` px of context; the crack
-        dilation adds its radius. The stages run in sequence, so the margins add up.
+        Growth reaches ``distance_px``. An object or hole of at most ``n`` px spans at most
+        ``n`` px, so a size filter decides correctly with ``n + 1`` px of correct context. Hole
+        filling runs on the labels left by the small-object filter, so its context must itself
+        be correct: the margins of the stages add up, and the crack dilation adds its radius.
         """
         grow = max((c.grow.distance_px for c in self.classes if c.grow), default=0)
-        size = max((max(c.min_size_px, c.fill_holes_px) for c in self.classes), default=0)
+        small = max((c.min_size_px + 1 if c.min_size_px else 0 for c in self.classes), default=0)
+        holes = max(
+            (c.fill_holes_px + 1 if c.fill_holes_px else 0 for c in self.classes), default=0
+        )
         dilate = self.ignore.dilate_px if self.ignore else 0
-        return grow + (size + 1 if size else 0) + dilate
+        return grow + small + holes + dilate
 
 
 def load_rules(path: str | Path) -> RuleSet:
     """Read and validate a rule file; errors name the file, the key and the rule text."""
     rules = load_config(RuleSet, path)
-    return rules.model_copy(update={"source": str(path)})
+    rules._source = str(path)
+    return rules

@@ -17,8 +17,10 @@ from rasterio.windows import Window
 from olmap import __version__
 from olmap.errors import InputError, NotCoregisteredError
 from olmap.io.eds import EdsRasters, EdsSource
+from olmap.io.outputs import check_outputs_distinct
 from olmap.io.raster import (
     check_coregistered,
+    check_single_band,
     class_names,
     create_raster,
     format_class_tag,
@@ -158,7 +160,16 @@ def build_label_map(
         For missing elements, grids that do not match, bad counts, or when no pixel matches
         any class (nothing is written then).
     """
+    check_outputs_distinct([out], [*eds.paths, bse, reference, rules.source or None])
     check_elements(rules, eds)
+    if bse is not None:
+        check_single_band(bse, "BSE image")
+    if reference is not None:
+        ref_info = check_single_band(reference, "reference label map")
+        if ref_info.dtype != "uint8":
+            raise InputError(
+                f"{reference}: reference label maps must be uint8 class codes, not {ref_info.dtype}"
+            )
     height, width = eds.shape
     notes: list[str] = []
     for path in (bse, reference):
@@ -212,9 +223,18 @@ def build_label_map(
             if progress is not None:
                 progress(int(win.width * win.height))
         if total.classified == 0:
+            if total.matched.sum() == 0:
+                why = (
+                    "no pixel of {} matched any class "
+                    "(are the maps counts, and the thresholds in counts?)"
+                )
+            else:
+                why = (
+                    "every pixel of {} that matched a class was removed by clean-up or masked as "
+                    "a crack (ignore.bse_below)"
+                )
             raise InputError(
-                f"{rules.source or 'rules'}: no pixel of {eds.description} matched any class "
-                "(are the maps counts, and the thresholds in counts?); nothing written"
+                f"{rules.source or 'rules'}: {why.format(eds.description)}; nothing written"
             )
     confusion_result = None
     if conf is not None and ref_names is not None:

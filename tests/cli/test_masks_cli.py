@@ -178,3 +178,24 @@ def test_eds_and_masks_on_a_real_bruker_hypermap(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     np.testing.assert_array_equal(stack, read_raster(tmp_path / "m2.tif", bands=1))
     assert 0 < (stack == 1).mean() < 1
+
+
+def test_overwrite_never_destroys_an_input(workdir: Path) -> None:
+    before = (workdir / "eds.tif").read_bytes()
+    res = olmap("masks", "--eds", "eds.tif", "--rules", "configs/rules/olivine.yaml",
+                "--out", "eds.tif", "--overwrite", cwd=workdir)  # fmt: skip
+    assert res.returncode == 1 and "output is an input" in res.stderr
+    assert (workdir / "eds.tif").read_bytes() == before
+
+
+def test_dataset_with_class_names_holding_spaces(workdir: Path) -> None:
+    (workdir / "r.yaml").write_text(
+        "classes:\n  - name: Fe-Ti oxide\n    rules: [Fe > 60, Si/Fe < 0.1]\n"
+        "  - name: Mg olivine\n    rules: [Ca/Mg < 0.1, Al/Mg < 0.1, Mg > 30]\n"
+    )
+    res = olmap("masks", "--eds", "eds.tif", "--rules", "r.yaml", "--out", "m.tif", cwd=workdir)
+    assert res.returncode == 0, res.stderr
+    res = olmap("dataset", "--bse", "bse.tif", "--labels", "m.tif", "--sessions",
+                "sessions.csv", "--out", "ds", "--tile", "128x128", cwd=workdir)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "Fe-Ti oxide %" in res.stdout and "Mg olivine %" in res.stdout

@@ -146,3 +146,68 @@ def test_not_coregistered(section_dir: Path, tmp_path: Path) -> None:
     )
     with pytest.raises(NotCoregisteredError):
         build_dataset(section_dir / "bse.tif", labels, section_dir / "sessions.csv", tmp_path / "d")
+
+
+def test_sessions_without_tiles_are_named(section_dir: Path, mask: Path, tmp_path: Path) -> None:
+    sessions = write_sessions(
+        tmp_path / "s.csv",
+        [
+            ("wide", 0, 0, 700, 1024, "train"),
+            ("narrow", 700, 0, 1024, 1024, "test"),
+            ("away", 5000, 0, 6000, 1024, "val"),
+        ],
+    )
+    summary = build_dataset(section_dir / "bse.tif", mask, sessions, tmp_path / "d")
+    assert set(summary.manifest["session"]) == {"wide"}
+    assert any("session narrow is 324x1024 px, smaller than" in n for n in summary.notes)
+    assert any("session away lies outside the image" in n for n in summary.notes)
+    table = pd.read_csv(tmp_path / "d" / "sessions.csv", dtype={"session": str})
+    assert table["session"].tolist() == ["wide", "narrow", "away"]
+    assert table["n_tiles"].tolist()[1:] == [0, 0]
+    with pytest.raises(InputError, match="session narrow is 324x1024 px"):
+        narrow = write_sessions(tmp_path / "n.csv", [("narrow", 700, 0, 1024, 1024, "test")])
+        build_dataset(section_dir / "bse.tif", mask, narrow, tmp_path / "d2")
+
+
+def test_manifest_bounds_follow_the_raster_origin(tmp_path: Path) -> None:
+    from affine import Affine
+
+    t = Affine(0.5, 0, 100.0, 0, -0.5, 300.0)  # 0.5 µm pixels, origin at (100, 300) µm
+    bse, lab = tmp_path / "bse.tif", tmp_path / "lab.tif"
+    write_raster(bse, np.zeros((200, 300), np.uint8), transform=t)
+    labels = np.zeros((200, 300), np.uint8)
+    labels[50:150, 50:250] = 1
+    write_raster(lab, labels, transform=t, tags={"classes": "0=unclassified,1=Fe-Ti oxide"})
+    sessions = write_sessions(tmp_path / "s.csv", [("01", 100, 200, 250, 300, "train"),
+                                                   ("1", 0, 0, 10, 10, "none")])  # fmt: skip
+    summary = build_dataset(bse, lab, sessions, tmp_path / "d", tile=(100, 100))
+    m = summary.manifest
+    assert m["x0_um"].min() == 100.0 and m["y1_um"].max() == 300.0
+    for row in m.itertuples():
+        assert row.x0_um == 100 + 0.5 * row.col_off and row.x1_um == row.x0_um + 50
+        assert row.y1_um == 300 - 0.5 * row.row_off and row.y0_um == row.y1_um - 50
+    assert "Fe-Ti oxide_fraction" in m.columns
+    assert summary.sessions["session"].tolist() == ["01", "1"]  # "01" and "1" stay distinct
+
+
+def test_fully_ignored_tiles_are_skipped_even_at_min_labelled_zero(
+    section_dir: Path, mask: Path, tmp_path: Path
+) -> None:
+    labels = read_raster(mask, bands=1)
+    labels[:, 512:] = 255
+    partial = tmp_path / "p.tif"
+    write_raster(
+        partial, labels, transform=raster_info(mask).transform, tags=raster_info(mask).tags
+    )
+    sessions = write_sessions(tmp_path / "s.csv", [("a", 0, 0, 1024, 1024, "train")])
+    summary = build_dataset(section_dir / "bse.tif", partial, sessions, tmp_path / "d",
+                            tile=(256, 256), min_labelled=0.0)  # fmt: skip
+    assert len(summary.manifest) == 8 and summary.skipped == 8
+    assert np.isfinite(summary.sessions["olivine_pct"]).all()
+
+
+def test_output_must_not_replace_an_input(section_dir: Path, mask: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="output is an input"):
+        build_dataset(section_dir / "bse.tif", mask, section_dir / "sessions.csv", mask,
+                      overwrite=True)  # fmt: skip
+    assert mask.is_file()

@@ -73,3 +73,14 @@ def test_images_and_bad_files(bruker: Path) -> None:
     assert eds.transform.a == 0.5
     with pytest.raises(InputError, match="no Kα line energy for 'U'"):
         read_bcf_element_maps(bruker / "P45_the_default_job.bcf", elements=["U"])
+
+
+def test_downsampled_bse_matches_the_element_grid(bruker: Path) -> None:
+    from olmap.io.bruker import block_mean
+
+    eds = read_bcf_element_maps(bruker / "P45_the_default_job.bcf", downsample=2)
+    (bse, _se) = read_bcf_images(bruker / "P45_the_default_job.bcf", downsample=2)
+    assert bse.data.shape == eds.shape == (38, 50)
+    assert bse.transform.almost_equals(eds.transform)
+    full = read_bcf_images(bruker / "P45_the_default_job.bcf")[0].data.astype(float)
+    np.testing.assert_allclose(bse.data, np.round(block_mean(full, 2)))

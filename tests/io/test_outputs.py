@@ -1,6 +1,6 @@
 import pytest
 
-from olmap.errors import OutputExistsError
+from olmap.errors import InputError, OutputExistsError
 from olmap.io.outputs import atomic_dir, atomic_path, partial_name
 
 
@@ -43,3 +43,16 @@ def test_atomic_dir_keeps_old_results_when_the_new_run_fails(tmp_path):
     with atomic_dir(empty) as tmp:  # an empty folder may be filled without --overwrite
         (tmp / "x").write_text("x")
     assert (empty / "x").exists()
+
+
+def test_outputs_must_not_be_inputs(tmp_path):
+    from olmap.io.outputs import check_outputs_distinct
+
+    (tmp_path / "eds.tif").write_text("x")
+    with pytest.raises(InputError, match="output is an input"):
+        check_outputs_distinct([tmp_path / "eds.tif"], [tmp_path / "eds.tif"])
+    with pytest.raises(InputError, match="holds the input"):
+        check_outputs_distinct([tmp_path], [tmp_path / "eds.tif"])
+    with pytest.raises(InputError, match="two different outputs"):
+        check_outputs_distinct([tmp_path / "a.tif", tmp_path / "./a.tif"], [])
+    check_outputs_distinct([tmp_path / "mask.tif", None], [tmp_path / "eds.tif", None])

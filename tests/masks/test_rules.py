@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from olmap.errors import InputError
+from olmap.io.windows import block_windows, halo_window
 from olmap.masks.label import classify_window, label_by_precedence, ratio_rule_mask
 from olmap.masks.rules import IGNORE, Condition, RuleSet, load_rules
 
@@ -212,5 +213,62 @@ def test_halo_adds_up_stage_margins() -> None:
             "ignore": {"bse_below": 10, "dilate_px": 2},
         }
     )
-    assert rules.halo_px == 3 + 26 + 2
+    assert rules.halo_px == 3 + 11 + 26 + 2
     assert rules_with().halo_px == 0
+
+
+def test_hole_filling_after_small_object_removal_is_window_independent() -> None:
+    """Found by review: a hole sealed by an object that a too-small halo cuts below min size."""
+    mg = np.zeros((30, 80), int)
+    mg[:, :46] = 60  # a large grain ...
+    mg[10, 46:56] = mg[12, 46:56] = 60  # ... with a 9-px slot (row 11, cols 47-55) ...
+    mg[11, 46] = 60
+    mg[11, 56:76] = 60  # ... sealed by a separate 20-px object (touching only diagonally)
+    rules = rules_with(min_size_px=10, fill_holes_px=10)
+    rules = rules.model_copy(
+        update={"classes": (rules.classes[0].model_copy(update={"rules": (PAPER[2],)}),)}
+    )
+    counts = {"Mg": mg}
+    whole, _ = classify_window(counts, rules)
+    assert (whole[11, 47:56] == 1).all()  # the slot is a hole of 9 px: filled
+    windowed = np.zeros_like(whole)
+    for win in block_windows(30, 80, (30, 50)):
+        padded, inner = halo_window(win, rules.halo_px, 30, 80)
+        rows, cols = padded.toslices()
+        labels, _ = classify_window({"Mg": mg[rows, cols]}, rules, inner=inner)
+        windowed[win.toslices()] = labels[inner]
+    np.testing.assert_array_equal(windowed, whole)
+
+
+@pytest.mark.parametrize("text", ["Fe+Mg/Si > 0.5", "Mg/Fe+Si > 1", "(Fe+Mg/Si > 1"])
+def test_sums_in_ratios_need_brackets(text: str) -> None:
+    with pytest.raises(ValueError, match="sums in a ratio need brackets"):
+        Condition.parse(text)
+
+
+@pytest.mark.parametrize(
+    ("cls", "message"),
+    [
+        ({"name": "ignore", "rules": ["Mg > 1"]}, "reserved"),
+        ({"name": "Unclassified", "rules": ["Mg > 1"]}, "reserved"),
+        ({"name": "a", "rules": ["Mg > 1"], "min_size_px": True}, "min_size_px"),
+        ({"name": "a", "rules": ["Mg > 1"], "min_size_px": 2.5}, "min_size_px"),
+        ({"name": "a", "rules": ["Mg > 1"], "grow": {"distance_px": -1, "rules": ["Mg > 0"]}},
+         "distance_px"),
+    ],
+)  # fmt: skip
+def test_invalid_classes(tmp_path: Path, cls: dict, message: str) -> None:
+    import yaml
+
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump({"classes": [cls]}))
+    with pytest.raises(InputError, match=message) as info:
+        load_rules(path)
+    assert "more)" not in str(info.value)  # no follow-on errors counted
+
+
+def test_source_is_not_a_rule_file_key(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text("source: x\nclasses: [{name: a, rules: [Mg > 1]}]\n")
+    with pytest.raises(InputError, match="source"):
+        load_rules(path)

@@ -191,3 +191,40 @@ def test_unnamed_bands_and_bad_specs(tmp_path: Path) -> None:
         open_eds([f"Mg={path}", f"Mg={path}"])
     with pytest.raises(InputError, match="use one form"):
         open_eds([path, f"Mg={path}"])
+
+
+def test_nan_nodata_in_float_maps(tmp_path: Path) -> None:
+    mg = np.full((8, 8), 60.0, np.float32)
+    mg[:, 4:] = np.nan
+    path = tmp_path / "eds.tif"
+    stack = np.stack([mg, np.zeros_like(mg), np.zeros_like(mg)])
+    write_raster(path, stack, pixel_size_um=1.0, band_names=["Mg", "Ca", "Al"], nodata=np.nan)
+    result = build_label_map(
+        open_eds([path]), load_rules(CONFIGS / "olivine.yaml"), tmp_path / "m.tif"
+    )
+    labels = read_raster(result.path, bands=1)
+    assert (labels[:, 4:] == IGNORE).all() and (labels[:, :4] == 1).all()
+
+
+def test_everything_masked_as_cracks_is_said_so(tmp_path: Path) -> None:
+    eds = small_eds(tmp_path)
+    bse = tmp_path / "bse.tif"
+    write_raster(bse, np.full((8, 8), 10, np.uint8), pixel_size_um=1.0)  # all dark
+    with pytest.raises(InputError, match="masked as a crack"):
+        build_label_map(
+            open_eds([eds]), load_rules(CONFIGS / "olivine.yaml"), tmp_path / "m.tif", bse=bse
+        )
+
+
+def test_bad_bse_and_reference_rasters(tmp_path: Path) -> None:
+    eds = small_eds(tmp_path)
+    rules = load_rules(CONFIGS / "olivine.yaml")
+    with pytest.raises(InputError, match="has 3 bands; a BSE image has one"):
+        build_label_map(open_eds([eds]), rules, tmp_path / "m.tif", bse=eds)
+    ref = tmp_path / "ref.tif"
+    write_raster(ref, np.full((8, 8), 300, np.uint16), pixel_size_um=1.0, tags={"classes": "300=a"})
+    with pytest.raises(InputError, match="must be uint8 class codes"):
+        build_label_map(open_eds([eds]), rules, tmp_path / "m.tif", reference=ref)
+    with pytest.raises(InputError, match="output is an input"):
+        build_label_map(open_eds([eds]), rules, eds, overwrite=True)
+    assert raster_info(eds).count == 3  # the input survived
