@@ -32,11 +32,12 @@ app = typer.Typer(
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.add_typer(synth_cmd.app, name="synth")
+# Listed in `olmap --help` in this order: start here, then the pipeline's stages.
 app.command("demo")(demo_cmd.demo)
+app.add_typer(synth_cmd.app, name="synth")
 app.command("info")(info_cmd.info)
-app.command("masks")(masks_cmd.masks)
 app.command("eds")(eds_cmd.eds)
+app.command("masks")(masks_cmd.masks)
 app.command("dataset")(dataset_cmd.dataset)
 
 
