@@ -12,6 +12,7 @@ from olmap.cli._console import progress_bar, stderr, stdout
 from olmap.cli._options import Overwrite, Workers
 from olmap.io.eds import open_eds
 from olmap.io.outputs import check_outputs_distinct, check_writable
+from olmap.io.raster import raster_inputs
 from olmap.io.tables import write_json
 from olmap.masks.rules import IGNORE, UNCLASSIFIED, load_rules
 from olmap.masks.stream import DEFAULT_WINDOW, MaskResult, build_label_map
@@ -119,8 +120,8 @@ def masks(
     report = report_path(out)
     check_writable(out, overwrite=overwrite)
     check_writable(report, overwrite=overwrite)
-    inputs = [rules, bse, reference, *(str(e).partition("=")[2] or e for e in eds)]
-    check_outputs_distinct([out, report], inputs)
+    eds_files = [str(e).partition("=")[2] or e for e in eds]
+    check_outputs_distinct([out, report], [rules, *raster_inputs(bse, reference, *eds_files)])
     source = open_eds(eds, elements=rule_set.elements, bcf_downsample=bcf_downsample)
     height, width = source.shape
     with progress_bar("masks", total=height * width / 1e6, unit="Mpx") as advance:

@@ -43,6 +43,7 @@ from olmap.io.raster import (
     check_single_band,
     class_names,
     raster_info,
+    raster_inputs,
     read_raster,
 )
 from olmap.io.sessions import read_sessions
@@ -140,7 +141,7 @@ def build_dataset(
             f"stride {stride[1]}x{stride[0]} px must be between 1 and the tile size "
             f"{tile[1]}x{tile[0]} px"
         )
-    check_outputs_distinct([out_dir], [bse, labels, sessions])
+    check_outputs_distinct([out_dir], [*raster_inputs(bse, labels), sessions])
     info = check_coregistered(labels, bse)
     check_single_band(bse, "BSE image")
     if info.pixel_size_um is None:
@@ -175,19 +176,26 @@ def build_dataset(
     for session, split, region in regions:
         if split == "none":
             continue
-        for win in tile_windows(region, tile, stride):
+        windows = tile_windows(region, tile, stride)
+        kept = 0
+        for win in windows:
             lab = read_raster(labels, window=win, bands=1)
             fr = tile_fractions(lab, classes)
             # A tile with no labelled pixel teaches nothing, whatever min_labelled says.
             if fr["labelled_fraction"] < min_labelled or fr["labelled_fraction"] == 0:
-                skipped += 1
                 continue
             candidates.append((session, split, win, fr))
+            kept += 1
+        skipped += len(windows) - kept
+        if windows and not kept:
+            notes.append(
+                f"session {session}: all {len(windows)} tiles have less than "
+                f"{min_labelled:.0%} (or no) labelled pixels (no EDS there?)"
+            )
     if not candidates:
-        why = "; ".join(notes) if notes else f"{skipped} tile(s) had too few labelled pixels"
         raise InputError(
             f"{sessions}: no {tile[1]}x{tile[0]} px tile fits inside a train/val/test session "
-            f"with >= {min_labelled:.0%} labelled pixels ({why})"
+            f"with >= {min_labelled:.0%} labelled pixels ({'; '.join(notes) or 'no sessions'})"
         )
 
     px = info.pixel_size_um

@@ -403,6 +403,24 @@ def check_coregistered(*paths: str | Path) -> RasterInfo:
     return ref
 
 
+def raster_files(path: str | Path) -> list[Path]:
+    """Every file a raster reads: itself, and for a GDAL VRT its sources (``ds.files``).
+
+    For a path that is not a readable raster, just the path (callers check readability).
+    """
+    path = Path(path)
+    try:
+        with open_raster(path) as ds:
+            return [Path(f) for f in (ds.files or [path])]
+    except (InputError, FileNotFoundError):
+        return [path]
+
+
+def raster_inputs(*paths: str | Path | None) -> list[Path]:
+    """:func:`raster_files` of every given path (``None`` skipped), for output-safety checks."""
+    return [f for p in paths if p is not None for f in raster_files(p)]
+
+
 def check_single_band(path: str | Path, what: str = "image") -> RasterInfo:
     """Raise :class:`InputError` unless ``path`` has exactly one band (e.g. a BSE image)."""
     info = raster_info(path)

@@ -159,6 +159,8 @@ class _Strict(BaseModel):
 
 #: Whole numbers only (YAML ``true`` or ``2.5`` are errors, not 1 or 2).
 StrictCount = Annotated[int, Strict()]
+#: Numbers only (YAML ``true`` is an error, not 1.0).
+StrictNumber = Annotated[float, Strict()]
 
 #: Names the label map reserves for 0 and 255.
 RESERVED_NAMES = ("unclassified", "ignore")
@@ -179,7 +181,9 @@ class GrowRule(_Strict):
 class MineralRule(_Strict):
     """One class of the label map."""
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z][\w -]*$")
+    # Letters, digits, "_", "-" and inner spaces; no leading/trailing space ("olivine " would
+    # be a second class that prints like "olivine").
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z](?:[\w -]*\w)?$")
     code: StrictCount | None = Field(None, ge=1, le=254)
     rules: Conditions
     grow: GrowRule | None = None
@@ -205,7 +209,9 @@ class IgnoreRule(_Strict):
     EDS blurs cracks away, so the rules label them as the host mineral; BSE resolves them.
     """
 
-    bse_below: float = Field(gt=0, description="BSE grey level below which a pixel is a crack")
+    bse_below: StrictNumber = Field(
+        gt=0, description="BSE grey level below which a pixel is a crack"
+    )
     dilate_px: StrictCount = Field(0, ge=0, le=16, description="grow the ignored zone (px)")
 
 

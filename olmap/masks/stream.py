@@ -25,6 +25,7 @@ from olmap.io.raster import (
     create_raster,
     format_class_tag,
     raster_info,
+    raster_inputs,
     read_raster,
 )
 from olmap.io.windows import block_windows, halo_window
@@ -160,7 +161,8 @@ def build_label_map(
         For missing elements, grids that do not match, bad counts, or when no pixel matches
         any class (nothing is written then).
     """
-    check_outputs_distinct([out], [*eds.paths, bse, reference, rules.source or None])
+    inputs = raster_inputs(*eds.paths, bse, reference)  # a VRT's sources are inputs too
+    check_outputs_distinct([out], [*inputs, rules.source or None])
     check_elements(rules, eds)
     if bse is not None:
         check_single_band(bse, "BSE image")

@@ -211,3 +211,32 @@ def test_output_must_not_replace_an_input(section_dir: Path, mask: Path, tmp_pat
         build_dataset(section_dir / "bse.tif", mask, section_dir / "sessions.csv", mask,
                       overwrite=True)  # fmt: skip
     assert mask.is_file()
+
+
+def test_vrt_sources_are_inputs_too(section_dir: Path, mask: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from rasterio.shutil import copy as rio_copy
+
+    bse = tmp_path / "bse.tif"
+    shutil.copy(section_dir / "bse.tif", bse)
+    rio_copy(bse, tmp_path / "bse.vrt", driver="VRT")
+    with pytest.raises(InputError, match="output is an input"):
+        build_dataset(tmp_path / "bse.vrt", mask, section_dir / "sessions.csv", bse,
+                      overwrite=True)  # fmt: skip
+    assert bse.is_file()
+
+
+def test_a_session_without_labels_is_named(section_dir: Path, mask: Path, tmp_path: Path) -> None:
+    labels = read_raster(mask, bands=1)
+    labels[:, 512:] = 255
+    partial = tmp_path / "p.tif"
+    write_raster(
+        partial, labels, transform=raster_info(mask).transform, tags=raster_info(mask).tags
+    )
+    sessions = write_sessions(
+        tmp_path / "s.csv", [("a", 0, 0, 512, 1024, "train"), ("c", 512, 0, 1024, 1024, "test")]
+    )
+    summary = build_dataset(section_dir / "bse.tif", partial, sessions, tmp_path / "d",
+                            tile=(256, 256))  # fmt: skip
+    assert any(n.startswith("session c: all 8 tiles have less than 50%") for n in summary.notes)

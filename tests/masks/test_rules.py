@@ -272,3 +272,15 @@ def test_source_is_not_a_rule_file_key(tmp_path: Path) -> None:
     path.write_text("source: x\nclasses: [{name: a, rules: [Mg > 1]}]\n")
     with pytest.raises(InputError, match="source"):
         load_rules(path)
+
+
+def test_names_without_outer_spaces_and_numbers_not_booleans(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        "classes: [{name: 'olivine ', rules: [Mg > 1]}, {name: olivine, rules: [Mg > 2]}]"
+    )
+    with pytest.raises(InputError, match=r"classes\.0\.name"):
+        load_rules(path)
+    path.write_text("classes: [{name: a, rules: [Mg > 1]}]\nignore: {bse_below: true}\n")
+    with pytest.raises(InputError, match=r"ignore\.bse_below"):
+        load_rules(path)

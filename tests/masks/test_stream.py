@@ -227,4 +227,9 @@ def test_bad_bse_and_reference_rasters(tmp_path: Path) -> None:
         build_label_map(open_eds([eds]), rules, tmp_path / "m.tif", reference=ref)
     with pytest.raises(InputError, match="output is an input"):
         build_label_map(open_eds([eds]), rules, eds, overwrite=True)
+    from rasterio.shutil import copy as rio_copy
+
+    rio_copy(eds, tmp_path / "eds.vrt", driver="VRT")  # reads eds.tif
+    with pytest.raises(InputError, match="output is an input"):
+        build_label_map(open_eds([tmp_path / "eds.vrt"]), rules, eds, overwrite=True)
     assert raster_info(eds).count == 3  # the input survived
