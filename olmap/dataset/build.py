@@ -13,7 +13,7 @@ Layout of the output folder (see ``docs/masks.md``)::
       layout.png      the mosaic with every tile outlined in its split's colour
       examples.png    a few tiles per split with their labels outlined
 
-Tiles are stored as memory-mapped ``.npy`` arrays: measured, reading a tile from them is ~10x
+Tiles are stored as memory-mapped ``.npy`` arrays: measured, reading a tile from them is ~100x
 faster than decoding a PNG file or a window of the compressed mosaic (docs/benchmarks.md), and
 the folder is self-contained (it can be copied to a GPU machine without the mosaic).
 """
@@ -53,6 +53,7 @@ from olmap.plots.dataset import write_layout_plot, write_tile_examples
 #: Training tile (rows, cols): the microscope's 512 x 338 px frames (PRIMER, paper sect. 2).
 DEFAULT_TILE = (338, 512)
 
+#: Leading columns of ``manifest.csv``; one ``<class>_fraction`` column per class follows.
 MANIFEST_COLUMNS = (
     "tile_id",
     "row_off",

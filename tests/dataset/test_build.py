@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from olmap.dataset.build import build_dataset
+from olmap.dataset.build import MANIFEST_COLUMNS, build_dataset
 from olmap.errors import InputError, NotCoregisteredError
 from olmap.io.eds import open_eds
 from olmap.io.raster import raster_info, read_raster, write_raster
@@ -51,6 +51,7 @@ def test_tiles_lie_inside_their_session_and_take_its_split(dataset: Path, sectio
     assert (merged["y0_um"] >= merged["y0_um_s"]).all()
     assert (merged["y1_um"] <= merged["y1_um_s"]).all()
     assert manifest["tile_id"].tolist() == list(range(len(manifest)))
+    assert list(manifest.columns) == [*MANIFEST_COLUMNS, "olivine_fraction"]
 
 
 def test_tile_arrays_are_the_mosaic_windows(dataset: Path, section_dir: Path, mask: Path) -> None:
