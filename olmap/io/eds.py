@@ -184,6 +184,7 @@ def open_eds(
             )
         path = Path(specs[0])
         if path.suffix.lower() == ".bcf":
+            # Imported here: olmap.io.bruker imports this module, and needs the optional extra.
             from olmap.io.bruker import read_bcf_element_maps
 
             return read_bcf_element_maps(path, elements=elements, downsample=bcf_downsample)
