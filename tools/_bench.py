@@ -28,3 +28,15 @@ def run(cmd: list[str]) -> dict:
         "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
         "stdout": out.strip(),
     }
+
+
+def size_row(method: str, size: int, res: dict) -> dict:
+    """One result row of a square-size benchmark: megapixels and Mpx/s from ``run``'s result."""
+    res = {k: v for k, v in res.items() if k != "stdout"}
+    return {
+        "method": method,
+        "size": size,
+        "megapixels": size * size / 1e6,
+        "mpx_per_s": round(size * size / 1e6 / res["seconds"], 2),
+        **res,
+    }

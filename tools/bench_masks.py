@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from _bench import machine, run
+from _bench import machine, run, size_row
 
 REPO = Path(__file__).resolve().parents[1]
 RULES = REPO / "configs" / "rules" / "olivine.yaml"
@@ -64,14 +64,7 @@ def main() -> None:
             res = run([sys.executable, "-c", BASELINE, str(section), str(RULES)])
             rows.append(("whole image in memory (baseline)", res))
         for method, res in rows:
-            res.pop("stdout")
-            row = {
-                "method": method,
-                "size": n,
-                "megapixels": n * n / 1e6,
-                "mpx_per_s": round(n * n / 1e6 / res["seconds"], 2),
-                **res,
-            }
+            row = size_row(method, n, res)
             results["runs"].append(row)
             print(json.dumps(row), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)

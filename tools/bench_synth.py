@@ -18,7 +18,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from _bench import machine, run
+from _bench import machine, run, size_row
 
 BASELINE = """
 import sys
@@ -69,29 +69,14 @@ def main() -> None:
             ]
         )
         size_mb = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**20
-        res.pop("stdout")
-        row = {
-            "method": "olmap streamed",
-            "size": n,
-            "megapixels": n * n / 1e6,
-            "mpx_per_s": round(n * n / 1e6 / res["seconds"], 2),
-            "output_mb": round(size_mb, 1),
-            **res,
-        }
+        row = {**size_row("olmap streamed", n, res), "output_mb": round(size_mb, 1)}
         results["runs"].append(row)
         print(json.dumps(row), flush=True)
         if not args.keep:
             shutil.rmtree(out)
     for n in args.baseline:
         res = run([sys.executable, "-c", BASELINE, str(n)])
-        res.pop("stdout")
-        row = {
-            "method": "whole section in memory (baseline, no file output)",
-            "size": n,
-            "megapixels": n * n / 1e6,
-            "mpx_per_s": round(n * n / 1e6 / res["seconds"], 2),
-            **res,
-        }
+        row = size_row("whole section in memory (baseline, no file output)", n, res)
         results["runs"].append(row)
         print(json.dumps(row), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -22,23 +22,23 @@ from olmap.io.raster import RasterInfo, check_coregistered, open_raster, raster_
 
 def check_counts(values: np.ndarray, *, path: str | Path, element: str, window: Window) -> None:
     """Raise :class:`InputError` for NaN or negative counts, naming the file and a pixel."""
-    if values.dtype.kind == "f":
-        bad = ~np.isfinite(values)
+    if values.dtype.kind not in "fi":
+        return  # unsigned integers are always valid counts
+    problems = [
+        (
+            ~np.isfinite(values),
+            "NaN/infinite counts",
+            " (set a nodata value for pixels without data)",
+        ),
+        (values < 0, "negative counts", ""),
+    ]
+    for bad, what, hint in problems:
         if bad.any():
             r, c = np.argwhere(bad)[0]
             raise InputError(
-                f"{path}: {element} map has NaN/infinite counts (e.g. at row "
+                f"{path}: {element} map has {what} ({values[r, c]:g} at row "
                 f"{int(window.row_off) + r}, col {int(window.col_off) + c}); EDS maps must be "
-                "counts >= 0 (set a nodata value for pixels without data)"
-            )
-    if values.dtype.kind in "fi":
-        neg = values < 0
-        if neg.any():
-            r, c = np.argwhere(neg)[0]
-            raise InputError(
-                f"{path}: {element} map has negative counts ({values[r, c]:g} at row "
-                f"{int(window.row_off) + r}, col {int(window.col_off) + c}); EDS maps must be "
-                "counts >= 0"
+                f"counts >= 0{hint}"
             )
 
 

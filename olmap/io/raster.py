@@ -372,6 +372,30 @@ def write_raster(
     return Path(path)
 
 
+def check_grid(
+    path: str | Path, shape: tuple[int, int], transform: Affine, reference: str
+) -> RasterInfo:
+    """Check that the raster at ``path`` lies on the grid ``shape``/``transform`` of ``reference``.
+
+    Raises
+    ------
+    NotCoregisteredError
+        Naming the file, the reference and what differs.
+    """
+    info = raster_info(path)
+    if info.shape != tuple(shape):
+        raise NotCoregisteredError(
+            f"{path}: {info.height}x{info.width} px does not match {reference} "
+            f"({shape[0]}x{shape[1]} px); the rasters must share one grid"
+        )
+    if not info.transform.almost_equals(transform, precision=1e-6):
+        raise NotCoregisteredError(
+            f"{path}: transform {tuple(info.transform)[:6]} does not match "
+            f"{reference} {tuple(transform)[:6]}; the rasters must share one grid"
+        )
+    return info
+
+
 def check_coregistered(*paths: str | Path) -> RasterInfo:
     """Check that rasters share one pixel grid (shape and transform).
 
@@ -387,19 +411,9 @@ def check_coregistered(*paths: str | Path) -> RasterInfo:
     """
     if not paths:
         raise ValueError("no rasters given")
-    infos = [raster_info(p) for p in paths]
-    ref = infos[0]
-    for other in infos[1:]:
-        if other.shape != ref.shape:
-            raise NotCoregisteredError(
-                f"{other.path}: {other.height}x{other.width} px does not match "
-                f"{ref.path} ({ref.height}x{ref.width} px); the rasters must share one grid"
-            )
-        if not other.transform.almost_equals(ref.transform, precision=1e-6):
-            raise NotCoregisteredError(
-                f"{other.path}: transform {tuple(other.transform)[:6]} does not match "
-                f"{ref.path} {tuple(ref.transform)[:6]}; the rasters must share one grid"
-            )
+    ref = raster_info(paths[0])
+    for other in paths[1:]:
+        check_grid(other, ref.shape, ref.transform, str(ref.path))
     return ref
 
 

@@ -15,11 +15,11 @@ import numpy as np
 from rasterio.windows import Window
 
 from olmap import __version__
-from olmap.errors import InputError, NotCoregisteredError
-from olmap.io.eds import EdsRasters, EdsSource
+from olmap.errors import InputError
+from olmap.io.eds import EdsSource
 from olmap.io.outputs import check_outputs_distinct
 from olmap.io.raster import (
-    check_coregistered,
+    check_grid,
     check_single_band,
     class_names,
     create_raster,
@@ -107,19 +107,6 @@ def check_elements(rules: RuleSet, eds: EdsSource) -> None:
             )
 
 
-def _check_same_grid(eds: EdsSource, path: str | Path) -> None:
-    if isinstance(eds, EdsRasters):
-        check_coregistered(eds.grid.path, path)
-        return
-    info = raster_info(path)
-    if info.shape != eds.shape or not info.transform.almost_equals(eds.transform, 1e-6):
-        raise NotCoregisteredError(
-            f"{path}: {info.height}x{info.width} px, transform {tuple(info.transform)[:6]} "
-            f"does not match the EDS grid of {eds.description} ({eds.shape[0]}x{eds.shape[1]} "
-            f"px, {tuple(eds.transform)[:6]}); the rasters must share one grid"
-        )
-
-
 def build_label_map(
     eds: EdsSource,
     rules: RuleSet,
@@ -176,7 +163,7 @@ def build_label_map(
     notes: list[str] = []
     for path in (bse, reference):
         if path is not None:
-            _check_same_grid(eds, path)
+            check_grid(path, eds.shape, eds.transform, f"the EDS grid of {eds.description}")
     if rules.ignore is not None and bse is None:
         notes.append(
             f"{rules.source}: crack masking (ignore.bse_below) needs the BSE image; "
