@@ -1,4 +1,4 @@
-"""Shared fixtures: small synthetic sections generated once per test session."""
+"""Shared fixtures: a small synthetic section, its olivine mask and dataset, made once."""
 
 from __future__ import annotations
 
@@ -6,8 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from olmap.dataset.build import build_dataset
+from olmap.io.eds import open_eds
+from olmap.masks.rules import load_rules
+from olmap.masks.stream import build_label_map
 from olmap.synth.config import SynthConfig
 from olmap.synth.section import SectionSummary, generate_section
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 @pytest.fixture(scope="session")
@@ -20,3 +26,26 @@ def section_1k(tmp_path_factory: pytest.TempPathFactory) -> SectionSummary:
 @pytest.fixture(scope="session")
 def section_dir(section_1k: SectionSummary) -> Path:
     return section_1k.out_dir
+
+
+@pytest.fixture(scope="session")
+def olivine_mask(section_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("segment") / "mask.tif"
+    build_label_map(
+        open_eds([section_dir / "eds.tif"]),
+        load_rules(CONFIGS / "rules" / "olivine.yaml"),
+        out,
+        bse=section_dir / "bse.tif",
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def olivine_dataset(
+    section_dir: Path, olivine_mask: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    out = tmp_path_factory.mktemp("segment") / "dataset"
+    build_dataset(
+        section_dir / "bse.tif", olivine_mask, section_dir / "sessions.csv", out, tile=(128, 128)
+    )
+    return out

@@ -81,6 +81,10 @@ class Advance:
     def set_total(self, total: float) -> None:
         self._progress.update(self._task, total=total)
 
+    def describe(self, text: str) -> None:
+        """Replace the bar's label (e.g. with the latest loss)."""
+        self._progress.update(self._task, description=text)
+
 
 @contextmanager
 def progress_bar(description: str, total: float | None, unit: str = "") -> Iterator[Advance]:

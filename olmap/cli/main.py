@@ -16,6 +16,7 @@ from olmap.cli import eds as eds_cmd
 from olmap.cli import info as info_cmd
 from olmap.cli import masks as masks_cmd
 from olmap.cli import synth as synth_cmd
+from olmap.cli import train as train_cmd
 from olmap.cli._console import STATE, configure_logging, stderr
 from olmap.errors import OlmapError
 from olmap.io.resume import RunInterrupted
@@ -39,6 +40,8 @@ app.command("info")(info_cmd.info)
 app.command("eds")(eds_cmd.eds)
 app.command("masks")(masks_cmd.masks)
 app.command("dataset")(dataset_cmd.dataset)
+app.command("train")(train_cmd.train)
+app.command("evaluate")(train_cmd.evaluate)
 
 
 def _version(value: bool) -> None:

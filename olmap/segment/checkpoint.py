@@ -1,0 +1,167 @@
+"""Model checkpoints: one ``.pt`` file with the weights and everything needed to use them.
+
+A checkpoint is a plain dictionary (loadable with ``torch.load(..., weights_only=True)``, so
+opening one never runs code)::
+
+    {"format": "olmap-segmenter", "format_version": 1,
+     "state_dict": {...tensors...},
+     "meta": {"architecture", "classes" [[code, name], ...], "input_mean", "input_std",
+              "threshold", "aux_loss", "init", "train_config", "metrics", "olmap_version"}}
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from olmap import __version__
+from olmap.errors import InputError, InputFileNotFoundError
+from olmap.io.outputs import atomic_path
+from olmap.segment.model import ARCHITECTURES, Segmenter
+
+CHECKPOINT_FORMAT = "olmap-segmenter"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class ModelMeta:
+    """What a checkpoint says about its model.
+
+    Attributes
+    ----------
+    architecture : str
+        Key of :data:`olmap.segment.model.ARCHITECTURES`.
+    classes : list of (int, str)
+        Label code and name of each model class, in output order; the first is the background.
+    input_mean, input_std : float
+        Grey-value normalisation of the training tiles.
+    threshold : float
+        Recommended probability threshold of a binary model (the paper's dlth).
+    """
+
+    architecture: str
+    classes: list[tuple[int, str]]
+    input_mean: float
+    input_std: float
+    threshold: float = 0.1
+    aux_loss: bool = False
+    init: str = "none"
+    train_config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    olmap_version: str = __version__
+
+    @property
+    def class_names(self) -> list[str]:
+        return [name for _, name in self.classes]
+
+
+def build_model(meta: ModelMeta) -> Segmenter:
+    """An untrained :class:`Segmenter` with the shape ``meta`` describes."""
+    return Segmenter(
+        meta.architecture,
+        len(meta.classes),
+        mean=meta.input_mean,
+        std=meta.input_std,
+        aux_loss=meta.aux_loss,
+    )
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: Segmenter,
+    meta: ModelMeta,
+    *,
+    half: bool = False,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``model`` and ``meta`` to ``path`` (atomically).
+
+    ``half`` stores floating-point weights as float16 (half the size; predictions change by
+    rounding only). BatchNorm's integer step counters are dropped: inference does not use them.
+    """
+    state = {}
+    for key, value in model.state_dict().items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        value = value.detach().cpu()
+        state[key] = value.half() if half and value.is_floating_point() else value.clone()
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "state_dict": state,
+        "meta": {**asdict(meta), "classes": [[int(c), str(n)] for c, n in meta.classes]},
+    }
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], ModelMeta]:
+    """The state dict and metadata of an olmap checkpoint, checked.
+
+    Raises
+    ------
+    InputFileNotFoundError
+        If ``path`` does not exist.
+    InputError
+        If it is not a readable olmap checkpoint (truncated, another program's file, unknown
+        architecture or format version).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileNotFoundError(path, "model checkpoint")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise InputError(f"{path}: not a readable model checkpoint ({first})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise InputError(
+            f"{path}: not an olmap model checkpoint (train one with 'olmap train'; "
+            "torchvision weight files go to --weights)"
+        )
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise InputError(
+            f"{path}: checkpoint format version {payload.get('format_version')} is not "
+            f"supported by olmap {__version__} (expects {FORMAT_VERSION})"
+        )
+    try:
+        raw = dict(payload["meta"])
+        raw["classes"] = [(int(c), str(n)) for c, n in raw["classes"]]
+        meta = ModelMeta(**raw)
+        state = dict(payload["state_dict"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{path}: damaged checkpoint metadata ({exc})") from exc
+    if meta.architecture not in ARCHITECTURES:
+        raise InputError(f"{path}: unknown architecture {meta.architecture!r}")
+    return state, meta
+
+
+def load_checkpoint(
+    path: str | Path, *, device: str | torch.device = "cpu"
+) -> tuple[Segmenter, ModelMeta]:
+    """The model of an olmap checkpoint in eval mode on ``device``, with its metadata.
+
+    Raises
+    ------
+    InputError
+        If the file is unreadable or its weights do not match its architecture.
+    """
+    state, meta = read_checkpoint(path)
+    model = build_model(meta)
+    own = model.state_dict()
+    expected = {k for k in own if not k.endswith("num_batches_tracked")}
+    missing, unknown = expected - set(state), set(state) - set(own)
+    wrong = [k for k in expected & set(state) if own[k].shape != state[k].shape]
+    if missing or unknown or wrong:
+        example = sorted(missing or unknown or set(wrong))[0]
+        raise InputError(
+            f"{path}: weights do not match architecture {meta.architecture} with "
+            f"{len(meta.classes)} classes ({len(missing)} missing, {len(unknown)} unexpected, "
+            f"{len(wrong)} wrong-shaped tensors, e.g. {example})"
+        )
+    model.load_state_dict(state, strict=False)  # only num_batches_tracked is absent
+    return model.to(device).eval(), meta

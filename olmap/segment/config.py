@@ -1,0 +1,79 @@
+"""Training parameters, validated; defaults are the paper's where it gives one (seed 002)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+#: Backbones of torchvision's DeepLabV3 that olmap builds (``olmap.segment.model``).
+Architecture = Literal[
+    "deeplabv3_resnet50",  # seed 002 sect. 3.6.1 (the paper's model)
+    "deeplabv3_resnet101",
+    "deeplabv3_mobilenet_v3_large",  # ~5x faster on CPU, 11 M parameters
+]
+
+
+class AugmentConfig(BaseModel):
+    """Online augmentation of training crops."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rot90: bool = True  # seed 002 sect. 3.6.2: rotation by 0/90/180/270 degrees
+    flip_p: float = Field(0.5, ge=0, le=1)  # seed 002 sect. 3.6.2: h and v flips at p = 0.5
+    # olmap's addition: BSE brightness/contrast drift between sessions is up to +-6 % in gain
+    # (seed 002 sect. 4.2, 5.1.2); jitter the normalised input so the model ignores it.
+    gain_jitter: float = Field(0.08, ge=0, lt=1, description="relative sd of BSE gain")
+    offset_jitter: float = Field(4.0, ge=0, description="sd of BSE offset (grey levels)")
+
+
+class TrainConfig(BaseModel):
+    """Everything that defines a training run (stored in the checkpoint).
+
+    ``configs/train/paper.yaml`` and ``configs/train/cpu-quick.yaml`` are instances.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    architecture: Architecture = "deeplabv3_resnet50"  # seed 002 sect. 3.6.1
+    aux_loss: bool = False  # torchvision's auxiliary FCN head; off = smaller, faster
+    init: str = Field(
+        "auto",
+        description="auto | synthetic | coco | imagenet | none | PATH to an olmap checkpoint",
+    )
+    # Loss: pixel-wise BCE for one class against the rest (seed 002 sect. 3.6.2), CE for more.
+    dice_weight: float = Field(0.0, ge=0, description="weight of the soft Dice term (0 = off)")
+    optimizer: Literal["sgd", "adamw"] = "sgd"  # seed 002 sect. 3.6.2: SGD
+    # SGD values of torchvision's segmentation reference recipe (the paper gives none).
+    lr: float = Field(0.01, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(1e-4, ge=0)
+    # torchvision's MobileNetV3 default (0.01) leaves BatchNorm statistics unconverged after a
+    # few hundred steps (issue 4: eval-mode IoU 0.0 vs 0.33 in train mode); 0.1 converges.
+    bn_momentum: float = Field(0.1, gt=0, le=1)
+    batch_size: int = Field(8, ge=1)
+    crop: tuple[int, int] | None = Field(
+        None, description="random training crop (rows, cols) from each tile; None = whole tile"
+    )
+    # Fraction of crops centred on a labelled pixel of a rare class: with few steps, olivine
+    # (a few % of the area) is otherwise seen too rarely (issue 4, measured before filing).
+    balanced_crops: float = Field(0.0, ge=0, le=1)
+    steps_per_epoch: int | None = Field(
+        None, ge=1, description="batches per epoch; None = one pass over the training tiles"
+    )
+    max_epochs: int = Field(100, ge=1)
+    patience: int = Field(5, ge=1)  # early stopping on validation loss (seed 002 sect. 3.6.2)
+    max_minutes: float | None = Field(None, gt=0, description="stop training after this time")
+    threshold: float = Field(0.1, gt=0, lt=1)  # dlth, seed 002 sect. 4.1
+    augment: AugmentConfig = AugmentConfig()
+    device: str = "auto"
+    amp: bool = True  # mixed precision, CUDA only
+    channels_last: bool = True  # CUDA only
+    workers: int = Field(0, ge=0, description="DataLoader worker processes")
+    seed: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _crop_positive(self) -> TrainConfig:
+        if self.crop is not None and min(self.crop) < 32:
+            raise ValueError(f"crop {self.crop} is too small (at least 32 x 32 px)")
+        return self

@@ -1,0 +1,237 @@
+"""``olmap evaluate``: score a segmentation against reference masks, overall and per session.
+
+Two sources of predictions:
+
+* :func:`evaluate_rasters` — a prediction raster against a reference label map, streamed in
+  blocks (bounded memory). The prediction is either a label map (integer, with a ``classes``
+  tag) or probabilities (float bands in [0, 1]: one band = probability of class 1 of a binary
+  model, else one band per class, named by band descriptions or the ``classes`` tag). Only
+  probabilities give AUC and a threshold sweep.
+* :func:`evaluate_tiles` — a model on tiles of a dataset folder (used by ``olmap train``).
+
+Classes are matched by name. Reference classes the prediction does not know (e.g. the
+phases of a synthetic section's ground truth against an olivine model) count as its
+background, and :func:`evaluate_rasters` reports how each reference class was predicted
+(``reference_breakdown``: e.g. the fraction of clinopyroxene predicted as olivine).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from rasterio.windows import Window
+
+from olmap.dataset.tiles import region_window
+from olmap.errors import InputError
+from olmap.io.raster import CLASSES_TAG, check_coregistered, class_names, raster_info, read_raster
+from olmap.io.sessions import read_sessions
+from olmap.io.windows import block_windows
+from olmap.segment.data import IGNORE_INDEX, TileDataset
+from olmap.segment.infer import classify, predict_proba
+from olmap.segment.metrics import ScoreAccumulator, best_threshold
+from olmap.segment.model import Segmenter
+
+
+def _prob_classes(n_classes: int) -> list[int]:
+    return [1] if n_classes == 2 else list(range(n_classes))
+
+
+@dataclass
+class Scores:
+    """Accumulators for the whole image and for each session."""
+
+    names: list[str]
+    overall: ScoreAccumulator
+    sessions: dict[str, ScoreAccumulator]
+
+    @classmethod
+    def new(cls, names: Sequence[str], sessions: Sequence[str], with_prob: bool) -> Scores:
+        pc = _prob_classes(len(names)) if with_prob else []
+        return cls(
+            list(names),
+            ScoreAccumulator(len(names), pc),
+            {s: ScoreAccumulator(len(names), pc) for s in sessions},
+        )
+
+    def report(self, threshold: float | None) -> dict:
+        """JSON-ready: overall scores (with sweep and best threshold) and per-session scores."""
+        overall = self.overall.summary(self.names)
+        out: dict = {"classes": self.names, "threshold": threshold, "overall": overall}
+        sweeps = overall.get("threshold_sweep", {})
+        if sweeps:
+            out["best_threshold"] = {name: best_threshold(rows) for name, rows in sweeps.items()}
+        out["sessions"] = {}
+        for name, acc in self.sessions.items():
+            if acc.n_pixels:
+                summary = acc.summary(self.names)
+                summary.pop("threshold_sweep", None)
+                out["sessions"][name] = summary
+        return out
+
+
+def evaluate_tiles(
+    model: Segmenter, ds: TileDataset, tile_ids: Sequence[int], threshold: float
+) -> dict:
+    """Scores of ``model`` on dataset tiles against their labels, overall and per session.
+
+    Each tile is predicted whole (one window), as in validation during training.
+    """
+    codes, names = zip(*ds.model_classes, strict=True)
+    lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
+    lut[list(codes)] = np.arange(len(codes))
+    session_of = ds.manifest.set_index("tile_id")["session"].astype(str)
+    scores = Scores.new(names, sorted(set(session_of[list(tile_ids)])), with_prob=True)
+    model.eval()
+    for t in tile_ids:
+        image = np.asarray(ds.bse[t])
+        prob = predict_proba(model, image, window=max(image.shape))
+        pred = classify(prob, threshold)
+        ref = lut[np.asarray(ds.labels[t])]
+        scores.overall.update(ref, pred, prob)
+        scores.sessions[session_of[t]].update(ref, pred, prob)
+    return scores.report(threshold)
+
+
+@dataclass(frozen=True)
+class PredictionSource:
+    """How to read classes (and probabilities) from a prediction raster."""
+
+    names: list[str]
+    probability: bool
+    codes: dict[int, int]  # label code -> class index (label maps only)
+
+
+def _prediction_source(path, info) -> PredictionSource:
+    if np.issubdtype(np.dtype(info.dtype), np.floating):
+        if CLASSES_TAG in info.tags:
+            named = class_names(info)
+            names = [n for c, n in sorted(named.items()) if c != IGNORE_INDEX]
+        elif info.count > 1 and all(info.band_names):
+            names = list(info.band_names)
+        else:
+            names = ["background", info.band_names[0] or "class_1"]
+        expected = 1 if len(names) == 2 else len(names)
+        if info.count != expected:
+            raise InputError(
+                f"{path}: {info.count} probability bands for {len(names)} classes "
+                f"(expected {expected})"
+            )
+        return PredictionSource(names, True, {})
+    named = class_names(info)
+    classes = sorted((c, n) for c, n in named.items() if c != IGNORE_INDEX)
+    return PredictionSource(
+        [n for _, n in classes], False, {c: i for i, (c, _) in enumerate(classes)}
+    )
+
+
+def evaluate_rasters(
+    pred: str,
+    ref: str,
+    *,
+    sessions_csv: str | None = None,
+    threshold: float | None = None,
+    window: int = 2048,
+    progress: Callable[[int], None] | None = None,
+) -> dict:
+    """Scores of a prediction raster against a reference label map, in blocks.
+
+    Parameters
+    ----------
+    pred : path
+        Label map (integer, ``classes`` tag) or probabilities (float, see module docstring).
+    ref : path
+        Reference label map with a ``classes`` tag (255 / ``ignore`` pixels are skipped).
+    sessions_csv : path, optional
+        Sessions; scores are also given per session rectangle.
+    threshold : float, optional
+        Probability threshold of a binary model (default: the raster's ``threshold`` tag, else
+        the paper's 0.1); multi-class probabilities use the most probable class.
+    window : int
+        Block side (px); memory is bounded by it.
+    progress : callable, optional
+        Called with the number of pixels done after each block.
+
+    Returns
+    -------
+    dict
+        ``classes``, ``threshold``, ``overall`` (scores, confusion, sweep when probabilities),
+        ``best_threshold``, ``sessions`` and ``reference_breakdown``.
+    """
+    info = check_coregistered(pred, ref)
+    pinfo, rinfo = raster_info(pred), raster_info(ref)
+    source = _prediction_source(pred, pinfo)
+    ref_names = class_names(rinfo)
+    names = source.names
+    index = {n: i for i, n in enumerate(names)}
+    ref_lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
+    as_background = []
+    for code, name in ref_names.items():
+        if code == IGNORE_INDEX or name == "ignore":
+            continue
+        if name in index:
+            ref_lut[code] = index[name]
+        else:
+            ref_lut[code] = 0
+            as_background.append(name)
+    if len(as_background) == len([c for c in ref_names if c != IGNORE_INDEX]):
+        raise InputError(
+            f"{ref}: no class in common with {pred} (reference: "
+            f"{', '.join(ref_names.values())}; prediction: {', '.join(names)})"
+        )
+    if threshold is None:
+        threshold = float(pinfo.tags.get("threshold", 0.1))
+    regions: dict[str, Window] = {}
+    if sessions_csv is not None:
+        for row in read_sessions(sessions_csv).itertuples():
+            w = region_window(
+                row.x0_um, row.y0_um, row.x1_um, row.y1_um, info.transform, info.shape
+            )
+            if w is not None:
+                regions[str(row.session)] = w
+    scores = Scores.new(names, list(regions), with_prob=source.probability)
+    pred_lut = np.full(256, 255, dtype=np.uint8)
+    for code, i in source.codes.items():
+        pred_lut[code] = i
+    breakdown = np.zeros((256, len(names)), dtype=np.int64)
+    for win in block_windows(info.height, info.width, window):
+        ref_codes = read_raster(ref, window=win, bands=1)
+        ref_idx = ref_lut[ref_codes]
+        if source.probability:
+            prob = read_raster(pred, window=win).astype(np.float32)
+            pred_idx = classify(prob, threshold)
+        else:
+            prob = None
+            pred_idx = pred_lut[read_raster(pred, window=win, bands=1)]
+        scores.overall.update(ref_idx, pred_idx, prob)
+        ok = pred_idx < len(names)
+        breakdown += np.bincount(
+            ref_codes[ok].astype(np.int64) * len(names) + pred_idx[ok], minlength=256 * len(names)
+        ).reshape(256, len(names))
+        for session, region in regions.items():
+            try:
+                inter = win.intersection(region)
+            except Exception:  # rasterio raises WindowError when they do not overlap
+                continue
+            r = slice(
+                int(inter.row_off - win.row_off), int(inter.row_off - win.row_off + inter.height)
+            )
+            c = slice(
+                int(inter.col_off - win.col_off), int(inter.col_off - win.col_off + inter.width)
+            )
+            sub = None if prob is None else prob[:, r, c]
+            scores.sessions[session].update(ref_idx[r, c], pred_idx[r, c], sub)
+        if progress is not None:
+            progress(int(win.width * win.height))
+    out = scores.report(threshold)
+    out["prediction"] = "probabilities" if source.probability else "labels"
+    out["reference_as_background"] = as_background
+    out["reference_breakdown"] = {
+        ref_names[code]: {
+            names[i]: float(breakdown[code, i] / breakdown[code].sum()) for i in range(len(names))
+        }
+        for code in sorted(ref_names)
+        if breakdown[code].sum() > 0
+    }
+    return out

@@ -1,0 +1,303 @@
+"""``olmap train``: fine-tune a model on a dataset folder and write one checkpoint.
+
+Order of work: open the dataset (``olmap dataset``), build the model for its classes with the
+training tiles' grey-value statistics, choose the starting weights (:func:`resolve_init`), fit
+with early stopping on the validation tiles (resumable), score the best epoch on the
+validation and test tiles, then write ``model.pt`` and its curves (``<stem>.curves.csv`` and
+``.png``) beside it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from olmap import __version__
+from olmap.errors import InputError
+from olmap.io.outputs import atomic_path, check_outputs_distinct, check_writable
+from olmap.io.resume import StopFlag
+from olmap.io.tables import write_table
+from olmap.plots.training import write_training_curves
+from olmap.segment.checkpoint import ModelMeta, read_checkpoint, save_checkpoint
+from olmap.segment.config import TrainConfig
+from olmap.segment.data import TileSamples, input_statistics, open_tile_dataset
+from olmap.segment.evaluate import evaluate_tiles
+from olmap.segment.model import (
+    ARCHITECTURES,
+    Segmenter,
+    find_pretrained,
+    load_pretrained,
+    read_state_dict,
+    transfer_weights,
+)
+from olmap.segment.train import EpochRecord, FitResult, fit
+
+log = logging.getLogger(__name__)
+
+#: Folder of the synthetic initialisations shipped with olmap (docs/models.md).
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+def synthetic_init_file(architecture: str) -> Path:
+    """Where olmap keeps the synthetic initialisation of ``architecture``."""
+    return WEIGHTS_DIR / f"{architecture}-synthetic.pt"
+
+
+@dataclass(frozen=True)
+class InitChoice:
+    """Starting weights: ``kind`` is synthetic, coco, imagenet, none or checkpoint."""
+
+    kind: str
+    path: Path | None
+    note: str
+
+
+def _weights_kind(path: Path) -> str:
+    """ "coco" for a whole torchvision DeepLabV3 state dict, else "imagenet" (a backbone)."""
+    keys = read_state_dict(path, "torchvision weights")
+    return "coco" if any(k.startswith("backbone.") for k in keys) else "imagenet"
+
+
+def resolve_init(init: str, architecture: str, weights: Path | None = None) -> InitChoice:
+    """Decide where training starts; never silently.
+
+    Parameters
+    ----------
+    init : str
+        ``auto`` (COCO, else ImageNet, from ``weights`` or the torch cache, else olmap's
+        synthetic initialisation), ``coco``, ``imagenet``, ``synthetic``, ``none`` (random),
+        or the path of an olmap checkpoint.
+    architecture : str
+        Model architecture.
+    weights : path, optional
+        A torchvision weights file (COCO DeepLabV3 or ImageNet backbone) to use instead of the
+        torch cache.
+
+    Raises
+    ------
+    InputError
+        If the requested weights are not available, with where they were looked for.
+    """
+    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    if init == "auto":
+        if weights is not None:
+            kind = _weights_kind(weights)
+            return InitChoice(kind, weights, f"starting from {kind} weights {weights}")
+        for kind in ("coco", "imagenet"):
+            path = find_pretrained(architecture, kind)
+            if path is not None:
+                return InitChoice(kind, path, f"starting from {kind} weights {path}")
+        synthetic = synthetic_init_file(architecture)
+        if synthetic.is_file():
+            return InitChoice(
+                "synthetic",
+                synthetic,
+                f"no COCO or ImageNet weights for {architecture} in {cache} (no download "
+                "here); starting from olmap's synthetic pretraining (--init to choose)",
+            )
+        return InitChoice(
+            "none",
+            None,
+            f"no COCO, ImageNet or synthetic weights for {architecture} (looked in {cache} "
+            f"and {WEIGHTS_DIR}); starting from random weights",
+        )
+    if init in ("coco", "imagenet"):
+        path = find_pretrained(architecture, init, weights)
+        if path is None:
+            spec = ARCHITECTURES[architecture]
+            names = [
+                Path(str(w.url)).name for w in ((spec.coco,) if init == "coco" else spec.imagenet)
+            ]
+            raise InputError(
+                f"no {init} weights for {architecture}: put {' or '.join(names)} in {cache} "
+                "or pass --weights PATH"
+            )
+        return InitChoice(init, path, f"starting from {init} weights {path}")
+    if init == "synthetic":
+        path = synthetic_init_file(architecture)
+        if not path.is_file():
+            available = sorted(p.name for p in WEIGHTS_DIR.glob("*-synthetic.pt"))
+            raise InputError(
+                f"no synthetic initialisation for {architecture} ({path} missing; "
+                f"available: {', '.join(available) or 'none'})"
+            )
+        return InitChoice("synthetic", path, f"starting from olmap's synthetic pretraining {path}")
+    if init == "none":
+        return InitChoice("none", None, "starting from random weights (--init none)")
+    path = Path(init)
+    if not path.is_file():
+        raise InputError(
+            f"--init {init}: not auto, synthetic, coco, imagenet, none or an existing checkpoint"
+        )
+    return InitChoice("checkpoint", path, f"starting from checkpoint {path}")
+
+
+def apply_init(model: Segmenter, choice: InitChoice, class_names: list[str]) -> list[str]:
+    """Load ``choice``'s weights into ``model``; return the classes matched by name (if any).
+
+    Raises
+    ------
+    InputError
+        If the weights do not belong to ``model``'s architecture.
+    """
+    if choice.kind in ("coco", "imagenet"):
+        load_pretrained(model, choice.kind, choice.path)
+        return []
+    if choice.kind in ("synthetic", "checkpoint"):
+        state, meta = read_checkpoint(choice.path)
+        if meta.architecture != model.architecture:
+            raise InputError(
+                f"{choice.path}: a {meta.architecture} checkpoint cannot start a "
+                f"{model.architecture} model; choose architecture {meta.architecture} or "
+                "another --init"
+            )
+        return transfer_weights(model, state, meta.class_names, class_names)
+    return []
+
+
+@dataclass
+class TrainReport:
+    """What ``olmap train`` did and wrote."""
+
+    model: Path
+    curves_csv: Path
+    curves_png: Path
+    init: InitChoice
+    matched_classes: list[str]
+    fit: FitResult
+    metrics: dict
+    n_train: int
+    n_val: int
+
+
+def output_paths(out: Path) -> tuple[Path, Path, Path]:
+    """The checkpoint, its curves table and plot, and the resume file of a training run."""
+    stem = out.with_suffix("")
+    return (
+        stem.with_name(stem.name + ".curves.csv"),
+        stem.with_name(stem.name + ".curves.png"),
+        out.with_name(out.name + ".resume"),
+    )
+
+
+def train_from_dataset(
+    dataset_dir: str | Path,
+    cfg: TrainConfig,
+    out: str | Path,
+    *,
+    weights: Path | None = None,
+    overwrite: bool = False,
+    on_init: Callable[[InitChoice], None] | None = None,
+    on_step: Callable[[int, float, float], None] | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+    stop: StopFlag | None = None,
+) -> TrainReport:
+    """Fine-tune a model on a dataset folder and write the checkpoint and its curves.
+
+    Parameters
+    ----------
+    dataset_dir : path
+        Folder written by ``olmap dataset`` (train and val splits needed; test optional).
+    cfg : TrainConfig
+        Training settings.
+    out : path
+        Checkpoint to write (``.pt``).
+    weights : path, optional
+        torchvision weights file (see :func:`resolve_init`).
+    overwrite : bool
+        Replace an existing checkpoint and curves.
+    on_init, on_step, on_epoch : callables, optional
+        Progress reporting.
+    stop : StopFlag, optional
+        Interrupt request (the run then resumes from its last epoch when started again).
+    """
+    out = Path(out)
+    curves_csv, curves_png, resume_file = output_paths(out)
+    for path in (out, curves_csv, curves_png):
+        check_writable(path, overwrite=overwrite)
+    check_outputs_distinct([out, curves_csv, curves_png], [Path(dataset_dir)])
+    ds = open_tile_dataset(dataset_dir)
+    codes, names = zip(*ds.model_classes, strict=True)
+    train_ids, val_ids, test_ids = ds.split("train"), ds.split("val"), ds.split("test")
+    if not train_ids or not val_ids:
+        raise InputError(
+            f"{ds.folder}: needs train and val tiles (has {len(train_ids)} train, "
+            f"{len(val_ids)} val); mark sessions as val in sessions.csv"
+        )
+    mean, std = input_statistics(ds.meta, ds.bse, train_ids)
+    model = Segmenter(
+        cfg.architecture,
+        len(names),
+        mean=mean,
+        std=std,
+        aux_loss=cfg.aux_loss,
+        bn_momentum=cfg.bn_momentum,
+    )
+    choice = resolve_init(cfg.init, cfg.architecture, weights)
+    if on_init is not None:
+        on_init(choice)
+    torch.manual_seed(cfg.seed)  # fresh layers (class heads) start the same every run
+    matched = apply_init(model, choice, list(names))
+    length = cfg.steps_per_epoch * cfg.batch_size if cfg.steps_per_epoch else None
+    train = TileSamples(
+        ds.bse,
+        ds.labels,
+        codes,
+        train_ids,
+        crop=cfg.crop,
+        augment_cfg=cfg.augment,
+        balanced=cfg.balanced_crops,
+        length=length,
+        seed=cfg.seed,
+        fill=mean,
+    )
+    val = TileSamples(ds.bse, ds.labels, codes, val_ids, seed=cfg.seed)
+    job = {"dataset": str(ds.folder.resolve()), "tiles": len(ds.manifest), "init": str(choice.path)}
+    result = fit(
+        model,
+        train,
+        val,
+        cfg,
+        list(names),
+        resume_file=resume_file,
+        job=job,
+        on_step=on_step,
+        on_epoch=on_epoch,
+        stop=stop,
+    )
+    model.cpu()
+    metrics = {
+        "best_epoch": result.best_epoch,
+        "epochs": len(result.history),
+        "stop_reason": result.stop_reason,
+        "train_minutes": result.seconds / 60,
+        "val": evaluate_tiles(model, ds, val_ids, cfg.threshold),
+    }
+    if test_ids:
+        metrics["test"] = evaluate_tiles(model, ds, test_ids, cfg.threshold)
+    meta = ModelMeta(
+        architecture=cfg.architecture,
+        classes=list(ds.model_classes),
+        input_mean=mean,
+        input_std=std,
+        threshold=cfg.threshold,
+        aux_loss=cfg.aux_loss,
+        init=choice.kind if choice.path is None else f"{choice.kind}:{choice.path.name}",
+        train_config=cfg.model_dump(mode="json"),
+        metrics=metrics,
+        olmap_version=__version__,
+    )
+    curves = pd.DataFrame([r.row() for r in result.history])
+    write_table(curves, curves_csv, overwrite=overwrite)
+    with atomic_path(curves_png, overwrite=overwrite) as tmp:
+        write_training_curves(curves, tmp, best_epoch=result.best_epoch)
+    save_checkpoint(out, model, meta, overwrite=overwrite)
+    resume_file.unlink(missing_ok=True)
+    return TrainReport(
+        out, curves_csv, curves_png, choice, matched, result, metrics, len(train_ids), len(val_ids)
+    )

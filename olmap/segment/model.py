@@ -1,0 +1,287 @@
+"""The segmentation model: torchvision DeepLabV3 on one grey channel, N classes.
+
+:class:`Segmenter` wraps a torchvision DeepLabV3 so that callers pass raw grey values
+``(B, 1, H, W)`` and receive logits ``(B, K, H, W)``: it normalises with statistics of the
+training tiles (stored as buffers, so they travel inside every checkpoint) and replicates the
+channel three times, as the paper feeds BSE into a network pretrained on RGB images (seed 002
+sect. 3.6.1). With two classes (background + one mineral) the model has one output, the logit
+of the mineral, trained with binary cross-entropy like the paper's; with more, one output per
+class and softmax.
+
+Starting points (:func:`pretrained_state`): COCO_WITH_VOC_LABELS weights of the whole
+DeepLabV3 or ImageNet weights of its backbone, through torchvision's weights API, read from the
+local torch cache or a file the user gives; torchvision's downloader is never called (olmap
+runs without network).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torchvision.models as tvm
+import torchvision.models.segmentation as tvs
+from torch import nn
+
+from olmap.errors import InputError, InputFileNotFoundError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ArchitectureSpec:
+    """How to build one DeepLabV3 variant and where its pretrained weights come from."""
+
+    builder: object
+    coco: object  # torchvision WeightsEnum member of the whole segmentation model
+    imagenet: tuple[object, ...]  # backbone classification weights, preferred first
+    backbone_prefix: str  # prefix of backbone keys in the classification model's state dict
+
+
+ARCHITECTURES: dict[str, ArchitectureSpec] = {
+    "deeplabv3_resnet50": ArchitectureSpec(
+        tvs.deeplabv3_resnet50,
+        tvs.DeepLabV3_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1,
+        (tvm.ResNet50_Weights.IMAGENET1K_V1, tvm.ResNet50_Weights.IMAGENET1K_V2),
+        "",
+    ),
+    "deeplabv3_resnet101": ArchitectureSpec(
+        tvs.deeplabv3_resnet101,
+        tvs.DeepLabV3_ResNet101_Weights.COCO_WITH_VOC_LABELS_V1,
+        (tvm.ResNet101_Weights.IMAGENET1K_V1, tvm.ResNet101_Weights.IMAGENET1K_V2),
+        "",
+    ),
+    "deeplabv3_mobilenet_v3_large": ArchitectureSpec(
+        tvs.deeplabv3_mobilenet_v3_large,
+        tvs.DeepLabV3_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1,
+        (
+            tvm.MobileNet_V3_Large_Weights.IMAGENET1K_V1,
+            tvm.MobileNet_V3_Large_Weights.IMAGENET1K_V2,
+        ),
+        "features.",
+    ),
+}
+
+#: Index of the last (class) convolution in torchvision's ``DeepLabHead`` / ``FCNHead``.
+HEAD_KEYS = ("classifier.4.", "aux_classifier.4.")
+
+
+def n_outputs(n_classes: int) -> int:
+    """Model outputs for ``n_classes`` classes: one logit for a binary task, else one each."""
+    if n_classes < 2:
+        raise InputError(f"a segmentation model needs at least 2 classes, got {n_classes}")
+    return 1 if n_classes == 2 else n_classes
+
+
+class Segmenter(nn.Module):
+    """DeepLabV3 on raw single-channel images.
+
+    Parameters
+    ----------
+    architecture : str
+        Key of :data:`ARCHITECTURES`.
+    n_classes : int
+        Classes including the background (2 = binary: one output channel).
+    mean, std : float
+        Grey-value statistics of the training tiles, for input normalisation.
+    aux_loss : bool
+        Build torchvision's auxiliary FCN head (used in training only).
+    bn_momentum : float
+        Momentum of every BatchNorm layer (see ``TrainConfig.bn_momentum``).
+    """
+
+    def __init__(
+        self,
+        architecture: str,
+        n_classes: int,
+        *,
+        mean: float = 0.0,
+        std: float = 1.0,
+        aux_loss: bool = False,
+        bn_momentum: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if architecture not in ARCHITECTURES:
+            raise InputError(
+                f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}"
+            )
+        if not std > 0:
+            raise InputError(f"input standard deviation must be positive, got {std}")
+        self.architecture = architecture
+        self.n_classes = n_classes
+        self.net = ARCHITECTURES[architecture].builder(
+            weights=None, weights_backbone=None, num_classes=n_outputs(n_classes), aux_loss=aux_loss
+        )
+        for module in self.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.momentum = bn_momentum
+        self.register_buffer("mean", torch.tensor(float(mean)))
+        self.register_buffer("std", torch.tensor(float(std)))
+
+    @property
+    def binary(self) -> bool:
+        """True when the model has one output: the logit of class 1 against class 0."""
+        return self.n_classes == 2
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Logits ``{"out": (B, K, H, W)}`` (plus ``"aux"`` in training with the aux head).
+
+        ``image`` holds raw grey values, shape ``(B, 1, H, W)``.
+        """
+        x = ((image - self.mean) / self.std).expand(-1, 3, -1, -1)
+        return self.net(x)
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Class probabilities ``(B, K', H, W)`` from logits: sigmoid (binary) or softmax."""
+        return torch.sigmoid(logits) if self.binary else torch.softmax(logits, dim=1)
+
+
+# --- pretrained starting points ----------------------------------------------------------------
+
+
+def cached_weights_file(weights: object) -> Path:
+    """Where torch's hub cache keeps the file of a torchvision ``weights`` enum member."""
+    name = Path(str(weights.url)).name  # type: ignore[attr-defined]
+    return Path(torch.hub.get_dir()) / "checkpoints" / name
+
+
+def read_state_dict(path: str | Path, what: str) -> dict[str, torch.Tensor]:
+    """A state dict from ``path``, loaded with ``weights_only=True``; one-line errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileNotFoundError(path, what)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path}: not a readable PyTorch weights file ({first})") from exc
+    if isinstance(state, Mapping) and "state_dict" in state and "format" not in state:
+        state = state["state_dict"]  # some tools wrap the weights one level down
+    if not isinstance(state, Mapping) or not all(
+        isinstance(v, torch.Tensor) for v in state.values()
+    ):
+        raise InputError(f"{path}: not a state dict of tensors ({what})")
+    return dict(state)
+
+
+def find_pretrained(architecture: str, kind: str, weights_file: Path | None = None) -> Path | None:
+    """The file of ``kind`` ("coco" or "imagenet") weights: ``weights_file`` or the cache."""
+    if weights_file is not None:
+        return weights_file
+    spec = ARCHITECTURES[architecture]
+    candidates = (spec.coco,) if kind == "coco" else spec.imagenet
+    for weights in candidates:
+        path = cached_weights_file(weights)
+        if path.is_file():
+            return path
+    return None
+
+
+def load_pretrained(model: Segmenter, kind: str, path: Path) -> int:
+    """Load COCO (whole model) or ImageNet (backbone) weights into ``model``.
+
+    The class layers (``classifier.4``, ``aux_classifier.4``) keep their fresh initialisation:
+    COCO's 21 classes are not ours. Returns the number of tensors loaded.
+
+    Raises
+    ------
+    InputError
+        If the file does not hold weights of this architecture.
+    """
+    state = read_state_dict(path, f"{kind} weights")
+    if kind == "coco":
+        target = model.net
+        state = {k: v for k, v in state.items() if not k.startswith(HEAD_KEYS)}
+        if not model.net.aux_classifier:
+            state = {k: v for k, v in state.items() if not k.startswith("aux_classifier.")}
+    else:
+        target = model.net.backbone
+        prefix = ARCHITECTURES[model.architecture].backbone_prefix
+        own = set(target.state_dict())
+        state = {k.removeprefix(prefix): v for k, v in state.items()}
+        state = {k: v for k, v in state.items() if k in own}  # drop the ImageNet classifier
+    return _load_matching(target, state, path, f"{kind} weights for {model.architecture}")
+
+
+def _load_matching(module: nn.Module, state: Mapping[str, torch.Tensor], path: Path, what: str):
+    own = module.state_dict()
+    missing = [k for k in own if k not in state and not k.startswith(HEAD_KEYS)]
+    wrong = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    unknown = [k for k in state if k not in own]
+    if missing or wrong or unknown:
+        example = (missing or wrong or unknown)[0]
+        raise InputError(
+            f"{path}: not {what} ({len(missing)} missing, {len(wrong)} wrong-shaped, "
+            f"{len(unknown)} unexpected tensors, e.g. {example})"
+        )
+    module.load_state_dict(state, strict=False)
+    return len(state)
+
+
+def transfer_weights(
+    model: Segmenter,
+    state: Mapping[str, torch.Tensor],
+    source_classes: list[str],
+    target_classes: list[str],
+) -> list[str]:
+    """Start ``model`` from another Segmenter's weights; map class layers by class name.
+
+    Everything but the class layers and the input statistics (those of the new data are kept)
+    is copied; the architectures must match. Output channels of classes the source knows by
+    name start from the source's: for a binary target from a multi-class source, the logit of
+    class ``c`` against the rest is approximated by ``w_c - mean(w_others)``. Returns the
+    target classes matched by name.
+
+    Raises
+    ------
+    InputError
+        If the weights are not those of ``model``'s architecture.
+    """
+    own = model.state_dict()
+    heads = tuple("net." + h for h in HEAD_KEYS)
+    keep_own = ("mean", "std")
+    body = {k: v for k, v in state.items() if not k.startswith(heads) and k not in keep_own}
+    missing = [
+        k
+        for k in own
+        if k not in body
+        and not k.startswith(heads)
+        and k not in keep_own
+        and not k.endswith("num_batches_tracked")  # not stored in checkpoints
+    ]
+    wrong = [k for k, v in body.items() if k in own and own[k].shape != v.shape]
+    if missing or wrong:
+        raise InputError(
+            f"initial weights do not fit {model.architecture} "
+            f"({len(missing)} missing, {len(wrong)} wrong-shaped tensors)"
+        )
+    new_state = {**own, **{k: v for k, v in body.items() if k in own}}
+    rows = {name: i for i, name in enumerate(source_classes)}
+    matched: set[str] = set()
+    for head in heads:
+        w_key, b_key = f"{head}weight", f"{head}bias"
+        if w_key not in state or w_key not in own:
+            continue
+        src_w, src_b = state[w_key].float(), state[b_key].float()
+        if len(source_classes) == 2:  # one logit of class 1 vs 0 = rows [0, logit] + constant
+            src_w = torch.cat([torch.zeros_like(src_w), src_w])
+            src_b = torch.cat([torch.zeros_like(src_b), src_b])
+        new_w, new_b = own[w_key].clone(), own[b_key].clone()
+        if model.binary:
+            name = target_classes[1]
+            if name in rows:
+                i, others = rows[name], [j for n, j in rows.items() if n != name]
+                new_w[0] = src_w[i] - src_w[others].mean(0)
+                new_b[0] = src_b[i] - src_b[others].mean(0)
+                matched.add(name)
+        else:
+            for j, name in enumerate(target_classes):
+                if name in rows:
+                    new_w[j], new_b[j] = src_w[rows[name]], src_b[rows[name]]
+                    matched.add(name)
+        new_state[w_key], new_state[b_key] = new_w, new_b
+    model.load_state_dict(new_state)
+    return [name for name in target_classes if name in matched]

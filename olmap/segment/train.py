@@ -1,0 +1,355 @@
+"""Fine-tuning loop: mini-batch SGD/AdamW, validation each epoch, early stopping, resume.
+
+:func:`fit` trains a :class:`~olmap.segment.model.Segmenter` on :class:`TileSamples`, keeps the
+weights of the epoch with the lowest validation loss (seed 002 sect. 3.6.2: early termination
+on the validation cross-entropy) and stops after ``patience`` epochs without improvement, at
+``max_epochs`` or after ``max_minutes``. After every epoch it saves its whole state (weights,
+optimiser, history, best weights) to a resume file; running the same job again continues from
+there, drawing exactly the samples an uninterrupted run would have drawn.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from olmap.errors import InputError
+from olmap.io.resume import RunInterrupted, StopFlag
+from olmap.segment.config import TrainConfig
+from olmap.segment.data import TileSamples
+from olmap.segment.infer import resolve_device
+from olmap.segment.losses import segmentation_loss
+from olmap.segment.metrics import ScoreAccumulator
+from olmap.segment.model import Segmenter
+
+log = logging.getLogger(__name__)
+
+#: Weight of the auxiliary head's loss (torchvision's segmentation reference recipe).
+AUX_WEIGHT = 0.5
+
+
+@dataclass
+class EpochRecord:
+    """One row of the training curves."""
+
+    epoch: int
+    steps: int
+    train_loss: float
+    val_loss: float
+    val_iou: dict[str, float]
+    lr: float
+    seconds: float
+
+    def row(self) -> dict[str, float]:
+        out = {
+            "epoch": self.epoch,
+            "steps": self.steps,
+            "train_loss": self.train_loss,
+            "val_loss": self.val_loss,
+        }
+        out.update({f"val_iou_{k}": v for k, v in self.val_iou.items()})
+        out.update({"lr": self.lr, "seconds": self.seconds})
+        return out
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` did: the curves, the best epoch and why it stopped."""
+
+    history: list[EpochRecord]
+    best_epoch: int
+    best_val_loss: float
+    stop_reason: str
+    seconds: float
+    resumed_from: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD with momentum (the paper) or AdamW, from ``cfg``."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def predicted_classes(logits: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Class indices from logits: sigmoid >= threshold (binary) or argmax."""
+    if logits.shape[1] == 1:
+        return (torch.sigmoid(logits[:, 0]) >= threshold).long()
+    return logits.argmax(1)
+
+
+@torch.no_grad()
+def validate(
+    model: Segmenter,
+    samples: TileSamples,
+    cfg: TrainConfig,
+    device: torch.device,
+) -> tuple[float, ScoreAccumulator]:
+    """Mean loss and pixel counts of ``model`` (eval mode) on every validation sample."""
+    model.eval()
+    loader = DataLoader(samples, batch_size=cfg.batch_size, shuffle=False, num_workers=0)
+    scores = ScoreAccumulator(model.n_classes)
+    total, pixels = 0.0, 0
+    for image, target in loader:
+        image, target = image.to(device), target.to(device)
+        with torch.autocast(device.type, enabled=cfg.amp and device.type == "cuda"):
+            logits = model(image)["out"]
+        n = int((target != 255).sum())
+        if n:
+            total += float(segmentation_loss(logits, target, dice_weight=cfg.dice_weight)) * n
+            pixels += n
+        pred = predicted_classes(logits.float(), cfg.threshold)
+        scores.update(target.cpu().numpy(), pred.cpu().numpy())
+    return (total / pixels if pixels else float("nan")), scores
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(
+    model: Segmenter,
+    samples: TileSamples,
+    cfg: TrainConfig,
+    device: torch.device,
+    *,
+    n_batches: int = 32,
+) -> int:
+    """Recompute every BatchNorm layer's running statistics for the model's final weights.
+
+    During training the running statistics are a moving average over past weights; when
+    the weights still change fast (few steps, or a best epoch picked from the middle) they lag
+    behind and eval-mode predictions differ from what training saw (issue 4 measured a
+    collapse). Averaging the batch statistics of ``n_batches`` training batches with the final
+    weights fixed ("precise BN") removes the lag. Dropout stays off, as at inference.
+    Returns the number of batches used.
+    """
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return 0
+    momenta = [m.momentum for m in norms]
+    model.eval()
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+        m.train()
+    samples.set_epoch(cfg.max_epochs)  # a fixed draw, distinct from every training epoch
+    loader = DataLoader(samples, batch_size=cfg.batch_size, shuffle=False, drop_last=True)
+    used = 0
+    for image, _ in loader:
+        if used >= n_batches:
+            break
+        model(image.to(device))
+        used += 1
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    model.eval()
+    return used
+
+
+def _fingerprint(cfg: TrainConfig, extra: dict) -> str:
+    return json.dumps({"config": cfg.model_dump(mode="json"), **extra}, sort_keys=True)
+
+
+def _save_state(path: Path, state: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())  # a resume file must not survive a crash half-written
+    os.replace(tmp, path)
+
+
+def _load_state(path: Path, fingerprint: str) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated by a crash: start afresh, say so
+        log.warning("%s: unreadable resume file ignored (%s)", path, exc)
+        return None
+    if not isinstance(state, dict) or state.get("fingerprint") != fingerprint:
+        log.warning("%s: resume file of another training job ignored", path)
+        return None
+    return state
+
+
+def fit(
+    model: Segmenter,
+    train: TileSamples,
+    val: TileSamples,
+    cfg: TrainConfig,
+    class_names: list[str],
+    *,
+    resume_file: Path | None = None,
+    job: dict | None = None,
+    on_step: Callable[[int, float, float], None] | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+    stop: StopFlag | None = None,
+) -> FitResult:
+    """Train ``model`` in place; on return it holds the best epoch's weights, in eval mode.
+
+    Parameters
+    ----------
+    model : Segmenter
+        Initialised model (pretrained or not).
+    train, val : TileSamples
+        Training samples (augmented) and validation samples (not augmented).
+    cfg : TrainConfig
+        Optimiser, schedule, stopping and device settings.
+    class_names : list of str
+        Names of the model classes, for the curves.
+    resume_file : path, optional
+        Where the per-epoch state is kept; an existing file of the same job (``job`` and
+        ``cfg`` identical) is resumed.
+    job : dict, optional
+        JSON-able description of the data, part of the resume fingerprint.
+    on_step : callable(step, loss, batch_iou), optional
+        Called after every optimiser step (progress display).
+    on_epoch : callable(EpochRecord), optional
+        Called after every validation.
+    stop : StopFlag, optional
+        When set (Ctrl-C, SIGTERM), training stops at the next step and raises
+        :class:`RunInterrupted`; the resume file holds the last finished epoch.
+    """
+    device = resolve_device(cfg.device)
+    cuda = device.type == "cuda"
+    model.to(device)
+    if cuda and cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, cfg)
+    scaler = torch.amp.GradScaler("cuda", enabled=cuda and cfg.amp)
+    fingerprint = _fingerprint(cfg, job or {})
+    history: list[EpochRecord] = []
+    best_state, best_loss, best_epoch, bad_epochs = None, float("inf"), -1, 0
+    start_epoch, elapsed = 0, 0.0
+    state = _load_state(resume_file, fingerprint) if resume_file is not None else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        history = [EpochRecord(**r) for r in state["history"]]
+        best_state, best_loss = state["best_state"], float(state["best_loss"])
+        best_epoch, bad_epochs = int(state["best_epoch"]), int(state["bad_epochs"])
+        start_epoch, elapsed = int(state["epoch"]), float(state["elapsed"])
+        log.info("resuming training at epoch %d (%s)", start_epoch + 1, resume_file)
+    positive = 1 if len(class_names) == 2 else None
+    budget = cfg.max_minutes * 60 if cfg.max_minutes else float("inf")
+    stop_reason = "max_epochs"
+    t_start = time.perf_counter() - elapsed
+    step = sum(r.steps for r in history)
+    for epoch in range(start_epoch, cfg.max_epochs):
+        if best_epoch >= 0 and bad_epochs >= cfg.patience:
+            stop_reason = "early_stopping"
+            break
+        if time.perf_counter() - t_start >= budget:
+            stop_reason = "time_limit"
+            break
+        torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout: reproducible per epoch
+        train.set_epoch(epoch)
+        loader = DataLoader(
+            train,
+            batch_size=cfg.batch_size,
+            shuffle=False,  # the samples draw their own order from (seed, epoch)
+            drop_last=len(train) > cfg.batch_size,
+            num_workers=cfg.workers,
+            pin_memory=cuda,
+        )
+        model.train()
+        losses, steps, t_epoch = [], 0, time.perf_counter()
+        for image, target in loader:
+            if stop:
+                raise RunInterrupted(
+                    f"training stopped at epoch {epoch + 1}; run the same command again to "
+                    f"resume from epoch {epoch + 1}"
+                )
+            image = image.to(device, non_blocking=True)
+            target = target.to(device, non_blocking=True)
+            if cuda and cfg.channels_last:
+                image = image.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, enabled=cuda and cfg.amp):
+                out = model(image)
+                loss = segmentation_loss(out["out"], target, dice_weight=cfg.dice_weight)
+                if "aux" in out:
+                    aux = segmentation_loss(out["aux"], target, dice_weight=cfg.dice_weight)
+                    loss = loss + AUX_WEIGHT * aux
+            if not torch.isfinite(loss):
+                raise InputError(
+                    f"training diverged at epoch {epoch + 1} (loss {float(loss)}); "
+                    "lower the learning rate (lr) in the config"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            losses.append(float(loss.detach()))
+            steps += 1
+            step += 1
+            if on_step is not None:
+                batch = ScoreAccumulator(model.n_classes)
+                pred = predicted_classes(out["out"].detach().float(), cfg.threshold)
+                batch.update(target.cpu().numpy(), pred.cpu().numpy())
+                iou = batch.class_scores(positive)["iou"] if positive else np.nan
+                on_step(step, losses[-1], iou)
+            if time.perf_counter() - t_start >= budget:
+                break
+        val_loss, scores = validate(model, val, cfg, device)
+        record = EpochRecord(
+            epoch=epoch + 1,
+            steps=steps,
+            train_loss=float(np.mean(losses)) if losses else float("nan"),
+            val_loss=val_loss,
+            val_iou={n: scores.class_scores(i)["iou"] for i, n in enumerate(class_names)},
+            lr=float(optimizer.param_groups[0]["lr"]),
+            seconds=time.perf_counter() - t_epoch,
+        )
+        history.append(record)
+        if val_loss < best_loss:
+            best_loss, best_epoch, bad_epochs = val_loss, epoch + 1, 0
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        else:
+            bad_epochs += 1
+        if on_epoch is not None:
+            on_epoch(record)
+        if resume_file is not None:
+            _save_state(
+                resume_file,
+                {
+                    "fingerprint": fingerprint,
+                    "epoch": epoch + 1,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "history": [r.__dict__ for r in history],
+                    "best_state": best_state,
+                    "best_loss": best_loss,
+                    "best_epoch": best_epoch,
+                    "bad_epochs": bad_epochs,
+                    "elapsed": time.perf_counter() - t_start,
+                },
+            )
+    else:
+        stop_reason = "max_epochs"
+    if best_state is None:
+        raise InputError("training ended before the first validation; raise max_minutes")
+    model.load_state_dict(best_state)
+    recalibrate_batchnorm(model, train, cfg, device)
+    model.to(memory_format=torch.contiguous_format).eval()
+    return FitResult(
+        history=history,
+        best_epoch=best_epoch,
+        best_val_loss=best_loss,
+        stop_reason=stop_reason,
+        seconds=time.perf_counter() - t_start,
+        resumed_from=start_epoch,
+    )

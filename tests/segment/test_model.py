@@ -1,0 +1,126 @@
+"""The model factory and its starting points: torchvision's weights API with files the tests
+write into a temporary torch cache, olmap's synthetic initialisation, and clear refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision.models as tvm
+import torchvision.models.segmentation as tvs
+
+from olmap.errors import InputError
+from olmap.segment.checkpoint import ModelMeta, save_checkpoint
+from olmap.segment.job import apply_init, resolve_init, synthetic_init_file
+from olmap.segment.model import Segmenter, cached_weights_file, transfer_weights
+
+MOBILENET = "deeplabv3_mobilenet_v3_large"
+
+
+@pytest.fixture
+def torch_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty torch hub cache; no synthetic initialisation either."""
+    old = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path / "hub"))
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    monkeypatch.setattr("olmap.segment.job.WEIGHTS_DIR", tmp_path / "no-weights")
+    yield tmp_path / "hub" / "checkpoints"
+    torch.hub.set_dir(old)
+
+
+@pytest.mark.parametrize(("n_classes", "outputs"), [(2, 1), (4, 4)])
+def test_one_grey_channel_in_n_classes_out(n_classes: int, outputs: int) -> None:
+    model = Segmenter(MOBILENET, n_classes, mean=100.0, std=20.0).eval()
+    with torch.no_grad():
+        logits = model(torch.full((2, 1, 70, 90), 100.0))["out"]
+    assert logits.shape == (2, outputs, 70, 90)
+    assert model.binary == (n_classes == 2)
+    assert float(model.mean) == 100.0 and float(model.std) == 20.0
+    assert all(m.momentum == 0.1 for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+
+def test_coco_weights_from_the_torch_cache(torch_cache: Path) -> None:
+    torch.manual_seed(1)
+    coco = tvs.deeplabv3_mobilenet_v3_large(
+        weights=None, weights_backbone=None, num_classes=21, aux_loss=True
+    )
+    path = cached_weights_file(tvs.DeepLabV3_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1)
+    assert path.parent == torch_cache
+    torch.save(coco.state_dict(), path)
+    choice = resolve_init("auto", MOBILENET)
+    assert (choice.kind, choice.path) == ("coco", path)
+    model = Segmenter(MOBILENET, 2)
+    head_before = model.net.classifier[4].weight.clone()
+    apply_init(model, choice, ["unclassified", "olivine"])
+    assert torch.equal(model.net.backbone["0"][0].weight, coco.backbone["0"][0].weight)
+    assert torch.equal(
+        model.net.classifier[0].project[0].weight, coco.classifier[0].project[0].weight
+    )
+    assert torch.equal(model.net.classifier[4].weight, head_before)  # COCO's 21 classes: not ours
+
+
+def test_imagenet_backbone_from_a_weights_file(torch_cache: Path, tmp_path: Path) -> None:
+    torch.manual_seed(2)
+    backbone = tvm.mobilenet_v3_large(weights=None)
+    path = tmp_path / "mobilenet_imagenet.pth"
+    torch.save(backbone.state_dict(), path)
+    choice = resolve_init("auto", MOBILENET, weights=path)
+    assert choice.kind == "imagenet"
+    model = Segmenter(MOBILENET, 3)
+    apply_init(model, choice, ["a", "b", "c"])
+    assert torch.equal(
+        model.net.backbone["4"].block[0][0].weight, backbone.features[4].block[0][0].weight
+    )
+    with pytest.raises(InputError, match="not imagenet weights for deeplabv3_resnet50"):
+        apply_init(Segmenter("deeplabv3_resnet50", 2), choice, ["a", "b"])
+
+
+def test_missing_or_bad_weights_are_said_not_silent(torch_cache: Path, tmp_path: Path) -> None:
+    choice = resolve_init("auto", MOBILENET)
+    assert choice.kind == "none" and "no COCO, ImageNet or synthetic weights" in choice.note
+    with pytest.raises(InputError, match="no imagenet weights .* mobilenet_v3_large-"):
+        resolve_init("imagenet", MOBILENET)
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"\x00" * 100)
+    with pytest.raises(InputError, match="junk.pth: not a readable PyTorch weights file"):
+        resolve_init("auto", MOBILENET, weights=junk)
+    with pytest.raises(InputError, match="not auto, synthetic"):
+        resolve_init("cocoa", MOBILENET)
+
+
+def test_synthetic_init_maps_the_class_layer_by_name(
+    torch_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A multi-phase source starts a binary olivine model: logit = w_ol - mean(w_others)."""
+    monkeypatch.setattr("olmap.segment.job.WEIGHTS_DIR", tmp_path)
+    phases = ["epoxy", "glass", "olivine", "clinopyroxene"]
+    torch.manual_seed(3)
+    source = Segmenter(MOBILENET, 4, mean=80.0, std=30.0)
+    meta = ModelMeta(MOBILENET, list(enumerate(phases)), 80.0, 30.0)
+    save_checkpoint(synthetic_init_file(MOBILENET), source, meta, half=True)
+    choice = resolve_init("auto", MOBILENET)
+    assert choice.kind == "synthetic" and "no COCO or ImageNet weights" in choice.note
+    target = Segmenter(MOBILENET, 2, mean=70.0, std=25.0)
+    assert apply_init(target, choice, ["unclassified", "olivine"]) == ["olivine"]
+    w = source.net.classifier[4].weight.half().float()
+    expected = w[2] - w[[0, 1, 3]].mean(0)
+    assert torch.allclose(target.net.classifier[4].weight[0], expected, atol=1e-6)
+    assert float(target.mean) == 70.0  # the new data's normalisation is kept
+    body = source.net.backbone["0"][0].weight.half().float()
+    assert torch.equal(target.net.backbone["0"][0].weight, body)
+    with pytest.raises(InputError, match="cannot start a deeplabv3_resnet50 model"):
+        apply_init(Segmenter("deeplabv3_resnet50", 2), choice, ["unclassified", "olivine"])
+
+
+def test_transfer_keeps_named_rows_for_multi_class_targets() -> None:
+    torch.manual_seed(4)
+    source = Segmenter(MOBILENET, 3)
+    target = Segmenter(MOBILENET, 3)
+    fresh = target.net.classifier[4].weight[1].clone()
+    matched = transfer_weights(
+        target, source.state_dict(), ["bg", "olivine", "cpx"], ["bg", "pore", "olivine"]
+    )
+    assert matched == ["bg", "olivine"]
+    assert torch.equal(target.net.classifier[4].weight[2], source.net.classifier[4].weight[1])
+    assert torch.equal(target.net.classifier[4].weight[1], fresh)  # "pore": unknown, untouched

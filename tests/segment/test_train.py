@@ -1,0 +1,191 @@
+"""Training a tiny model for a few steps on CPU: the loss falls, BatchNorm statistics converge,
+checkpoints round-trip, several classes train, and interrupted training resumes exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from olmap.io.raster import read_raster
+from olmap.io.resume import RunInterrupted, StopFlag
+from olmap.segment.checkpoint import ModelMeta, load_checkpoint, save_checkpoint
+from olmap.segment.data import TileSamples, input_statistics, open_tile_dataset
+from olmap.segment.infer import predict_proba
+from olmap.segment.model import Segmenter
+from olmap.segment.train import fit
+from tests.segment.tiny import tiny_config
+
+
+def samples(ds, cfg, split, *, train: bool) -> TileSamples:
+    codes = [c for c, _ in ds.model_classes]
+    ids = ds.split(split)
+    if not train:
+        return TileSamples(ds.bse, ds.labels, codes, ids, seed=cfg.seed)
+    return TileSamples(
+        ds.bse,
+        ds.labels,
+        codes,
+        ids,
+        crop=cfg.crop,
+        augment_cfg=cfg.augment,
+        balanced=cfg.balanced_crops,
+        length=cfg.steps_per_epoch * cfg.batch_size,
+        seed=cfg.seed,
+    )
+
+
+def new_model(ds, cfg) -> Segmenter:
+    mean, std = input_statistics(ds.meta, ds.bse, ds.split("train"))
+    torch.manual_seed(0)
+    return Segmenter(cfg.architecture, len(ds.model_classes), mean=mean, std=std)
+
+
+@pytest.fixture(scope="module")
+def trained(olivine_dataset: Path):
+    """A binary model trained for 6 epochs x 10 steps, with its per-step losses."""
+    ds = open_tile_dataset(olivine_dataset)
+    cfg = tiny_config(max_epochs=6)
+    model = new_model(ds, cfg)
+    losses: list[float] = []
+    result = fit(
+        model,
+        samples(ds, cfg, "train", train=True),
+        samples(ds, cfg, "val", train=False),
+        cfg,
+        [n for _, n in ds.model_classes],
+        on_step=lambda s, loss, iou: losses.append(loss),
+    )
+    return ds, cfg, model, losses, result
+
+
+def test_loss_falls(trained) -> None:
+    _, _, _, losses, result = trained
+    assert len(losses) == 60
+    assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:10])
+    assert 1 <= result.best_epoch <= 6
+    assert result.best_val_loss == min(r.val_loss for r in result.history)
+
+
+def test_eval_and_train_mode_predictions_agree(trained) -> None:
+    """BatchNorm running statistics must match the batch statistics of training-like data;
+    with torchvision's momentum 0.01 and no recalibration they lag behind (issue 4)."""
+    ds, cfg, model, _, _ = trained
+    batch = samples(ds, cfg, "train", train=True)
+    batch.set_epoch(99)  # training-like samples that training never drew
+    images = torch.stack([batch[i][0] for i in range(8)])
+    model.eval()
+    with torch.no_grad():
+        eval_pred = model(images)["out"] > 0
+        for m in model.modules():  # batch statistics, but no dropout
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.train()
+        train_pred = model(images)["out"] > 0
+    model.eval()
+    assert (eval_pred == train_pred).float().mean() > 0.95
+
+
+def test_checkpoint_round_trips_to_identical_predictions(trained, tmp_path: Path) -> None:
+    ds, cfg, model, _, _ = trained
+    meta = ModelMeta(
+        architecture=cfg.architecture,
+        classes=ds.model_classes,
+        input_mean=float(model.mean),
+        input_std=float(model.std),
+        threshold=0.3,
+        train_config=cfg.model_dump(mode="json"),
+        metrics={"val": {"iou": 0.5}},
+    )
+    tile = np.asarray(ds.bse[ds.split("test")[0]])
+    before = predict_proba(model.eval(), tile, window=128)
+    path = save_checkpoint(tmp_path / "m.pt", model, meta)
+    loaded, loaded_meta = load_checkpoint(path)
+    assert np.array_equal(predict_proba(loaded, tile, window=128), before)
+    assert loaded_meta.classes == ds.model_classes and loaded_meta.threshold == 0.3
+    assert loaded_meta.train_config["architecture"] == cfg.architecture
+    assert float(loaded.mean) == pytest.approx(float(model.mean))
+    half = save_checkpoint(tmp_path / "half.pt", model, meta, half=True)
+    assert half.stat().st_size < 0.6 * path.stat().st_size
+    assert np.abs(predict_proba(load_checkpoint(half)[0], tile, window=128) - before).max() < 0.05
+
+
+def test_four_class_model_trains(section_dir: Path) -> None:
+    """Epoxy, glass, olivine and clinopyroxene from the ground truth: a CT-like N-class task."""
+    bse = read_raster(section_dir / "bse.tif")[0][None, :512, :512]
+    phases = read_raster(section_dir / "truth" / "phases.tif")[0][None, :512, :512]
+    codes = [0, 1, 3, 4]  # other phases -> ignored
+    cfg = tiny_config(max_epochs=5, crop=(96, 96))
+    train = TileSamples(
+        bse,
+        phases,
+        codes,
+        [0],
+        crop=cfg.crop,
+        augment_cfg=cfg.augment,
+        balanced=0.5,
+        length=80,
+        seed=0,
+    )
+    val = TileSamples(bse, phases, codes, [0])
+    torch.manual_seed(0)
+    model = Segmenter(cfg.architecture, 4, mean=float(bse.mean()), std=float(bse.std()))
+    losses: list[float] = []
+    result = fit(
+        model,
+        train,
+        val,
+        cfg,
+        ["epoxy", "glass", "olivine", "clinopyroxene"],
+        on_step=lambda s, loss, iou: losses.append(loss),
+    )
+    assert np.mean(losses[-8:]) < 0.8 * np.mean(losses[:8])
+    prob = predict_proba(model, bse[0], window=256)
+    assert prob.shape == (4, 512, 512)
+    assert np.allclose(prob.sum(0), 1, atol=1e-4)
+    pred = prob.argmax(0)
+    assert len(np.unique(pred)) >= 2
+    olivine = phases[0] == 3
+    assert (pred[olivine] == 2).sum() / ((pred == 2) | olivine).sum() > 0.2  # olivine IoU
+    assert set(result.history[0].val_iou) == {"epoxy", "glass", "olivine", "clinopyroxene"}
+
+
+def test_interrupted_training_resumes_exactly(olivine_dataset: Path, tmp_path: Path) -> None:
+    ds = open_tile_dataset(olivine_dataset)
+    cfg = tiny_config(max_epochs=3, steps_per_epoch=4)
+    names = [n for _, n in ds.model_classes]
+
+    def run(stop_at: int | None, resume: Path | None):
+        model = new_model(ds, cfg)
+        flag = StopFlag()
+
+        def on_step(step, loss, iou):
+            if step == stop_at:
+                flag.signal = 2  # as if Ctrl-C arrived during step 10 (epoch 3)
+
+        result = fit(
+            model,
+            samples(ds, cfg, "train", train=True),
+            samples(ds, cfg, "val", train=False),
+            cfg,
+            names,
+            resume_file=resume,
+            on_step=on_step,
+            stop=flag,
+        )
+        return model, result
+
+    reference, ref_result = run(None, None)
+    resume = tmp_path / "m.pt.resume"
+    with pytest.raises(RunInterrupted, match="resume from epoch 3"):
+        run(10, resume)
+    assert resume.exists()
+    resumed, result = run(None, resume)
+    assert result.resumed_from == 2
+    assert [r.epoch for r in result.history] == [1, 2, 3]
+    for (k, a), b in zip(
+        reference.state_dict().items(), resumed.state_dict().values(), strict=True
+    ):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5), k
+    assert result.best_val_loss == pytest.approx(ref_result.best_val_loss, rel=1e-5)
