@@ -29,10 +29,10 @@ import numpy as np
 import torch
 
 from olmap.io.raster import class_names, raster_info, read_raster
-from olmap.segment.checkpoint import ModelMeta, save_checkpoint
+from olmap.segment.checkpoint import ModelMeta, read_checkpoint, save_checkpoint
 from olmap.segment.config import AugmentConfig, TrainConfig
 from olmap.segment.data import TileSamples
-from olmap.segment.model import Segmenter
+from olmap.segment.model import Segmenter, transfer_weights
 from olmap.segment.train import fit
 from olmap.synth.config import SynthConfig
 from olmap.synth.section import generate_section
@@ -83,6 +83,9 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--init", type=Path, default=None, help="continue from an olmap checkpoint (same classes)"
+    )
     args = parser.parse_args()
 
     torch.set_num_threads(max(torch.get_num_threads(), 1))
@@ -149,6 +152,9 @@ def main() -> None:
     model = Segmenter(
         args.architecture, len(names), mean=mean, std=std, bn_momentum=cfg.bn_momentum
     )
+    if args.init is not None:
+        state, init_meta = read_checkpoint(args.init)
+        transfer_weights(model, state, init_meta.class_names, names)
 
     def on_epoch(r) -> None:
         ol = r.val_iou.get("olivine", float("nan"))
@@ -178,7 +184,7 @@ def main() -> None:
         input_mean=mean,
         input_std=std,
         threshold=cfg.threshold,
-        init="none",
+        init="none" if args.init is None else f"checkpoint:{args.init.name}",
         train_config=cfg.model_dump(mode="json"),
         metrics={
             "pretraining": {

@@ -35,35 +35,14 @@ def print_scores(report: dict, title: str) -> None:
     """Per-class scores (overall) and per-session IoU of an evaluation report (stdout)."""
     overall = report["overall"]
     table = Table(
-        "class",
-        "IoU",
-        "Dice",
-        "precision",
-        "recall",
-        "specificity",
-        "kappa",
-        "VS",
-        "AUC",
+        "class", "IoU", "Dice", "prec.", "recall", "spec.", "kappa", "VS", "AUC",
         title=f"{title}: overall accuracy {_fmt(overall['overall_accuracy'])}, "
         f"kappa {_fmt(overall['kappa'])}, {overall['pixels']:,} px",
-    )
+    )  # fmt: skip
+    table.columns[0].no_wrap = True
+    keys = ("iou", "dice", "precision", "recall", "specificity", "kappa", "volumetric_similarity")
     for name, s in overall["classes"].items():
-        table.add_row(
-            name,
-            *(
-                _fmt(s[k])
-                for k in (
-                    "iou",
-                    "dice",
-                    "precision",
-                    "recall",
-                    "specificity",
-                    "kappa",
-                    "volumetric_similarity",
-                )
-            ),
-            _fmt(s.get("auc", float("nan"))),
-        )
+        table.add_row(name, *(_fmt(s[k], 3) for k in keys), _fmt(s.get("auc", float("nan")), 3))
     stdout.print(table)
     if report.get("sessions"):
         names = report["classes"][1:]
