@@ -174,7 +174,8 @@ def train(
         )
     for split in ("val", "test"):
         if split in report.metrics:
-            print_scores(report.metrics[split], f"{split} tiles (threshold {cfg.threshold:g})")
+            threshold = report.metrics["threshold"]
+            print_scores(report.metrics[split], f"{split} tiles (threshold {threshold:g})")
     stdout.print(
         f"Wrote {report.model}, {report.curves_csv} and {report.curves_png}", soft_wrap=True
     )

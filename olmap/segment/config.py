@@ -65,6 +65,10 @@ class TrainConfig(BaseModel):
     patience: int = Field(5, ge=1)  # early stopping on validation loss (seed 002 sect. 3.6.2)
     max_minutes: float | None = Field(None, gt=0, description="stop training after this time")
     threshold: float = Field(0.1, gt=0, lt=1)  # dlth, seed 002 sect. 4.1
+    # olmap's option: recommend the threshold of the sweep with the best IoU on the validation
+    # tiles (binary models) instead of ``threshold``; balanced crops and Dice shift the
+    # probabilities, so the paper's 0.1 is not always the best point.
+    select_threshold: bool = False
     augment: AugmentConfig = AugmentConfig()
     device: str = "auto"
     amp: bool = True  # mixed precision, CUDA only

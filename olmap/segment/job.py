@@ -270,22 +270,29 @@ def train_from_dataset(
         on_epoch=on_epoch,
         stop=stop,
     )
-    model.cpu()
+    threshold = cfg.threshold
+    val_scores = evaluate_tiles(model, ds, val_ids, threshold)
+    if cfg.select_threshold and len(names) == 2:
+        threshold = val_scores["best_threshold"][names[1]]
+        if threshold != cfg.threshold:
+            val_scores = evaluate_tiles(model, ds, val_ids, threshold)
     metrics = {
         "best_epoch": result.best_epoch,
         "epochs": len(result.history),
         "stop_reason": result.stop_reason,
         "train_minutes": result.seconds / 60,
-        "val": evaluate_tiles(model, ds, val_ids, cfg.threshold),
+        "threshold": threshold,
+        "threshold_source": "validation IoU" if threshold != cfg.threshold else "config",
+        "val": val_scores,
     }
     if test_ids:
-        metrics["test"] = evaluate_tiles(model, ds, test_ids, cfg.threshold)
+        metrics["test"] = evaluate_tiles(model, ds, test_ids, threshold)
     meta = ModelMeta(
         architecture=cfg.architecture,
         classes=list(ds.model_classes),
         input_mean=mean,
         input_std=std,
-        threshold=cfg.threshold,
+        threshold=threshold,
         aux_loss=cfg.aux_loss,
         init=choice.kind if choice.path is None else f"{choice.kind}:{choice.path.name}",
         train_config=cfg.model_dump(mode="json"),
@@ -296,7 +303,7 @@ def train_from_dataset(
     write_table(curves, curves_csv, overwrite=overwrite)
     with atomic_path(curves_png, overwrite=overwrite) as tmp:
         write_training_curves(curves, tmp, best_epoch=result.best_epoch)
-    save_checkpoint(out, model, meta, overwrite=overwrite)
+    save_checkpoint(out, model.cpu(), meta, overwrite=overwrite)
     resume_file.unlink(missing_ok=True)
     return TrainReport(
         out, curves_csv, curves_png, choice, matched, result, metrics, len(train_ids), len(val_ids)
