@@ -57,7 +57,9 @@ def print_scores(report: dict, title: str) -> None:
                 *(_fmt(s["classes"][n]["iou"]) for n in names),
             )
         stdout.print(sessions)
-    for name, rows in overall.get("threshold_sweep", {}).items():
+    # A sweep is a choice only for a binary model; multi-class predictions take the argmax.
+    sweeps = overall.get("threshold_sweep", {}) if len(report["classes"]) == 2 else {}
+    for name, rows in sweeps.items():
         sweep = Table("threshold", "IoU", "precision", "recall", title=f"Threshold sweep: {name}")
         for r in rows:
             sweep.add_row(
@@ -230,6 +232,12 @@ def evaluate(
             progress=lambda n: advance(n / 1e6),
         )
     print_scores(report, f"{pred} vs {ref}")
+    if report["unscored_pixels"]:
+        stderr.print(
+            f"[yellow]note:[/] {report['unscored_pixels']:,} labelled reference pixels have no "
+            f"class in {pred} (codes outside its classes tag) and are not scored",
+            soft_wrap=True,
+        )
     breakdown = Table(
         "reference class", "predicted as (% of its pixels)", title="Reference classes"
     )

@@ -51,7 +51,8 @@ class TrainConfig(BaseModel):
     # torchvision's MobileNetV3 default (0.01) leaves BatchNorm statistics unconverged after a
     # few hundred steps (issue 4: eval-mode IoU 0.0 vs 0.33 in train mode); 0.1 converges.
     bn_momentum: float = Field(0.1, gt=0, le=1)
-    batch_size: int = Field(8, ge=1)
+    # >= 2: the ASPP pooling branch normalises one value per image (BatchNorm needs two).
+    batch_size: int = Field(8, ge=2)
     crop: tuple[int, int] | None = Field(
         None, description="random training crop (rows, cols) from each tile; None = whole tile"
     )
@@ -80,4 +81,6 @@ class TrainConfig(BaseModel):
     def _crop_positive(self) -> TrainConfig:
         if self.crop is not None and min(self.crop) < 32:
             raise ValueError(f"crop {self.crop} is too small (at least 32 x 32 px)")
+        if self.balanced_crops > 0 and self.steps_per_epoch is None:
+            raise ValueError("balanced_crops needs steps_per_epoch (samples are drawn, not listed)")
         return self

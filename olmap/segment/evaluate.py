@@ -91,7 +91,7 @@ def evaluate_tiles(
         ref = lut[np.asarray(ds.labels[t])]
         scores.overall.update(ref, pred, prob)
         scores.sessions[session_of[t]].update(ref, pred, prob)
-    return scores.report(threshold)
+    return scores.report(threshold if len(names) == 2 else None)
 
 
 @dataclass(frozen=True)
@@ -195,6 +195,7 @@ def evaluate_rasters(
     for code, i in source.codes.items():
         pred_lut[code] = i
     breakdown = np.zeros((256, len(names)), dtype=np.int64)
+    unscored = 0  # labelled reference pixels whose prediction is no class (e.g. 255)
     for win in block_windows(info.height, info.width, window):
         ref_codes = read_raster(ref, window=win, bands=1)
         ref_idx = ref_lut[ref_codes]
@@ -205,7 +206,9 @@ def evaluate_rasters(
             prob = None
             pred_idx = pred_lut[read_raster(pred, window=win, bands=1)]
         scores.overall.update(ref_idx, pred_idx, prob)
-        ok = pred_idx < len(names)
+        scored = ref_idx != IGNORE_INDEX
+        unscored += int((scored & (pred_idx >= len(names))).sum())
+        ok = scored & (pred_idx < len(names))
         breakdown += np.bincount(
             ref_codes[ok].astype(np.int64) * len(names) + pred_idx[ok], minlength=256 * len(names)
         ).reshape(256, len(names))
@@ -224,8 +227,9 @@ def evaluate_rasters(
             scores.sessions[session].update(ref_idx[r, c], pred_idx[r, c], sub)
         if progress is not None:
             progress(int(win.width * win.height))
-    out = scores.report(threshold)
+    out = scores.report(threshold if source.probability and len(names) == 2 else None)
     out["prediction"] = "probabilities" if source.probability else "labels"
+    out["unscored_pixels"] = unscored
     out["reference_as_background"] = as_background
     out["reference_breakdown"] = {
         ref_names[code]: {

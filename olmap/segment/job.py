@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -25,7 +26,7 @@ from olmap.io.tables import write_table
 from olmap.plots.training import write_training_curves
 from olmap.segment.checkpoint import ModelMeta, read_checkpoint, save_checkpoint
 from olmap.segment.config import TrainConfig
-from olmap.segment.data import TileSamples, input_statistics, open_tile_dataset
+from olmap.segment.data import IGNORE_INDEX, TileSamples, input_statistics, open_tile_dataset
 from olmap.segment.evaluate import evaluate_tiles
 from olmap.segment.model import (
     ARCHITECTURES,
@@ -175,6 +176,11 @@ class TrainReport:
     n_val: int
 
 
+def _file_stamp(path: Path) -> list[int]:
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns]
+
+
 def output_paths(out: Path) -> tuple[Path, Path, Path]:
     """The checkpoint, its curves table and plot, and the resume file of a training run."""
     stem = out.with_suffix("")
@@ -195,6 +201,7 @@ def train_from_dataset(
     on_init: Callable[[InitChoice], None] | None = None,
     on_step: Callable[[int, float, float], None] | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    on_resume: Callable[[int], None] | None = None,
     stop: StopFlag | None = None,
 ) -> TrainReport:
     """Fine-tune a model on a dataset folder and write the checkpoint and its curves.
@@ -211,7 +218,7 @@ def train_from_dataset(
         torchvision weights file (see :func:`resolve_init`).
     overwrite : bool
         Replace an existing checkpoint and curves.
-    on_init, on_step, on_epoch : callables, optional
+    on_init, on_step, on_epoch, on_resume : callables, optional
         Progress reporting.
     stop : StopFlag, optional
         Interrupt request (the run then resumes from its last epoch when started again).
@@ -229,7 +236,15 @@ def train_from_dataset(
             f"{ds.folder}: needs train and val tiles (has {len(train_ids)} train, "
             f"{len(val_ids)} val); mark sessions as val in sessions.csv"
         )
+    if cfg.steps_per_epoch is None and len(train_ids) < 2:
+        raise InputError(f"{ds.folder}: one training tile; set steps_per_epoch to draw crops")
+    labelled = [t for t in val_ids if (np.asarray(ds.labels[t]) != IGNORE_INDEX).any()]
+    if not labelled:
+        raise InputError(
+            f"{ds.folder}: the val tiles have no labelled pixel; nothing to validate on"
+        )
     mean, std = input_statistics(ds.meta, ds.bse, train_ids)
+    torch.manual_seed(cfg.seed)  # the fresh weights (all, or the class layers) start the same
     model = Segmenter(
         cfg.architecture,
         len(names),
@@ -241,7 +256,6 @@ def train_from_dataset(
     choice = resolve_init(cfg.init, cfg.architecture, weights)
     if on_init is not None:
         on_init(choice)
-    torch.manual_seed(cfg.seed)  # fresh layers (class heads) start the same every run
     matched = apply_init(model, choice, list(names))
     length = cfg.steps_per_epoch * cfg.batch_size if cfg.steps_per_epoch else None
     train = TileSamples(
@@ -257,7 +271,9 @@ def train_from_dataset(
         fill=mean,
     )
     val = TileSamples(ds.bse, ds.labels, codes, val_ids, seed=cfg.seed)
-    job = {"dataset": str(ds.folder.resolve()), "tiles": len(ds.manifest), "init": str(choice.path)}
+    # The resume fingerprint: the data (rebuilt in place -> other sizes/times) and the start.
+    stamps = {n: _file_stamp(ds.folder / n) for n in ("bse.npy", "labels.npy", "manifest.csv")}
+    job = {"dataset": str(ds.folder.resolve()), "files": stamps, "init": str(choice.path)}
     result = fit(
         model,
         train,
@@ -268,6 +284,7 @@ def train_from_dataset(
         job=job,
         on_step=on_step,
         on_epoch=on_epoch,
+        on_resume=on_resume,
         stop=stop,
     )
     threshold = cfg.threshold

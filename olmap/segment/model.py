@@ -206,9 +206,15 @@ def load_pretrained(model: Segmenter, kind: str, path: Path) -> int:
     return _load_matching(target, state, path, f"{kind} weights for {model.architecture}")
 
 
+def _fresh_ok(key: str) -> bool:
+    """Tensors that may start fresh: class layers, the optional auxiliary head, step counters."""
+    key = key.removeprefix("net.")
+    return key.startswith((*HEAD_KEYS, "aux_classifier.")) or key.endswith("num_batches_tracked")
+
+
 def _load_matching(module: nn.Module, state: Mapping[str, torch.Tensor], path: Path, what: str):
     own = module.state_dict()
-    missing = [k for k in own if k not in state and not k.startswith(HEAD_KEYS)]
+    missing = [k for k in own if k not in state and not _fresh_ok(k)]
     wrong = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
     unknown = [k for k in state if k not in own]
     if missing or wrong or unknown:
@@ -244,14 +250,7 @@ def transfer_weights(
     heads = tuple("net." + h for h in HEAD_KEYS)
     keep_own = ("mean", "std")
     body = {k: v for k, v in state.items() if not k.startswith(heads) and k not in keep_own}
-    missing = [
-        k
-        for k in own
-        if k not in body
-        and not k.startswith(heads)
-        and k not in keep_own
-        and not k.endswith("num_batches_tracked")  # not stored in checkpoints
-    ]
+    missing = [k for k in own if k not in body and k not in keep_own and not _fresh_ok(k)]
     wrong = [k for k, v in body.items() if k in own and own[k].shape != v.shape]
     if missing or wrong:
         raise InputError(

@@ -144,21 +144,36 @@ def recalibrate_batchnorm(
         m.momentum = None  # cumulative average over the batches below
         m.train()
     samples.set_epoch(cfg.max_epochs)  # a fixed draw, distinct from every training epoch
-    loader = DataLoader(samples, batch_size=cfg.batch_size, shuffle=False, drop_last=True)
+    saved = [
+        (m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
+        for m in norms
+    ]
+    drop_last = len(samples) > cfg.batch_size  # BatchNorm needs > 1 value; keep a short set
+    loader = DataLoader(samples, batch_size=cfg.batch_size, shuffle=False, drop_last=drop_last)
     used = 0
     for image, _ in loader:
         if used >= n_batches:
             break
         model(image.to(device))
         used += 1
-    for m, momentum in zip(norms, momenta, strict=True):
+    for m, momentum, (mean, var, count) in zip(norms, momenta, saved, strict=True):
         m.momentum = momentum
+        if used == 0:  # nothing seen: keep the training-time statistics
+            m.running_mean.copy_(mean)
+            m.running_var.copy_(var)
+            m.num_batches_tracked.copy_(count)
     model.eval()
     return used
 
 
-def _fingerprint(cfg: TrainConfig, extra: dict) -> str:
-    return json.dumps({"config": cfg.model_dump(mode="json"), **extra}, sort_keys=True)
+#: Settings that may change between an interrupted run and its resumption: the time budget
+#: (to extend it), DataLoader workers and the device name (they do not change what is drawn).
+RESUMABLE_CHANGES = ("max_minutes", "workers", "device")
+
+
+def _fingerprint(cfg: TrainConfig, device: torch.device, extra: dict) -> str:
+    config = cfg.model_dump(mode="json", exclude=set(RESUMABLE_CHANGES))
+    return json.dumps({"config": config, "device": device.type, **extra}, sort_keys=True)
 
 
 def _save_state(path: Path, state: dict) -> None:
@@ -195,6 +210,7 @@ def fit(
     job: dict | None = None,
     on_step: Callable[[int, float, float], None] | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    on_resume: Callable[[int], None] | None = None,
     stop: StopFlag | None = None,
 ) -> FitResult:
     """Train ``model`` in place; on return it holds the best epoch's weights, in eval mode.
@@ -218,6 +234,8 @@ def fit(
         Called after every optimiser step (progress display).
     on_epoch : callable(EpochRecord), optional
         Called after every validation.
+    on_resume : callable(int), optional
+        Called with the number of finished epochs when a resume file is taken up.
     stop : StopFlag, optional
         When set (Ctrl-C, SIGTERM), training stops at the next step and raises
         :class:`RunInterrupted`; the resume file holds the last finished epoch.
@@ -229,7 +247,7 @@ def fit(
         model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg)
     scaler = torch.amp.GradScaler("cuda", enabled=cuda and cfg.amp)
-    fingerprint = _fingerprint(cfg, job or {})
+    fingerprint = _fingerprint(cfg, device, job or {})
     history: list[EpochRecord] = []
     best_state, best_loss, best_epoch, bad_epochs = None, float("inf"), -1, 0
     start_epoch, elapsed = 0, 0.0
@@ -237,12 +255,14 @@ def fit(
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
+        if state["scaler"]:  # empty when saved with AMP off
+            scaler.load_state_dict(state["scaler"])
         history = [EpochRecord(**r) for r in state["history"]]
         best_state, best_loss = state["best_state"], float(state["best_loss"])
         best_epoch, bad_epochs = int(state["best_epoch"]), int(state["bad_epochs"])
         start_epoch, elapsed = int(state["epoch"]), float(state["elapsed"])
-        log.info("resuming training at epoch %d (%s)", start_epoch + 1, resume_file)
+        if on_resume is not None:
+            on_resume(start_epoch)
     positive = 1 if len(class_names) == 2 else None
     budget = cfg.max_minutes * 60 if cfg.max_minutes else float("inf")
     stop_reason = "max_epochs"
@@ -304,6 +324,11 @@ def fit(
             if time.perf_counter() - t_start >= budget:
                 break
         val_loss, scores = validate(model, val, cfg, device)
+        if not np.isfinite(val_loss):
+            raise InputError(
+                f"validation loss is {val_loss} at epoch {epoch + 1}: the validation tiles have "
+                "no labelled pixel, or the model diverged (lower lr)"
+            )
         record = EpochRecord(
             epoch=epoch + 1,
             steps=steps,

@@ -29,8 +29,8 @@ def test_cpu_quick_config_is_small_and_time_bounded() -> None:
 def test_bad_values_name_the_key(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("crop: [16, 16]\n")
-    with pytest.raises(InputError, match="bad.yaml: .*too small"):
+    with pytest.raises(InputError, match=r"bad\.yaml: .*too small"):
         load_config(TrainConfig, bad)
     bad.write_text("optimiser: adam\n")
-    with pytest.raises(InputError, match="bad.yaml: optimiser"):
+    with pytest.raises(InputError, match=r"bad\.yaml: optimiser"):
         load_config(TrainConfig, bad)

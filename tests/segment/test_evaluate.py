@@ -62,6 +62,7 @@ def test_label_map_scores_in_blocks_and_sessions(rasters, tmp_path: Path) -> Non
     iou_b = skm.jaccard_score(truth[keep & right], pred[keep & right])
     assert report["sessions"]["B"]["classes"]["olivine"]["iou"] == pytest.approx(iou_b)
     assert "threshold_sweep" not in report["overall"]  # labels only: no sweep
+    assert "ignore" not in report["reference_breakdown"] and report["unscored_pixels"] == 0
 
 
 def test_probabilities_give_auc_and_sweep(rasters) -> None:

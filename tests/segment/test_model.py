@@ -64,7 +64,9 @@ def test_imagenet_backbone_from_a_weights_file(torch_cache: Path, tmp_path: Path
     torch.manual_seed(2)
     backbone = tvm.mobilenet_v3_large(weights=None)
     path = tmp_path / "mobilenet_imagenet.pth"
-    torch.save(backbone.state_dict(), path)
+    # Third-party files often lack BatchNorm step counters; they are not needed.
+    state = {k: v for k, v in backbone.state_dict().items() if "num_batches_tracked" not in k}
+    torch.save(state, path)
     choice = resolve_init("auto", MOBILENET, weights=path)
     assert choice.kind == "imagenet"
     model = Segmenter(MOBILENET, 3)
@@ -79,11 +81,11 @@ def test_imagenet_backbone_from_a_weights_file(torch_cache: Path, tmp_path: Path
 def test_missing_or_bad_weights_are_said_not_silent(torch_cache: Path, tmp_path: Path) -> None:
     choice = resolve_init("auto", MOBILENET)
     assert choice.kind == "none" and "no COCO, ImageNet or synthetic weights" in choice.note
-    with pytest.raises(InputError, match="no imagenet weights .* mobilenet_v3_large-"):
+    with pytest.raises(InputError, match=r"no imagenet weights .* mobilenet_v3_large-"):
         resolve_init("imagenet", MOBILENET)
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"\x00" * 100)
-    with pytest.raises(InputError, match="junk.pth: not a readable PyTorch weights file"):
+    with pytest.raises(InputError, match=r"junk\.pth: not a readable PyTorch weights file"):
         resolve_init("auto", MOBILENET, weights=junk)
     with pytest.raises(InputError, match="not auto, synthetic"):
         resolve_init("cocoa", MOBILENET)
@@ -124,3 +126,14 @@ def test_transfer_keeps_named_rows_for_multi_class_targets() -> None:
     assert matched == ["bg", "olivine"]
     assert torch.equal(target.net.classifier[4].weight[2], source.net.classifier[4].weight[1])
     assert torch.equal(target.net.classifier[4].weight[1], fresh)  # "pore": unknown, untouched
+
+
+def test_aux_head_starts_fresh_from_a_source_without_one() -> None:
+    torch.manual_seed(5)
+    source = Segmenter(MOBILENET, 2)
+    target = Segmenter(MOBILENET, 2, aux_loss=True)
+    assert transfer_weights(target, source.state_dict(), ["bg", "olivine"], ["bg", "olivine"]) == [
+        "olivine"
+    ]
+    assert torch.equal(target.net.classifier[4].weight, source.net.classifier[4].weight)
+    assert target.net.aux_classifier is not None
