@@ -76,6 +76,10 @@ def main() -> None:
     parser.add_argument("--sections", type=int, default=8, help="training sections")
     parser.add_argument("--size", type=int, default=2048, help="section side (px)")
     parser.add_argument("--minutes", type=float, default=50.0, help="training time budget")
+    parser.add_argument(
+        "--epochs", type=int, default=10_000, help="epochs (of --steps-per-epoch batches)"
+    )
+    parser.add_argument("--schedule", choices=["constant", "cosine"], default="constant")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--crop", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -118,7 +122,8 @@ def main() -> None:
         crop=(args.crop, args.crop),
         balanced_crops=0.5,
         steps_per_epoch=args.steps_per_epoch,
-        max_epochs=10_000,
+        max_epochs=args.epochs,
+        lr_schedule=args.schedule,
         patience=10_000,  # the time budget ends pretraining; the best validation epoch is kept
         max_minutes=args.minutes,
         dice_weight=0.5,

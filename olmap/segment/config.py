@@ -48,6 +48,8 @@ class TrainConfig(BaseModel):
     lr: float = Field(0.01, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(1e-4, ge=0)
+    # olmap's option: cosine decay of the learning rate to 0 over max_epochs (per epoch).
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     # torchvision's MobileNetV3 default (0.01) leaves BatchNorm statistics unconverged after a
     # few hundred steps (issue 4: eval-mode IoU 0.0 vs 0.33 in train mode); 0.1 converges.
     bn_momentum: float = Field(0.1, gt=0, le=1)

@@ -84,6 +84,15 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-epoch learning-rate schedule: constant, or cosine from ``lr`` to 0 at max_epochs."""
+    if cfg.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.max_epochs)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
+
+
 def predicted_classes(logits: torch.Tensor, threshold: float) -> torch.Tensor:
     """Class indices from logits: sigmoid >= threshold (binary) or argmax."""
     if logits.shape[1] == 1:
@@ -246,6 +255,7 @@ def fit(
     if cuda and cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg)
+    scheduler = make_scheduler(optimizer, cfg)
     scaler = torch.amp.GradScaler("cuda", enabled=cuda and cfg.amp)
     fingerprint = _fingerprint(cfg, device, job or {})
     history: list[EpochRecord] = []
@@ -255,6 +265,7 @@ def fit(
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
         if state["scaler"]:  # empty when saved with AMP off
             scaler.load_state_dict(state["scaler"])
         history = [EpochRecord(**r) for r in state["history"]]
@@ -338,6 +349,7 @@ def fit(
             lr=float(optimizer.param_groups[0]["lr"]),
             seconds=time.perf_counter() - t_epoch,
         )
+        scheduler.step()
         history.append(record)
         if val_loss < best_loss:
             best_loss, best_epoch, bad_epochs = val_loss, epoch + 1, 0
@@ -354,6 +366,7 @@ def fit(
                     "epoch": epoch + 1,
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict(),
                     "history": [r.__dict__ for r in history],
                     "best_state": best_state,

@@ -245,3 +245,16 @@ def test_aux_head_trains_and_is_saved(olivine_dataset: Path, tmp_path: Path) -> 
     train_from_dataset(olivine_dataset, cfg, tmp_path / "aux.pt")
     model, meta = load_checkpoint(tmp_path / "aux.pt")
     assert meta.aux_loss and model.net.aux_classifier is not None
+
+
+def test_cosine_schedule_decays_per_epoch(olivine_dataset: Path) -> None:
+    ds = open_tile_dataset(olivine_dataset)
+    cfg = tiny_config(max_epochs=2, steps_per_epoch=1, lr_schedule="cosine")
+    result = fit(
+        new_model(ds, cfg),
+        samples(ds, cfg, "train", train=True),
+        samples(ds, cfg, "val", train=False),
+        cfg,
+        ["unclassified", "olivine"],
+    )
+    assert [r.lr for r in result.history] == pytest.approx([1e-3, 0.5e-3])
