@@ -83,6 +83,11 @@ def held_out_scores(model_path: Path, section: Path, threshold: float | None) ->
                 p = classify(prob, th).astype(bool)
                 sweep[str(th)] = round(float((p & truth).sum() / (p | truth).sum()), 4)
             scores["iou_by_threshold"] = sweep
+            flipped = classify(predict_proba(model, image, window=1024, stride=512, flips=True), t)
+            flipped = flipped.astype(bool)
+            scores["olivine_iou_truth_flip_averaged"] = round(
+                float((flipped & truth).sum() / (flipped | truth).sum()), 4
+            )
         out[name] = scores
     nominal = out["nominal"]["olivine_iou_truth"]
     out["worst_drift_loss_points"] = round(

@@ -51,6 +51,20 @@ def predict_logits_batch(model: Segmenter, images: torch.Tensor) -> torch.Tensor
     return model(x)["out"]
 
 
+def flip_averaged_probabilities(
+    model: Segmenter, images: torch.Tensor, flips: bool
+) -> torch.Tensor:
+    """Probabilities of a batch, averaged over the four flips of each image if ``flips``."""
+    views = ((), (-1,), (-2,), (-2, -1)) if flips else ((),)
+    total = torch.zeros(())
+    for dims in views:
+        prob = model.probabilities(
+            predict_logits_batch(model, images.flip(dims) if dims else images)
+        )
+        total = total + (prob.flip(dims) if dims else prob)
+    return total / len(views)
+
+
 def predict_proba(
     model: Segmenter,
     image: np.ndarray,
@@ -58,6 +72,7 @@ def predict_proba(
     window: int = 1024,
     stride: int | None = None,
     batch_size: int = 1,
+    flips: bool = False,
 ) -> np.ndarray:
     """Class probabilities of every pixel of a 2-D image.
 
@@ -73,6 +88,10 @@ def predict_proba(
         Step between windows (px); default ``window // 2``. Overlaps are averaged.
     batch_size : int
         Windows per forward pass.
+    flips : bool
+        Test-time augmentation: also predict each window flipped left-right, up-down and both,
+        and average the four (4x the time; training used flips, so the model is symmetric in
+        expectation and the average has less noise).
 
     Returns
     -------
@@ -98,7 +117,7 @@ def predict_proba(
                 for v in chunk
             ]
         )
-        prob = model.probabilities(predict_logits_batch(model, torch.from_numpy(batch)[:, None]))
+        prob = flip_averaged_probabilities(model, torch.from_numpy(batch)[:, None], flips)
         prob = prob.cpu().numpy()
         for v, p in zip(chunk, prob, strict=True):
             rs = slice(int(v.row_off), int(v.row_off + v.height))

@@ -258,3 +258,16 @@ def test_cosine_schedule_decays_per_epoch(olivine_dataset: Path) -> None:
         ["unclassified", "olivine"],
     )
     assert [r.lr for r in result.history] == pytest.approx([1e-3, 0.5e-3])
+
+
+def test_flip_averaging_is_the_mean_of_the_flipped_predictions(trained) -> None:
+    ds, _, model, _, _ = trained
+    tile = np.asarray(ds.bse[ds.split("test")[0]], dtype=np.float32)
+    views = [(lambda a: a), np.fliplr, np.flipud, lambda a: a[::-1, ::-1]]
+    expected = np.mean(
+        [f(predict_proba(model, np.ascontiguousarray(f(tile)), window=128)[0]) for f in views],
+        axis=0,
+    )
+    got = predict_proba(model, tile, window=128, flips=True)[0]
+    assert np.allclose(got, expected, atol=1e-5)
+    assert not np.allclose(got, predict_proba(model, tile, window=128)[0], atol=1e-3)
