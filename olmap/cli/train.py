@@ -79,7 +79,11 @@ def train(
     out: Annotated[Path, typer.Option("--out", help="Model checkpoint to write (.pt).")],
     config: Annotated[
         Path | None,
-        typer.Option("--config", help="Training config (YAML), e.g. configs/train/cpu-quick.yaml."),
+        typer.Option(
+            "--config",
+            help="Training config (YAML), e.g. configs/train/cpu-quick.yaml; default: the "
+            "paper's settings (configs/train/paper.yaml).",
+        ),
     ] = None,
     init: Annotated[
         str | None,

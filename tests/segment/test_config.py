@@ -18,6 +18,8 @@ def test_paper_config_is_the_papers_setup() -> None:
     assert cfg.architecture == "deeplabv3_resnet50" and cfg.optimizer == "sgd"
     assert cfg.dice_weight == 0 and cfg.crop is None and cfg.threshold == 0.1
     assert cfg.augment.rot90 and cfg.augment.flip_p == 0.5
+    # Without --config, olmap train uses the same settings (DataLoader workers aside).
+    assert TrainConfig(workers=cfg.workers) == cfg
 
 
 def test_cpu_quick_config_is_small_and_time_bounded() -> None:
