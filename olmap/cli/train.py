@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from olmap.cli._console import progress_bar, stderr, stdout
+from olmap.cli._console import STATE, progress_bar, stderr, stdout
 from olmap.cli._options import Overwrite
 from olmap.io.config import load_config
 from olmap.io.outputs import atomic_path, check_outputs_distinct, check_writable
@@ -138,6 +138,8 @@ def train(
         stderr.print(f"[{colour}]init:[/] {choice.note}", soft_wrap=True)
 
     def on_epoch(r: EpochRecord) -> None:
+        if STATE.quiet:
+            return
         ious = ", ".join(f"{k} {_fmt(v, 3)}" for k, v in list(r.val_iou.items())[1:])
         stderr.print(
             f"epoch {r.epoch}: train loss {r.train_loss:.4f}, val loss {r.val_loss:.4f}, "

@@ -271,3 +271,14 @@ def test_flip_averaging_is_the_mean_of_the_flipped_predictions(trained) -> None:
     got = predict_proba(model, tile, window=128, flips=True)[0]
     assert np.allclose(got, expected, atol=1e-5)
     assert not np.allclose(got, predict_proba(model, tile, window=128)[0], atol=1e-3)
+
+
+def test_threshold_selected_on_validation_tiles(olivine_dataset: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(max_epochs=1, steps_per_epoch=3, select_threshold=True)
+    report = train_from_dataset(olivine_dataset, cfg, tmp_path / "t.pt")
+    _, meta = load_checkpoint(tmp_path / "t.pt")
+    sweep = report.metrics["val"]["overall"]["threshold_sweep"]["olivine"]
+    best = max(r["iou"] for r in sweep)
+    chosen = next(r for r in sweep if r["threshold"] == meta.threshold)
+    assert chosen["iou"] == best and report.metrics["threshold"] == meta.threshold
+    assert report.metrics["val"]["threshold"] == meta.threshold
