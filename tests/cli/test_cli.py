@@ -22,7 +22,7 @@ def olmap(*args, cwd=None):
 
 
 def test_help_lists_commands_with_descriptions():
-    res = runner.invoke(app, ["--help"])
+    res = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})  # one line per command
     assert res.exit_code == 0
     for cmd, text in [
         ("demo", "Demo on a built-in synthetic section: generate, preview, summarise."),
@@ -30,6 +30,8 @@ def test_help_lists_commands_with_descriptions():
         ("masks", "Label map from EDS element maps by element-ratio rules"),
         ("eds", "Element count maps from a Bruker .bcf hypermap"),
         ("dataset", "Cut BSE + label tiles inside each session"),
+        ("train", "Fine-tune DeepLabV3 on BSE tiles of a dataset folder; write one checkpoint."),
+        ("evaluate", "Score a segmentation against reference masks"),
         ("synth", "Generate synthetic data with ground truth"),
     ]:
         assert re.search(rf"^\W*{cmd}\s+{re.escape(text)}", res.output, re.M), cmd

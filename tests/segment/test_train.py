@@ -72,22 +72,32 @@ def test_loss_falls(trained) -> None:
 
 
 def test_eval_and_train_mode_predictions_agree(trained) -> None:
-    """BatchNorm running statistics must match the batch statistics of training-like data.
-    Trained at torchvision's momentum 0.01, they lag behind without the recalibration that
-    ``fit`` ends with (measured: 50 % of pixels agree; issue 4 saw eval-mode IoU 0.0)."""
+    """After training, eval-mode predictions (BatchNorm running statistics) must be as good as
+    train-mode ones (batch statistics) on training-like data. Trained at torchvision's
+    momentum 0.01, the running statistics lag behind the weights and, without the
+    recalibration ``fit`` ends with, eval-mode IoU collapses: measured 0.0 against 0.53 here
+    (issue 4 saw 0.0 against 0.33)."""
     ds, cfg, model, _, _ = trained
     batch = samples(ds, cfg, "train", train=True)
     batch.set_epoch(99)  # training-like samples that training never drew
-    images = torch.stack([batch[i][0] for i in range(8)])
+    images = torch.stack([batch[i][0] for i in range(16)])
+    target = torch.stack([batch[i][1] for i in range(16)])
+    labelled, olivine = target != 255, target == 1
+
+    def iou(logits: torch.Tensor) -> float:
+        pred = logits[:, 0] > 0
+        return float((pred & olivine & labelled).sum() / ((pred | olivine) & labelled).sum())
+
     model.eval()
     with torch.no_grad():
-        eval_pred = model(images)["out"] > 0
+        eval_iou = iou(model(images)["out"])
         for m in model.modules():  # batch statistics, but no dropout
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.train()
-        train_pred = model(images)["out"] > 0
+        train_iou = iou(model(images)["out"])
     model.eval()
-    assert (eval_pred == train_pred).float().mean() > 0.95
+    assert train_iou > 0.3
+    assert eval_iou > 0.8 * train_iou
 
 
 def test_checkpoint_round_trips_to_identical_predictions(trained, tmp_path: Path) -> None:

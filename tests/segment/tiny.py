@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from olmap.segment.config import TrainConfig
+from olmap.segment.config import AugmentConfig, TrainConfig
 
 
 def tiny_config(**overrides) -> TrainConfig:
@@ -20,5 +20,6 @@ def tiny_config(**overrides) -> TrainConfig:
         "patience": 10,
         "dice_weight": 0.5,
         "device": "cpu",
+        "augment": AugmentConfig(gain_jitter=0.08, offset_jitter=4.0),  # as cpu-quick.yaml
     }
     return TrainConfig(**{**base, **overrides})
