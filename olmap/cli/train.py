@@ -155,6 +155,9 @@ def train(
                 f"training: loss {loss:.3f}" + ("" if math.isnan(iou) else f", IoU {iou:.2f}")
             )
 
+        def on_resume(done: int) -> None:
+            stderr.print(f"resuming: {done} epoch(s) done before the interruption", soft_wrap=True)
+
         report = train_from_dataset(
             dataset,
             cfg,
@@ -164,6 +167,7 @@ def train(
             on_init=on_init,
             on_step=on_step,
             on_epoch=on_epoch,
+            on_resume=on_resume,
             stop=stop,
         )
     fit = report.fit

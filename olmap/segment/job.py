@@ -28,6 +28,7 @@ from olmap.segment.checkpoint import ModelMeta, read_checkpoint, save_checkpoint
 from olmap.segment.config import TrainConfig
 from olmap.segment.data import IGNORE_INDEX, TileSamples, input_statistics, open_tile_dataset
 from olmap.segment.evaluate import evaluate_tiles
+from olmap.segment.infer import resolve_device
 from olmap.segment.model import (
     ARCHITECTURES,
     Segmenter,
@@ -228,6 +229,7 @@ def train_from_dataset(
     for path in (out, curves_csv, curves_png):
         check_writable(path, overwrite=overwrite)
     check_outputs_distinct([out, curves_csv, curves_png], [Path(dataset_dir)])
+    resolve_device(cfg.device)  # an unavailable device fails before any work
     ds = open_tile_dataset(dataset_dir)
     codes, names = zip(*ds.model_classes, strict=True)
     train_ids, val_ids, test_ids = ds.split("train"), ds.split("val"), ds.split("test")
