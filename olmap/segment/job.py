@@ -291,7 +291,8 @@ def train_from_dataset(
     )
     threshold = cfg.threshold
     val_scores = evaluate_tiles(model, ds, val_ids, threshold)
-    if cfg.select_threshold and len(names) == 2:
+    selected = cfg.select_threshold and len(names) == 2
+    if selected:
         threshold = val_scores["best_threshold"][names[1]]
         if threshold != cfg.threshold:
             val_scores = evaluate_tiles(model, ds, val_ids, threshold)
@@ -301,7 +302,7 @@ def train_from_dataset(
         "stop_reason": result.stop_reason,
         "train_minutes": result.seconds / 60,
         "threshold": threshold,
-        "threshold_source": "validation IoU" if threshold != cfg.threshold else "config",
+        "threshold_source": "validation IoU" if selected else "config",
         "val": val_scores,
     }
     if test_ids:
