@@ -46,3 +46,9 @@ class MissingExtraError(OlmapError, ImportError):
         super().__init__(
             f"{module} is needed for this; install it with: pip install 'olmap[{extra}]'"
         )
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name if it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -22,7 +22,7 @@ from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
-from olmap.errors import InputError, InputFileNotFoundError, NotCoregisteredError
+from olmap.errors import InputError, InputFileNotFoundError, NotCoregisteredError, first_line
 from olmap.io.outputs import atomic_path, check_writable
 
 #: GDAL block cache for olmap's own processes (bytes). GDAL's default (5 % of RAM) would
@@ -131,11 +131,7 @@ def open_raster(path: str | Path) -> Iterator[rasterio.io.DatasetReader]:
             with rasterio.open(path) as ds:
                 yield ds
     except RasterioIOError as exc:
-        raise InputError(f"{path}: not a readable raster ({_first_line(exc)})") from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path}: not a readable raster ({first_line(exc)})") from exc
 
 
 def _dataset_info(ds: rasterio.io.DatasetReader, path: str | Path) -> RasterInfo:
@@ -326,7 +322,7 @@ def update_raster(path: str | Path) -> Iterator[rasterio.io.DatasetWriter]:
         try:
             ds = rasterio.open(path, "r+")
         except Exception as exc:  # rasterio raises TypeError, not an IO error, for non-TIFFs
-            raise InputError(f"{path}: cannot reopen for writing ({_first_line(exc)})") from exc
+            raise InputError(f"{path}: cannot reopen for writing ({first_line(exc)})") from exc
         with ds:
             yield ds
 

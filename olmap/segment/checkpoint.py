@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from olmap import __version__
-from olmap.errors import InputError, InputFileNotFoundError
+from olmap.errors import InputError, InputFileNotFoundError, first_line
 from olmap.io.outputs import atomic_path
 from olmap.segment.model import ARCHITECTURES, Segmenter
 
@@ -116,8 +116,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], ModelMet
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise InputError(f"{path}: not a readable model checkpoint ({first})") from exc
+        raise InputError(f"{path}: not a readable model checkpoint ({first_line(exc)})") from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise InputError(
             f"{path}: not an olmap model checkpoint (train one with 'olmap train'; "

@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from olmap.errors import InputError, InputFileNotFoundError
 from olmap.masks.rules import IGNORE
-from olmap.segment.config import AugmentConfig
+from olmap.segment.config import AugmentConfig, TrainConfig
 
 #: Label of pixels that count for nothing in loss or metrics (olmap's ignore code).
 IGNORE_INDEX = IGNORE
@@ -206,6 +206,29 @@ class TileDataset:
     def split(self, name: str) -> list[int]:
         """Tile ids of one split (``train``, ``val`` or ``test``)."""
         return self.manifest.loc[self.manifest["split"] == name, "tile_id"].astype(int).tolist()
+
+    def samples(
+        self, split: str, cfg: TrainConfig, *, train: bool, fill: float = 0.0
+    ) -> TileSamples:
+        """Samples of one split: drawn and augmented as ``cfg`` says (``train``), or whole
+        tiles as stored (validation)."""
+        codes = [c for c, _ in self.model_classes]
+        tiles = self.split(split)
+        if not train:
+            return TileSamples(self.bse, self.labels, codes, tiles, seed=cfg.seed)
+        length = cfg.steps_per_epoch * cfg.batch_size if cfg.steps_per_epoch else None
+        return TileSamples(
+            self.bse,
+            self.labels,
+            codes,
+            tiles,
+            crop=cfg.crop,
+            augment_cfg=cfg.augment,
+            balanced=cfg.balanced_crops,
+            length=length,
+            seed=cfg.seed,
+            fill=fill,
+        )
 
 
 def open_tile_dataset(folder: str | Path) -> TileDataset:

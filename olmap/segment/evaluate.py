@@ -28,7 +28,7 @@ from olmap.errors import InputError
 from olmap.io.raster import CLASSES_TAG, check_coregistered, class_names, raster_info, read_raster
 from olmap.io.sessions import read_sessions
 from olmap.io.windows import block_windows
-from olmap.segment.data import IGNORE_INDEX, TileDataset
+from olmap.segment.data import IGNORE_INDEX, TileDataset, class_lut
 from olmap.segment.infer import classify, predict_proba
 from olmap.segment.metrics import ScoreAccumulator, best_threshold
 from olmap.segment.model import Segmenter
@@ -79,8 +79,7 @@ def evaluate_tiles(
     Each tile is predicted whole (one window), as in validation during training.
     """
     codes, names = zip(*ds.model_classes, strict=True)
-    lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
-    lut[list(codes)] = np.arange(len(codes))
+    lut = class_lut(codes)
     session_of = ds.manifest.set_index("tile_id")["session"].astype(str)
     scores = Scores.new(names, sorted(set(session_of[list(tile_ids)])), with_prob=True)
     model.eval()
@@ -191,9 +190,7 @@ def evaluate_rasters(
             if w is not None:
                 regions[str(row.session)] = w
     scores = Scores.new(names, list(regions), with_prob=source.probability)
-    pred_lut = np.full(256, 255, dtype=np.uint8)
-    for code, i in source.codes.items():
-        pred_lut[code] = i
+    pred_lut = class_lut(list(source.codes))  # codes in class order; others -> no class
     breakdown = np.zeros((256, len(names)), dtype=np.int64)
     unscored = 0  # labelled reference pixels whose prediction is no class (e.g. 255)
     for win in block_windows(info.height, info.width, window):

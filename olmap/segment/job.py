@@ -26,7 +26,7 @@ from olmap.io.tables import write_table
 from olmap.plots.training import write_training_curves
 from olmap.segment.checkpoint import ModelMeta, read_checkpoint, save_checkpoint
 from olmap.segment.config import TrainConfig
-from olmap.segment.data import IGNORE_INDEX, TileSamples, input_statistics, open_tile_dataset
+from olmap.segment.data import IGNORE_INDEX, input_statistics, open_tile_dataset
 from olmap.segment.evaluate import evaluate_tiles
 from olmap.segment.infer import resolve_device
 from olmap.segment.model import (
@@ -231,7 +231,7 @@ def train_from_dataset(
     check_outputs_distinct([out, curves_csv, curves_png], [Path(dataset_dir)])
     resolve_device(cfg.device)  # an unavailable device fails before any work
     ds = open_tile_dataset(dataset_dir)
-    codes, names = zip(*ds.model_classes, strict=True)
+    names = [name for _, name in ds.model_classes]
     train_ids, val_ids, test_ids = ds.split("train"), ds.split("val"), ds.split("test")
     if not train_ids or not val_ids:
         raise InputError(
@@ -259,20 +259,8 @@ def train_from_dataset(
     if on_init is not None:
         on_init(choice)
     matched = apply_init(model, choice, list(names))
-    length = cfg.steps_per_epoch * cfg.batch_size if cfg.steps_per_epoch else None
-    train = TileSamples(
-        ds.bse,
-        ds.labels,
-        codes,
-        train_ids,
-        crop=cfg.crop,
-        augment_cfg=cfg.augment,
-        balanced=cfg.balanced_crops,
-        length=length,
-        seed=cfg.seed,
-        fill=mean,
-    )
-    val = TileSamples(ds.bse, ds.labels, codes, val_ids, seed=cfg.seed)
+    train = ds.samples("train", cfg, train=True, fill=mean)
+    val = ds.samples("val", cfg, train=False)
     # The resume fingerprint: the data (rebuilt in place -> other sizes/times) and the start.
     stamps = {n: _file_stamp(ds.folder / n) for n in ("bse.npy", "labels.npy", "manifest.csv")}
     job = {"dataset": str(ds.folder.resolve()), "files": stamps, "init": str(choice.path)}

@@ -26,7 +26,7 @@ import torchvision.models as tvm
 import torchvision.models.segmentation as tvs
 from torch import nn
 
-from olmap.errors import InputError, InputFileNotFoundError
+from olmap.errors import InputError, InputFileNotFoundError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -156,8 +156,9 @@ def read_state_dict(path: str | Path, what: str) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{path}: not a readable PyTorch weights file ({first})") from exc
+        raise InputError(
+            f"{path}: not a readable PyTorch weights file ({first_line(exc)})"
+        ) from exc
     if isinstance(state, Mapping) and "state_dict" in state and "format" not in state:
         state = state["state_dict"]  # some tools wrap the weights one level down
     if not isinstance(state, Mapping) or not all(

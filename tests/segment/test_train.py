@@ -20,24 +20,6 @@ from olmap.segment.train import fit, recalibrate_batchnorm
 from tests.segment.tiny import tiny_config
 
 
-def samples(ds, cfg, split, *, train: bool) -> TileSamples:
-    codes = [c for c, _ in ds.model_classes]
-    ids = ds.split(split)
-    if not train:
-        return TileSamples(ds.bse, ds.labels, codes, ids, seed=cfg.seed)
-    return TileSamples(
-        ds.bse,
-        ds.labels,
-        codes,
-        ids,
-        crop=cfg.crop,
-        augment_cfg=cfg.augment,
-        balanced=cfg.balanced_crops,
-        length=cfg.steps_per_epoch * cfg.batch_size,
-        seed=cfg.seed,
-    )
-
-
 def new_model(ds, cfg) -> Segmenter:
     mean, std = input_statistics(ds.meta, ds.bse, ds.split("train"))
     torch.manual_seed(0)
@@ -54,8 +36,8 @@ def trained(olivine_dataset: Path):
     losses: list[float] = []
     result = fit(
         model,
-        samples(ds, cfg, "train", train=True),
-        samples(ds, cfg, "val", train=False),
+        ds.samples("train", cfg, train=True),
+        ds.samples("val", cfg, train=False),
         cfg,
         [n for _, n in ds.model_classes],
         on_step=lambda s, loss, iou: losses.append(loss),
@@ -78,7 +60,7 @@ def test_eval_and_train_mode_predictions_agree(trained) -> None:
     recalibration ``fit`` ends with, eval-mode IoU collapses: measured 0.0 against 0.53 here
     (issue 4 saw 0.0 against 0.33)."""
     ds, cfg, model, _, _ = trained
-    batch = samples(ds, cfg, "train", train=True)
+    batch = ds.samples("train", cfg, train=True)
     batch.set_epoch(99)  # training-like samples that training never drew
     images = torch.stack([batch[i][0] for i in range(16)])
     target = torch.stack([batch[i][1] for i in range(16)])
@@ -179,8 +161,8 @@ def test_interrupted_training_resumes_exactly(olivine_dataset: Path, tmp_path: P
 
         result = fit(
             model,
-            samples(ds, cfg, "train", train=True),
-            samples(ds, cfg, "val", train=False),
+            ds.samples("train", cfg, train=True),
+            ds.samples("val", cfg, train=False),
             cfg,
             names,
             resume_file=resume,
@@ -232,8 +214,8 @@ def test_early_stopping_and_time_limit(olivine_dataset: Path) -> None:
     cfg = tiny_config(max_epochs=50, patience=1, steps_per_epoch=2, lr=0.05)
     result = fit(
         new_model(ds, cfg),
-        samples(ds, cfg, "train", train=True),
-        samples(ds, cfg, "val", train=False),
+        ds.samples("train", cfg, train=True),
+        ds.samples("val", cfg, train=False),
         cfg,
         names,
     )
@@ -242,8 +224,8 @@ def test_early_stopping_and_time_limit(olivine_dataset: Path) -> None:
     cfg = tiny_config(max_epochs=50, patience=50, max_minutes=0.001)
     result = fit(
         new_model(ds, cfg),
-        samples(ds, cfg, "train", train=True),
-        samples(ds, cfg, "val", train=False),
+        ds.samples("train", cfg, train=True),
+        ds.samples("val", cfg, train=False),
         cfg,
         names,
     )
@@ -262,8 +244,8 @@ def test_cosine_schedule_decays_per_epoch(olivine_dataset: Path) -> None:
     cfg = tiny_config(max_epochs=2, steps_per_epoch=1, lr_schedule="cosine")
     result = fit(
         new_model(ds, cfg),
-        samples(ds, cfg, "train", train=True),
-        samples(ds, cfg, "val", train=False),
+        ds.samples("train", cfg, train=True),
+        ds.samples("val", cfg, train=False),
         cfg,
         ["unclassified", "olivine"],
     )
