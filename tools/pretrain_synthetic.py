@@ -73,6 +73,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--architecture", default="deeplabv3_mobilenet_v3_large")
+    parser.add_argument("--decoder", choices=["none", "refine"], default="refine")
     parser.add_argument("--sections", type=int, default=8, help="training sections")
     parser.add_argument("--size", type=int, default=2048, help="section side (px)")
     parser.add_argument("--minutes", type=float, default=50.0, help="training time budget")
@@ -114,6 +115,7 @@ def main() -> None:
     codes = list(range(len(names)))
     cfg = TrainConfig(
         architecture=args.architecture,
+        decoder=args.decoder,
         init="none",
         optimizer="adamw",
         lr=args.lr,
@@ -155,7 +157,12 @@ def main() -> None:
     val_lab = np.stack([phases_all[n_train, r : r + side, c : c + side] for r, c in corners])
     val = TileSamples(val_bse, val_lab, codes, list(range(len(val_bse))), seed=cfg.seed)
     model = Segmenter(
-        args.architecture, len(names), mean=mean, std=std, bn_momentum=cfg.bn_momentum
+        args.architecture,
+        len(names),
+        mean=mean,
+        std=std,
+        bn_momentum=cfg.bn_momentum,
+        decoder=args.decoder,
     )
     if args.init is not None:
         state, init_meta = read_checkpoint(args.init)
@@ -189,6 +196,7 @@ def main() -> None:
         input_mean=mean,
         input_std=std,
         threshold=cfg.threshold,
+        decoder=args.decoder,
         init="none" if args.init is None else f"checkpoint:{args.init.name}",
         train_config=cfg.model_dump(mode="json"),
         metrics={

@@ -6,7 +6,8 @@ opening one never runs code)::
     {"format": "olmap-segmenter", "format_version": 1,
      "state_dict": {...tensors...},
      "meta": {"architecture", "classes" [[code, name], ...], "input_mean", "input_std",
-              "threshold", "aux_loss", "init", "train_config", "metrics", "olmap_version"}}
+              "threshold", "aux_loss", "decoder", "init", "train_config", "metrics",
+              "olmap_version"}}
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ class ModelMeta:
         Grey-value normalisation of the training tiles.
     threshold : float
         Recommended probability threshold of a binary model (the paper's dlth).
+    aux_loss : bool
+        Whether the model has torchvision's auxiliary head.
+    decoder : str
+        "none" or "refine" (:class:`olmap.segment.model.RefineDecoder`); files written before
+        the decoder existed have none.
     """
 
     architecture: str
@@ -48,6 +54,7 @@ class ModelMeta:
     input_std: float
     threshold: float = 0.1
     aux_loss: bool = False
+    decoder: str = "none"
     init: str = "none"
     train_config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -66,6 +73,7 @@ def build_model(meta: ModelMeta) -> Segmenter:
         mean=meta.input_mean,
         std=meta.input_std,
         aux_loss=meta.aux_loss,
+        decoder=meta.decoder,
     )
 
 

@@ -38,6 +38,9 @@ class TrainConfig(BaseModel):
 
     architecture: Architecture = "deeplabv3_resnet50"  # seed 002 sect. 3.6.1
     aux_loss: bool = False  # torchvision's auxiliary FCN head; off = smaller, faster
+    # olmap: "refine" adds a light DeepLabV3+-style decoder (full-resolution logits, for small
+    # crystals and cracks; olmap.segment.model.RefineDecoder). The paper used none.
+    decoder: Literal["none", "refine"] = "none"
     init: str = Field(
         "auto",
         description="auto | synthetic | coco | imagenet | none | PATH to an olmap checkpoint",

