@@ -42,10 +42,30 @@ from olmap.segment.infer import classify, predict_proba
 REPO = Path(__file__).resolve().parents[1]
 OLMAP = [sys.executable, "-m", "olmap"]
 OLIVINE, CPX = 3, 4  # codes in truth/phases.tif
+#: Crystal footprints (µm²): microlites, microphenocrysts, phenocrysts (docs/synthetic-data.md).
+SIZE_CLASSES_UM2 = (("<1000", 0, 1000), ("1000-10000", 1000, 10_000), (">10000", 10_000, 1e12))
 
 
 def sh(*args: str) -> None:
     subprocess.run([*OLMAP, "-q", *args], check=True)
+
+
+def recall_by_size(pred: np.ndarray, truth: np.ndarray, instances: np.ndarray) -> dict:
+    """Olivine recall over crystals grouped by footprint area (px = µm² at 1 µm/px)."""
+    ids, inverse = np.unique(instances, return_inverse=True)
+    inverse = inverse.reshape(instances.shape)
+    footprint = np.bincount(inverse.ravel())
+    olivine = np.bincount(inverse.ravel(), weights=truth.ravel())
+    found = np.bincount(inverse.ravel(), weights=(pred & truth).ravel())
+    out = {}
+    for name, lo, hi in SIZE_CLASSES_UM2:
+        sel = (ids > 0) & (footprint >= lo) & (footprint < hi)
+        if olivine[sel].sum():
+            out[name] = {
+                "crystals": int(sel.sum()),
+                "recall": round(float(found[sel].sum() / olivine[sel].sum()), 4),
+            }
+    return out
 
 
 def held_out_scores(model_path: Path, section: Path, threshold: float | None) -> dict:
@@ -57,6 +77,7 @@ def held_out_scores(model_path: Path, section: Path, threshold: float | None) ->
     bse = read_raster(section / "bse.tif", window=win, bands=1).astype(np.float32)
     phases = read_raster(section / "truth" / "phases.tif", window=win, bands=1)
     labels = read_raster(section / "mask.tif", window=win, bands=1)
+    instances = read_raster(section / "truth" / "instances.tif", window=win, bands=1)
     model, meta = load_checkpoint(model_path)
     t = meta.threshold if threshold is None else threshold
     truth = phases == OLIVINE
@@ -76,6 +97,7 @@ def held_out_scores(model_path: Path, section: Path, threshold: float | None) ->
                 float((pred & lab & known).sum() / ((pred | lab) & known).sum()), 4
             )
             scores["cpx_as_olivine"] = round(float(pred[phases == CPX].mean()), 5)
+            scores["recall_by_crystal_size"] = recall_by_size(pred, truth, instances)
             scores["non_olivine_as_olivine"] = round(float(pred[~truth].mean()), 5)
             scores["predict_s_per_mpx"] = round(seconds / (truth.size / 1e6), 2)
             sweep = {}

@@ -54,6 +54,14 @@ class TrainConfig(BaseModel):
     weight_decay: float = Field(1e-4, ge=0)
     # olmap's option: cosine decay of the learning rate to 0 over max_epochs (per epoch).
     lr_schedule: Literal["constant", "cosine"] = "constant"
+    # olmap: linear probing before fine-tuning (LP-FT; Kumar et al. 2022, "Fine-tuning can
+    # distort pretrained features"). For the first probe_epochs epochs only the class layers
+    # train, at probe_lr, with the rest frozen (BatchNorm statistics as initialised); then
+    # everything trains at lr. A class layer mapped from another task starts far off (issue 4:
+    # the synthetic init's binary olivine logit called every pixel olivine), and full
+    # fine-tuning from it distorted the pretrained features.
+    probe_epochs: int = Field(0, ge=0)
+    probe_lr: float = Field(3e-3, gt=0)
     # torchvision's MobileNetV3 default (0.01) leaves BatchNorm statistics unconverged after a
     # few hundred steps (issue 4: eval-mode IoU 0.0 vs 0.33 in train mode); 0.1 converges.
     bn_momentum: float = Field(0.1, gt=0, le=1)

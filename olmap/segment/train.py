@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from olmap.segment.data import TileSamples
 from olmap.segment.infer import resolve_device
 from olmap.segment.losses import segmentation_loss
 from olmap.segment.metrics import ScoreAccumulator
-from olmap.segment.model import Segmenter
+from olmap.segment.model import CLASS_LAYERS, Segmenter
 
 log = logging.getLogger(__name__)
 
@@ -74,23 +75,43 @@ class FitResult:
     extra: dict = field(default_factory=dict)
 
 
+def split_parameters(model: torch.nn.Module) -> tuple[list, list]:
+    """Parameters of the body and of the class layers (``CLASS_LAYERS``) of ``model``."""
+    body, heads = [], []
+    for name, param in model.named_parameters():
+        (heads if name.startswith(CLASS_LAYERS) else body).append(param)
+    return body, heads
+
+
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """SGD with momentum (the paper) or AdamW, from ``cfg``."""
-    params = [p for p in model.parameters() if p.requires_grad]
+    """SGD with momentum (the paper) or AdamW, from ``cfg``.
+
+    Two parameter groups, the body then the class layers, so that linear probing
+    (``cfg.probe_epochs``) can train the class layers alone at their own rate.
+    """
+    groups = [{"params": group} for group in split_parameters(model)]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(
-            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+            groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
         )
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def make_scheduler(
     optimizer: torch.optim.Optimizer, cfg: TrainConfig
 ) -> torch.optim.lr_scheduler.LRScheduler:
-    """Per-epoch learning-rate schedule: constant, or cosine from ``lr`` to 0 at max_epochs."""
-    if cfg.lr_schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.max_epochs)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
+    """Per-epoch learning rates: ``probe_lr`` for the class layers during the probing epochs,
+    then ``lr``, constant or cosine-decayed to 0 at ``max_epochs`` (counted from epoch 0)."""
+
+    def schedule(epoch: int) -> float:
+        if cfg.lr_schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * epoch / cfg.max_epochs))
+        return 1.0
+
+    def heads(epoch: int) -> float:
+        return cfg.probe_lr / cfg.lr if epoch < cfg.probe_epochs else schedule(epoch)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, [schedule, heads])
 
 
 def predicted_classes(logits: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -256,6 +277,7 @@ def fit(
         model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg)
+    body_params, _ = split_parameters(model)
     scaler = torch.amp.GradScaler("cuda", enabled=cuda and cfg.amp)
     fingerprint = _fingerprint(cfg, device, job or {})
     history: list[EpochRecord] = []
@@ -296,7 +318,10 @@ def fit(
             num_workers=cfg.workers,
             pin_memory=cuda,
         )
-        model.train()
+        probing = epoch < cfg.probe_epochs  # linear probing: the class layers alone
+        for param in body_params:
+            param.requires_grad_(not probing)
+        model.train(not probing)  # probing: BatchNorm statistics and dropout as initialised
         losses, steps, t_epoch = [], 0, time.perf_counter()
         for image, target in loader:
             if stop:
@@ -346,7 +371,7 @@ def fit(
             train_loss=float(np.mean(losses)) if losses else float("nan"),
             val_loss=val_loss,
             val_iou={n: scores.class_scores(i)["iou"] for i, n in enumerate(class_names)},
-            lr=float(optimizer.param_groups[0]["lr"]),
+            lr=float(optimizer.param_groups[1]["lr"]),  # the class layers' (body's after probing)
             seconds=time.perf_counter() - t_epoch,
         )
         scheduler.step()
@@ -378,10 +403,13 @@ def fit(
             )
     else:
         stop_reason = "max_epochs"
+    for param in body_params:
+        param.requires_grad_(True)
     if best_state is None:
         raise InputError("training ended before the first validation; raise max_minutes")
     model.load_state_dict(best_state)
-    recalibrate_batchnorm(model, train, cfg, device)
+    if best_epoch > cfg.probe_epochs:  # a probed-only body keeps the statistics it was probed with
+        recalibrate_batchnorm(model, train, cfg, device)
     model.to(memory_format=torch.contiguous_format).eval()
     return FitResult(
         history=history,

@@ -137,3 +137,53 @@ def test_aux_head_starts_fresh_from_a_source_without_one() -> None:
     ]
     assert torch.equal(target.net.classifier[4].weight, source.net.classifier[4].weight)
     assert target.net.aux_classifier is not None
+
+
+def test_a_new_refine_decoder_starts_with_the_plain_models_predictions() -> None:
+    """The decoder's last layer starts at zero: DeepLabV3 weights keep their predictions."""
+    torch.manual_seed(6)
+    phases = ["epoxy", "glass", "olivine"]
+    plain = Segmenter(MOBILENET, 3, mean=90.0, std=30.0).eval()
+    refined = Segmenter(MOBILENET, 3, mean=90.0, std=30.0, decoder="refine", aux_loss=True)
+    assert transfer_weights(refined, plain.state_dict(), phases, phases) == phases
+    image = torch.rand(2, 1, 75, 98) * 200  # odd sizes: every stage rounds differently
+    with torch.no_grad():
+        out = refined.eval()(image)
+        assert torch.equal(out["out"], plain(image)["out"])
+    assert out["aux"].shape == out["out"].shape == (2, 3, 75, 98)
+    resnet = Segmenter("deeplabv3_resnet50", 2, decoder="refine").eval()
+    with torch.no_grad():
+        assert resnet(image)["out"].shape == (2, 1, 75, 98)
+    with pytest.raises(InputError, match="unknown decoder 'unet'"):
+        Segmenter(MOBILENET, 2, decoder="unet")
+
+
+def test_refine_decoder_draws_detail_finer_than_the_output_stride() -> None:
+    """A pattern of 2 px cells is invisible at DeepLabV3-MobileNet's 1/16 output resolution;
+    the decoder's full-resolution layer resolves it (measured over three seeds after 60
+    steps: IoU >= 0.999 against <= 0.003)."""
+    gen = torch.Generator().manual_seed(7)
+    cells = torch.rand(16, 1, 32, 32, generator=gen) < 0.4
+    target = cells.repeat_interleave(2, 2).repeat_interleave(2, 3)  # 2 x 2 px cells, 64 px
+    image = 100 + 40 * target.float() + 5 * torch.randn(target.shape, generator=gen)
+
+    def trained_iou(decoder: str) -> float:
+        torch.manual_seed(8)
+        model = Segmenter(MOBILENET, 2, mean=116.0, std=20.0, decoder=decoder)
+        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+        for step in range(60):
+            batch = slice(4 * (step % 4), 4 * (step % 4) + 4)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                model(image[batch])["out"], target[batch].float()
+            )
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            pred = model.train()(image[:8])["out"] > 0  # batch statistics: no recalibration
+        truth = target[:8]
+        return float((pred & truth).sum() / (pred | truth).sum())
+
+    plain, refined = trained_iou("none"), trained_iou("refine")
+    assert refined > 0.9
+    assert plain < 0.5

@@ -148,7 +148,8 @@ def test_four_class_model_trains(section_dir: Path) -> None:
 
 def test_interrupted_training_resumes_exactly(olivine_dataset: Path, tmp_path: Path) -> None:
     ds = open_tile_dataset(olivine_dataset)
-    cfg = tiny_config(max_epochs=3, steps_per_epoch=4)
+    # epoch 1 probes (class layers only), then all: the resume crosses that boundary too
+    cfg = tiny_config(max_epochs=3, steps_per_epoch=4, probe_epochs=1)
     names = [n for _, n in ds.model_classes]
 
     def run(stop_at: int | None, resume: Path | None):
@@ -239,6 +240,18 @@ def test_aux_head_trains_and_is_saved(olivine_dataset: Path, tmp_path: Path) -> 
     assert meta.aux_loss and model.net.aux_classifier is not None
 
 
+def test_refine_decoder_trains_and_round_trips(olivine_dataset: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(max_epochs=1, steps_per_epoch=3, decoder="refine")
+    train_from_dataset(olivine_dataset, cfg, tmp_path / "refine.pt")
+    model, meta = load_checkpoint(tmp_path / "refine.pt")
+    assert meta.decoder == "refine" and model.refine is not None
+    assert model.refine.out.weight.abs().sum() > 0  # trained away from its zero start
+    tile = np.asarray(open_tile_dataset(olivine_dataset).bse[0])
+    before = predict_proba(model, tile, window=128)
+    again, _ = load_checkpoint(save_checkpoint(tmp_path / "again.pt", model, meta))
+    assert np.array_equal(predict_proba(again, tile, window=128), before)
+
+
 def test_cosine_schedule_decays_per_epoch(olivine_dataset: Path) -> None:
     ds = open_tile_dataset(olivine_dataset)
     cfg = tiny_config(max_epochs=2, steps_per_epoch=1, lr_schedule="cosine")
@@ -250,6 +263,45 @@ def test_cosine_schedule_decays_per_epoch(olivine_dataset: Path) -> None:
         ["unclassified", "olivine"],
     )
     assert [r.lr for r in result.history] == pytest.approx([1e-3, 0.5e-3])
+
+
+def test_linear_probing_trains_the_class_layers_alone_first(olivine_dataset: Path) -> None:
+    """LP-FT: during the probing epoch the body (weights and BatchNorm statistics) does not
+    move and the class layers learn at probe_lr; afterwards everything trains at lr."""
+    ds = open_tile_dataset(olivine_dataset)
+    cfg = tiny_config(max_epochs=2, steps_per_epoch=2, probe_epochs=1, probe_lr=5e-3)
+    model = new_model(ds, cfg)
+    snapshots = [{k: v.clone() for k, v in model.state_dict().items()}]
+    fit(
+        model,
+        ds.samples("train", cfg, train=True),
+        ds.samples("val", cfg, train=False),
+        cfg,
+        ["unclassified", "olivine"],
+        on_epoch=lambda r: snapshots.append({k: v.clone() for k, v in model.state_dict().items()}),
+    )
+    start, probed, tuned = snapshots
+    body = ["net.backbone.0.0.weight", "net.backbone.0.1.running_mean", "net.classifier.1.weight"]
+    head = "net.classifier.4.weight"
+    assert all(torch.equal(start[k], probed[k]) for k in body)
+    assert not torch.equal(start[head], probed[head])
+    assert not any(torch.equal(probed[k], tuned[k]) for k in body)
+    assert all(p.requires_grad for p in model.parameters())  # handed back trainable
+
+
+def test_probing_learning_rates_are_recorded(olivine_dataset: Path) -> None:
+    ds = open_tile_dataset(olivine_dataset)
+    cfg = tiny_config(
+        max_epochs=3, steps_per_epoch=1, probe_epochs=1, probe_lr=5e-3, lr_schedule="cosine"
+    )
+    result = fit(
+        new_model(ds, cfg),
+        ds.samples("train", cfg, train=True),
+        ds.samples("val", cfg, train=False),
+        cfg,
+        ["unclassified", "olivine"],
+    )
+    assert [r.lr for r in result.history] == pytest.approx([5e-3, 0.75e-3, 0.25e-3])
 
 
 def test_flip_averaging_is_the_mean_of_the_flipped_predictions(trained) -> None:
