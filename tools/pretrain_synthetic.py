@@ -8,12 +8,12 @@ orthopyroxene, oxide, spinel, crack), and stores the result in fp16 in the packa
 (``olmap/segment/weights/<architecture>-synthetic.pt``). ``olmap train --init synthetic`` starts
 from it; the class layer is mapped by class name onto the new task.
 
-The exact command that made the shipped file, its seeds, time and figures are in
-docs/models.md. Usage::
+The exact commands that made the shipped file (three stages, each continuing the last with
+``--init``), its seeds, time and figures are in docs/models.md. Usage::
 
-    python tools/pretrain_synthetic.py \\
-        --out olmap/segment/weights/deeplabv3_mobilenet_v3_large-synthetic.pt \\
-        --architecture deeplabv3_mobilenet_v3_large --sections 8 --size 2048 --minutes 55
+    python tools/pretrain_synthetic.py --out model.pt --init previous.pt \\
+        --architecture deeplabv3_mobilenet_v3_large --decoder refine --sections 16 \\
+        --size 2048 --epochs 40 --schedule cosine --lr 5e-4 --minutes 75
 """
 
 from __future__ import annotations

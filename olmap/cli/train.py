@@ -141,8 +141,9 @@ def train(
         if STATE.quiet:
             return
         ious = ", ".join(f"{k} {_fmt(v, 3)}" for k, v in list(r.val_iou.items())[1:])
+        phase = " (probing: class layers only)" if r.probing else ""
         stderr.print(
-            f"epoch {r.epoch}: train loss {r.train_loss:.4f}, val loss {r.val_loss:.4f}, "
+            f"epoch {r.epoch}{phase}: train loss {r.train_loss:.4f}, val loss {r.val_loss:.4f}, "
             f"val IoU {ious} ({r.seconds:.0f} s)",
             soft_wrap=True,
         )

@@ -95,6 +95,10 @@ class TrainConfig(BaseModel):
     def _crop_positive(self) -> TrainConfig:
         if self.crop is not None and min(self.crop) < 32:
             raise ValueError(f"crop {self.crop} is too small (at least 32 x 32 px)")
+        if self.probe_epochs >= self.max_epochs:
+            raise ValueError(
+                f"probe_epochs ({self.probe_epochs}) must be below max_epochs ({self.max_epochs})"
+            )
         if self.balanced_crops > 0 and self.steps_per_epoch is None:
             raise ValueError("balanced_crops needs steps_per_epoch (samples are drawn, not listed)")
         return self

@@ -162,6 +162,30 @@ def apply_init(model: Segmenter, choice: InitChoice, class_names: list[str]) -> 
     return []
 
 
+def fresh_modules(model: Segmenter, choice: InitChoice) -> tuple[str, ...] | None:
+    """Prefixes of the parameters that ``choice`` leaves at their fresh initialisation, besides
+    the class layers; None when everything is fresh (random weights: nothing to probe).
+
+    Linear probing trains these with the class layers: frozen at random they would feed the
+    class layers meaningless features.
+    """
+    if choice.kind == "none":
+        return None
+    fresh = []
+    if choice.kind == "imagenet":  # backbone only: the ASPP head is new
+        fresh += ["net.classifier.", "net.aux_classifier."]
+    source: set[str] = set()
+    if choice.kind in ("synthetic", "checkpoint"):
+        source = set(read_checkpoint(choice.path)[0])
+        if model.net.aux_classifier is not None and not any(
+            k.startswith("net.aux_classifier.") for k in source
+        ):
+            fresh.append("net.aux_classifier.")
+    if model.refine is not None and not any(k.startswith("refine.") for k in source):
+        fresh.append("refine.")
+    return tuple(fresh)
+
+
 @dataclass
 class TrainReport:
     """What ``olmap train`` did and wrote."""
@@ -260,6 +284,10 @@ def train_from_dataset(
     if on_init is not None:
         on_init(choice)
     matched = apply_init(model, choice, list(names))
+    fresh = fresh_modules(model, choice)
+    if fresh is None and cfg.probe_epochs:
+        log.warning("random weights: no linear probing (probe_epochs %d ignored)", cfg.probe_epochs)
+        cfg = cfg.model_copy(update={"probe_epochs": 0})
     train = ds.samples("train", cfg, train=True, fill=mean)
     val = ds.samples("val", cfg, train=False)
     # The resume fingerprint: the data (rebuilt in place -> other sizes/times) and the start.
@@ -277,6 +305,7 @@ def train_from_dataset(
         on_epoch=on_epoch,
         on_resume=on_resume,
         stop=stop,
+        probe_also=fresh or (),
     )
     threshold = cfg.threshold
     val_scores = evaluate_tiles(model, ds, val_ids, threshold)

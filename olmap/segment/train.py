@@ -49,6 +49,7 @@ class EpochRecord:
     val_iou: dict[str, float]
     lr: float
     seconds: float
+    probing: bool = False  # linear probing: only the class layers (and fresh modules) trained
 
     def row(self) -> dict[str, float]:
         out = {
@@ -242,6 +243,7 @@ def fit(
     on_epoch: Callable[[EpochRecord], None] | None = None,
     on_resume: Callable[[int], None] | None = None,
     stop: StopFlag | None = None,
+    probe_also: tuple[str, ...] = (),
 ) -> FitResult:
     """Train ``model`` in place; on return it holds the best epoch's weights, in eval mode.
 
@@ -269,6 +271,9 @@ def fit(
     stop : StopFlag, optional
         When set (Ctrl-C, SIGTERM), training stops at the next step and raises
         :class:`RunInterrupted`; the resume file holds the last finished epoch.
+    probe_also : tuple of str
+        Prefixes of parameters that start fresh (not from the initial weights): they train,
+        BatchNorm in training mode, during the linear-probing epochs too.
     """
     device = resolve_device(cfg.device)
     cuda = device.type == "cuda"
@@ -277,7 +282,9 @@ def fit(
         model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg)
-    body_params, _ = split_parameters(model)
+    probed = (*CLASS_LAYERS, *probe_also)
+    frozen_in_probe = [p for n, p in model.named_parameters() if not n.startswith(probed)]
+    fresh_modules = [m for n, m in model.named_modules() if probe_also and n.startswith(probe_also)]
     scaler = torch.amp.GradScaler("cuda", enabled=cuda and cfg.amp)
     fingerprint = _fingerprint(cfg, device, job or {})
     history: list[EpochRecord] = []
@@ -301,110 +308,119 @@ def fit(
     stop_reason = "max_epochs"
     t_start = time.perf_counter() - elapsed
     step = sum(r.steps for r in history)
-    for epoch in range(start_epoch, cfg.max_epochs):
-        if best_epoch >= 0 and bad_epochs >= cfg.patience:
-            stop_reason = "early_stopping"
-            break
-        if time.perf_counter() - t_start >= budget:
-            stop_reason = "time_limit"
-            break
-        torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout: reproducible per epoch
-        train.set_epoch(epoch)
-        loader = DataLoader(
-            train,
-            batch_size=cfg.batch_size,
-            shuffle=False,  # the samples draw their own order from (seed, epoch)
-            drop_last=len(train) > cfg.batch_size,
-            num_workers=cfg.workers,
-            pin_memory=cuda,
-        )
-        probing = epoch < cfg.probe_epochs  # linear probing: the class layers alone
-        for param in body_params:
-            param.requires_grad_(not probing)
-        model.train(not probing)  # probing: BatchNorm statistics and dropout as initialised
-        losses, steps, t_epoch = [], 0, time.perf_counter()
-        for image, target in loader:
-            if stop:
-                raise RunInterrupted(
-                    f"training stopped at epoch {epoch + 1}; run the same command again to "
-                    f"resume from epoch {epoch + 1}"
-                )
-            image = image.to(device, non_blocking=True)
-            target = target.to(device, non_blocking=True)
-            if cuda and cfg.channels_last:
-                image = image.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, enabled=cuda and cfg.amp):
-                out = model(image)
-                loss = segmentation_loss(out["out"], target, dice_weight=cfg.dice_weight)
-                if "aux" in out:
-                    aux = segmentation_loss(out["aux"], target, dice_weight=cfg.dice_weight)
-                    loss = loss + AUX_WEIGHT * aux
-            if not torch.isfinite(loss):
-                raise InputError(
-                    f"training diverged at epoch {epoch + 1} (loss {float(loss)}); "
-                    "lower the learning rate (lr) in the config"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            losses.append(float(loss.detach()))
-            steps += 1
-            step += 1
-            if on_step is not None:
-                batch = ScoreAccumulator(model.n_classes)
-                pred = predicted_classes(out["out"].detach().float(), cfg.threshold)
-                batch.update(target.cpu().numpy(), pred.cpu().numpy())
-                iou = batch.class_scores(positive)["iou"] if positive else np.nan
-                on_step(step, losses[-1], iou)
-            if time.perf_counter() - t_start >= budget:
+    try:
+        for epoch in range(start_epoch, cfg.max_epochs):
+            probing = epoch < cfg.probe_epochs  # linear probing: the class layers alone
+            if epoch == cfg.probe_epochs:
+                bad_epochs = 0  # fine-tuning gets its full patience; probing never stops early
+            if not probing and best_epoch >= 0 and bad_epochs >= cfg.patience:
+                stop_reason = "early_stopping"
                 break
-        val_loss, scores = validate(model, val, cfg, device)
-        if not np.isfinite(val_loss):
-            raise InputError(
-                f"validation loss is {val_loss} at epoch {epoch + 1}: the validation tiles have "
-                "no labelled pixel, or the model diverged (lower lr)"
+            if time.perf_counter() - t_start >= budget:
+                stop_reason = "time_limit"
+                break
+            torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout: reproducible per epoch
+            train.set_epoch(epoch)
+            loader = DataLoader(
+                train,
+                batch_size=cfg.batch_size,
+                shuffle=False,  # the samples draw their own order from (seed, epoch)
+                drop_last=len(train) > cfg.batch_size,
+                num_workers=cfg.workers,
+                pin_memory=cuda,
             )
-        record = EpochRecord(
-            epoch=epoch + 1,
-            steps=steps,
-            train_loss=float(np.mean(losses)) if losses else float("nan"),
-            val_loss=val_loss,
-            val_iou={n: scores.class_scores(i)["iou"] for i, n in enumerate(class_names)},
-            lr=float(optimizer.param_groups[1]["lr"]),  # the class layers' (body's after probing)
-            seconds=time.perf_counter() - t_epoch,
-        )
-        scheduler.step()
-        history.append(record)
-        if val_loss < best_loss:
-            best_loss, best_epoch, bad_epochs = val_loss, epoch + 1, 0
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            for param in frozen_in_probe:
+                param.requires_grad_(not probing)
+            model.train(not probing)  # probing: BatchNorm statistics and dropout as initialised
+            for module in fresh_modules if probing else ():
+                module.train()
+            losses, steps, t_epoch = [], 0, time.perf_counter()
+            for image, target in loader:
+                if stop:
+                    raise RunInterrupted(
+                        f"training stopped at epoch {epoch + 1}; run the same command again to "
+                        f"resume from epoch {epoch + 1}"
+                    )
+                image = image.to(device, non_blocking=True)
+                target = target.to(device, non_blocking=True)
+                if cuda and cfg.channels_last:
+                    image = image.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(device.type, enabled=cuda and cfg.amp):
+                    out = model(image)
+                    loss = segmentation_loss(out["out"], target, dice_weight=cfg.dice_weight)
+                    if "aux" in out:
+                        aux = segmentation_loss(out["aux"], target, dice_weight=cfg.dice_weight)
+                        loss = loss + AUX_WEIGHT * aux
+                if not torch.isfinite(loss):
+                    raise InputError(
+                        f"training diverged at epoch {epoch + 1} (loss {float(loss)}); "
+                        "lower the learning rate (lr) in the config"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                losses.append(float(loss.detach()))
+                steps += 1
+                step += 1
+                if on_step is not None:
+                    batch = ScoreAccumulator(model.n_classes)
+                    pred = predicted_classes(out["out"].detach().float(), cfg.threshold)
+                    batch.update(target.cpu().numpy(), pred.cpu().numpy())
+                    iou = batch.class_scores(positive)["iou"] if positive else np.nan
+                    on_step(step, losses[-1], iou)
+                if time.perf_counter() - t_start >= budget:
+                    break
+            val_loss, scores = validate(model, val, cfg, device)
+            if not np.isfinite(val_loss):
+                raise InputError(
+                    f"validation loss is {val_loss} at epoch {epoch + 1}: the validation tiles "
+                    "have no labelled pixel, or the model diverged (lower lr)"
+                )
+            record = EpochRecord(
+                epoch=epoch + 1,
+                steps=steps,
+                train_loss=float(np.mean(losses)) if losses else float("nan"),
+                val_loss=val_loss,
+                val_iou={n: scores.class_scores(i)["iou"] for i, n in enumerate(class_names)},
+                lr=float(
+                    optimizer.param_groups[1]["lr"]
+                ),  # the class layers' (body's after probing)
+                seconds=time.perf_counter() - t_epoch,
+                probing=probing,
+            )
+            scheduler.step()
+            history.append(record)
+            if val_loss < best_loss:
+                best_loss, best_epoch, bad_epochs = val_loss, epoch + 1, 0
+                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            else:
+                bad_epochs += 1
+            if on_epoch is not None:
+                on_epoch(record)
+            if resume_file is not None:
+                _save_state(
+                    resume_file,
+                    {
+                        "fingerprint": fingerprint,
+                        "epoch": epoch + 1,
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "scaler": scaler.state_dict(),
+                        "history": [r.__dict__ for r in history],
+                        "best_state": best_state,
+                        "best_loss": best_loss,
+                        "best_epoch": best_epoch,
+                        "bad_epochs": bad_epochs,
+                        "elapsed": time.perf_counter() - t_start,
+                    },
+                )
         else:
-            bad_epochs += 1
-        if on_epoch is not None:
-            on_epoch(record)
-        if resume_file is not None:
-            _save_state(
-                resume_file,
-                {
-                    "fingerprint": fingerprint,
-                    "epoch": epoch + 1,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "history": [r.__dict__ for r in history],
-                    "best_state": best_state,
-                    "best_loss": best_loss,
-                    "best_epoch": best_epoch,
-                    "bad_epochs": bad_epochs,
-                    "elapsed": time.perf_counter() - t_start,
-                },
-            )
-    else:
-        stop_reason = "max_epochs"
-    for param in body_params:
-        param.requires_grad_(True)
+            stop_reason = "max_epochs"
+    finally:  # interrupted or not, the caller gets a trainable model back
+        for param in frozen_in_probe:
+            param.requires_grad_(True)
     if best_state is None:
         raise InputError("training ended before the first validation; raise max_minutes")
     model.load_state_dict(best_state)

@@ -12,7 +12,13 @@ import torchvision.models.segmentation as tvs
 
 from olmap.errors import InputError
 from olmap.segment.checkpoint import ModelMeta, save_checkpoint
-from olmap.segment.job import apply_init, resolve_init, synthetic_init_file
+from olmap.segment.job import (
+    InitChoice,
+    apply_init,
+    fresh_modules,
+    resolve_init,
+    synthetic_init_file,
+)
 from olmap.segment.model import Segmenter, cached_weights_file, transfer_weights
 
 MOBILENET = "deeplabv3_mobilenet_v3_large"
@@ -187,3 +193,17 @@ def test_refine_decoder_draws_detail_finer_than_the_output_stride() -> None:
     plain, refined = trained_iou("none"), trained_iou("refine")
     assert refined > 0.9
     assert plain < 0.5
+
+
+def test_fresh_modules_are_those_the_init_lacks(tmp_path: Path) -> None:
+    """Linear probing trains them too; with random weights there is nothing to probe."""
+    plain = tmp_path / "plain.pt"
+    meta = ModelMeta(MOBILENET, [(0, "bg"), (1, "olivine")], 0.0, 1.0)
+    save_checkpoint(plain, Segmenter(MOBILENET, 2), meta)
+    refined = Segmenter(MOBILENET, 2, decoder="refine", aux_loss=True)
+    from_plain = InitChoice("checkpoint", plain, "")
+    assert fresh_modules(refined, from_plain) == ("net.aux_classifier.", "refine.")
+    assert fresh_modules(Segmenter(MOBILENET, 2), from_plain) == ()
+    assert fresh_modules(refined, InitChoice("none", None, "")) is None
+    imagenet = fresh_modules(Segmenter(MOBILENET, 2), InitChoice("imagenet", plain, ""))
+    assert imagenet == ("net.classifier.", "net.aux_classifier.")

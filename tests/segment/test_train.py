@@ -289,6 +289,64 @@ def test_linear_probing_trains_the_class_layers_alone_first(olivine_dataset: Pat
     assert all(p.requires_grad for p in model.parameters())  # handed back trainable
 
 
+def test_probing_never_stops_early_and_fresh_modules_train(olivine_dataset: Path) -> None:
+    """Probing epochs that do not improve (a tiny probe_lr) do not trigger early stopping;
+    fine-tuning then gets its full patience. A fresh decoder trains during probing."""
+    ds = open_tile_dataset(olivine_dataset)
+    cfg = tiny_config(
+        max_epochs=5,
+        steps_per_epoch=1,
+        probe_epochs=3,
+        probe_lr=1e-12,
+        patience=1,
+        decoder="refine",
+    )
+    mean, std = input_statistics(ds.meta, ds.bse, ds.split("train"))
+    torch.manual_seed(0)
+    model = Segmenter(cfg.architecture, 2, mean=mean, std=std, decoder="refine")
+    before = model.refine.fuse[0][0].weight.clone()
+    after_probing: list[torch.Tensor] = []
+
+    def on_epoch(record) -> None:
+        if record.epoch == 1:
+            after_probing.append(model.refine.fuse[0][0].weight.clone())
+
+    result = fit(
+        model,
+        ds.samples("train", cfg, train=True),
+        ds.samples("val", cfg, train=False),
+        cfg,
+        ["unclassified", "olivine"],
+        on_epoch=on_epoch,
+        probe_also=("refine.",),
+    )
+    assert [r.probing for r in result.history][:4] == [True, True, True, False]
+    assert len(result.history) >= 4
+    assert not torch.equal(after_probing[0], before)  # the fresh decoder learnt while probing
+
+
+def test_interrupted_probing_hands_back_a_trainable_model(olivine_dataset: Path) -> None:
+    ds = open_tile_dataset(olivine_dataset)
+    cfg = tiny_config(max_epochs=3, steps_per_epoch=2, probe_epochs=2)
+    model = new_model(ds, cfg)
+    flag = StopFlag()
+
+    def on_step(step, loss, iou):
+        flag.signal = 2  # Ctrl-C during the first (probing) epoch
+
+    with pytest.raises(RunInterrupted):
+        fit(
+            model,
+            ds.samples("train", cfg, train=True),
+            ds.samples("val", cfg, train=False),
+            cfg,
+            ["unclassified", "olivine"],
+            on_step=on_step,
+            stop=flag,
+        )
+    assert all(p.requires_grad for p in model.parameters())
+
+
 def test_probing_learning_rates_are_recorded(olivine_dataset: Path) -> None:
     ds = open_tile_dataset(olivine_dataset)
     cfg = tiny_config(
