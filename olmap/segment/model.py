@@ -94,8 +94,8 @@ class RefineDecoder(nn.Module):
     8 of the fused channels are upsampled to full resolution, joined by the normalised grey
     image and passed through one 3x3 convolution, so that thin dark cracks (1-2 px) can be cut
     out of a crystal. The output layer is zero-initialised: a new decoder changes nothing.
-    Measured on 2 CPU threads (batch of 8 x 256² px, MobileNetV3): +3 % training step time,
-    +10 % inference time.
+    Measured on 2 CPU threads (MobileNetV3, ``tools/bench_decoder.py``): +27 % time per training
+    step (batch of 8 x 256² px), +35 % inference time.
 
     Parameters
     ----------
