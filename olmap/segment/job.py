@@ -158,6 +158,10 @@ def apply_init(model: Segmenter, choice: InitChoice, class_names: list[str]) -> 
                 f"{model.architecture} model; choose architecture {meta.architecture} or "
                 "another --init"
             )
+        if model.refine is None and any(k.startswith("refine.") for k in state):
+            log.warning(
+                "%s: its refine decoder is not used (the config says decoder: none)", choice.path
+            )
         return transfer_weights(model, state, meta.class_names, class_names)
     return []
 

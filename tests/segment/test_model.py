@@ -207,3 +207,11 @@ def test_fresh_modules_are_those_the_init_lacks(tmp_path: Path) -> None:
     assert fresh_modules(refined, InitChoice("none", None, "")) is None
     imagenet = fresh_modules(Segmenter(MOBILENET, 2), InitChoice("imagenet", plain, ""))
     assert imagenet == ("net.classifier.", "net.aux_classifier.")
+
+
+def test_a_decoder_left_unused_is_said(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "refined.pt"
+    meta = ModelMeta(MOBILENET, [(0, "bg"), (1, "olivine")], 0.0, 1.0, decoder="refine")
+    save_checkpoint(path, Segmenter(MOBILENET, 2, decoder="refine"), meta)
+    apply_init(Segmenter(MOBILENET, 2), InitChoice("checkpoint", path, ""), ["bg", "olivine"])
+    assert "refine decoder is not used" in caplog.text
