@@ -32,7 +32,8 @@ from olmap.io.raster import class_names, raster_info, read_raster
 from olmap.segment.checkpoint import ModelMeta, read_checkpoint, save_checkpoint
 from olmap.segment.config import AugmentConfig, TrainConfig
 from olmap.segment.data import TileSamples
-from olmap.segment.model import Segmenter, transfer_weights
+from olmap.segment.job import model_for
+from olmap.segment.model import transfer_weights
 from olmap.segment.train import fit
 from olmap.synth.config import SynthConfig
 from olmap.synth.section import generate_section
@@ -156,14 +157,7 @@ def main() -> None:
     val_bse = np.stack([bse_all[n_train, r : r + side, c : c + side] for r, c in corners])
     val_lab = np.stack([phases_all[n_train, r : r + side, c : c + side] for r, c in corners])
     val = TileSamples(val_bse, val_lab, codes, list(range(len(val_bse))), seed=cfg.seed)
-    model = Segmenter(
-        args.architecture,
-        len(names),
-        mean=mean,
-        std=std,
-        bn_momentum=cfg.bn_momentum,
-        decoder=args.decoder,
-    )
+    model = model_for(cfg, len(names), mean, std)
     if args.init is not None:
         state, init_meta = read_checkpoint(args.init)
         transfer_weights(model, state, init_meta.class_names, names)

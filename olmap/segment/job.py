@@ -166,6 +166,19 @@ def apply_init(model: Segmenter, choice: InitChoice, class_names: list[str]) -> 
     return []
 
 
+def model_for(cfg: TrainConfig, n_classes: int, mean: float, std: float) -> Segmenter:
+    """A fresh :class:`Segmenter` as ``cfg`` describes it (architecture, heads, BatchNorm)."""
+    return Segmenter(
+        cfg.architecture,
+        n_classes,
+        mean=mean,
+        std=std,
+        aux_loss=cfg.aux_loss,
+        bn_momentum=cfg.bn_momentum,
+        decoder=cfg.decoder,
+    )
+
+
 def fresh_modules(model: Segmenter, choice: InitChoice) -> tuple[str, ...] | None:
     """Prefixes of the parameters that ``choice`` leaves at their fresh initialisation, besides
     the class layers; None when everything is fresh (random weights: nothing to probe).
@@ -275,15 +288,7 @@ def train_from_dataset(
         )
     mean, std = input_statistics(ds.meta, ds.bse, train_ids)
     torch.manual_seed(cfg.seed)  # the fresh weights (all, or the class layers) start the same
-    model = Segmenter(
-        cfg.architecture,
-        len(names),
-        mean=mean,
-        std=std,
-        aux_loss=cfg.aux_loss,
-        bn_momentum=cfg.bn_momentum,
-        decoder=cfg.decoder,
-    )
+    model = model_for(cfg, len(names), mean, std)
     choice = resolve_init(cfg.init, cfg.architecture, weights)
     if on_init is not None:
         on_init(choice)

@@ -26,6 +26,19 @@ def new_model(ds, cfg) -> Segmenter:
     return Segmenter(cfg.architecture, len(ds.model_classes), mean=mean, std=std)
 
 
+def fit_on(ds, model: Segmenter, cfg, **kwargs):
+    """``fit`` on the dataset's train and val samples, with its class names."""
+    names = [n for _, n in ds.model_classes]
+    return fit(
+        model,
+        ds.samples("train", cfg, train=True),
+        ds.samples("val", cfg, train=False),
+        cfg,
+        names,
+        **kwargs,
+    )
+
+
 @pytest.fixture(scope="module")
 def trained(olivine_dataset: Path):
     """A binary model trained for 6 epochs x 10 steps, with its per-step losses."""
@@ -34,12 +47,10 @@ def trained(olivine_dataset: Path):
     cfg = tiny_config(max_epochs=6, bn_momentum=0.01)
     model = new_model(ds, cfg)
     losses: list[float] = []
-    result = fit(
+    result = fit_on(
+        ds,
         model,
-        ds.samples("train", cfg, train=True),
-        ds.samples("val", cfg, train=False),
         cfg,
-        [n for _, n in ds.model_classes],
         on_step=lambda s, loss, iou: losses.append(loss),
     )
     return ds, cfg, model, losses, result
@@ -150,7 +161,6 @@ def test_interrupted_training_resumes_exactly(olivine_dataset: Path, tmp_path: P
     ds = open_tile_dataset(olivine_dataset)
     # epoch 1 probes (class layers only), then all: the resume crosses that boundary too
     cfg = tiny_config(max_epochs=3, steps_per_epoch=4, probe_epochs=1)
-    names = [n for _, n in ds.model_classes]
 
     def run(stop_at: int | None, resume: Path | None):
         model = new_model(ds, cfg)
@@ -160,12 +170,10 @@ def test_interrupted_training_resumes_exactly(olivine_dataset: Path, tmp_path: P
             if step == stop_at:
                 flag.signal = 2  # as if Ctrl-C arrived during step 10 (epoch 3)
 
-        result = fit(
+        result = fit_on(
+            ds,
             model,
-            ds.samples("train", cfg, train=True),
-            ds.samples("val", cfg, train=False),
             cfg,
-            names,
             resume_file=resume,
             on_step=on_step,
             stop=flag,
@@ -211,24 +219,19 @@ def test_fresh_runs_are_reproducible(olivine_dataset: Path, tmp_path: Path) -> N
 
 def test_early_stopping_and_time_limit(olivine_dataset: Path) -> None:
     ds = open_tile_dataset(olivine_dataset)
-    names = [n for _, n in ds.model_classes]
     cfg = tiny_config(max_epochs=50, patience=1, steps_per_epoch=2, lr=0.05)
-    result = fit(
+    result = fit_on(
+        ds,
         new_model(ds, cfg),
-        ds.samples("train", cfg, train=True),
-        ds.samples("val", cfg, train=False),
         cfg,
-        names,
     )
     assert result.stop_reason == "early_stopping" and len(result.history) < 50
     assert len(result.history) - result.best_epoch == 1  # patience 1: one epoch without gain
     cfg = tiny_config(max_epochs=50, patience=50, max_minutes=0.001)
-    result = fit(
+    result = fit_on(
+        ds,
         new_model(ds, cfg),
-        ds.samples("train", cfg, train=True),
-        ds.samples("val", cfg, train=False),
         cfg,
-        names,
     )
     assert result.stop_reason == "time_limit" and len(result.history) == 1
 
@@ -255,12 +258,10 @@ def test_refine_decoder_trains_and_round_trips(olivine_dataset: Path, tmp_path: 
 def test_cosine_schedule_decays_per_epoch(olivine_dataset: Path) -> None:
     ds = open_tile_dataset(olivine_dataset)
     cfg = tiny_config(max_epochs=2, steps_per_epoch=1, lr_schedule="cosine")
-    result = fit(
+    result = fit_on(
+        ds,
         new_model(ds, cfg),
-        ds.samples("train", cfg, train=True),
-        ds.samples("val", cfg, train=False),
         cfg,
-        ["unclassified", "olivine"],
     )
     assert [r.lr for r in result.history] == pytest.approx([1e-3, 0.5e-3])
 
@@ -272,12 +273,10 @@ def test_linear_probing_trains_the_class_layers_alone_first(olivine_dataset: Pat
     cfg = tiny_config(max_epochs=2, steps_per_epoch=2, probe_epochs=1, probe_lr=5e-3)
     model = new_model(ds, cfg)
     snapshots = [{k: v.clone() for k, v in model.state_dict().items()}]
-    fit(
+    fit_on(
+        ds,
         model,
-        ds.samples("train", cfg, train=True),
-        ds.samples("val", cfg, train=False),
         cfg,
-        ["unclassified", "olivine"],
         on_epoch=lambda r: snapshots.append({k: v.clone() for k, v in model.state_dict().items()}),
     )
     start, probed, tuned = snapshots
@@ -311,12 +310,10 @@ def test_probing_never_stops_early_and_fresh_modules_train(olivine_dataset: Path
         if record.epoch == 1:
             after_probing.append(model.refine.fuse[0][0].weight.clone())
 
-    result = fit(
+    result = fit_on(
+        ds,
         model,
-        ds.samples("train", cfg, train=True),
-        ds.samples("val", cfg, train=False),
         cfg,
-        ["unclassified", "olivine"],
         on_epoch=on_epoch,
         probe_also=("refine.",),
     )
@@ -335,12 +332,10 @@ def test_interrupted_probing_hands_back_a_trainable_model(olivine_dataset: Path)
         flag.signal = 2  # Ctrl-C during the first (probing) epoch
 
     with pytest.raises(RunInterrupted):
-        fit(
+        fit_on(
+            ds,
             model,
-            ds.samples("train", cfg, train=True),
-            ds.samples("val", cfg, train=False),
             cfg,
-            ["unclassified", "olivine"],
             on_step=on_step,
             stop=flag,
         )
@@ -352,12 +347,10 @@ def test_probing_learning_rates_are_recorded(olivine_dataset: Path) -> None:
     cfg = tiny_config(
         max_epochs=3, steps_per_epoch=1, probe_epochs=1, probe_lr=5e-3, lr_schedule="cosine"
     )
-    result = fit(
+    result = fit_on(
+        ds,
         new_model(ds, cfg),
-        ds.samples("train", cfg, train=True),
-        ds.samples("val", cfg, train=False),
         cfg,
-        ["unclassified", "olivine"],
     )
     assert [r.lr for r in result.history] == pytest.approx([5e-3, 0.75e-3, 0.25e-3])
 
