@@ -15,7 +15,8 @@ Each model then predicts the whole held-out session (1024 px windows, stride 512
 where its probability reaches the model's threshold, or for multi-class models where olivine
 is the most probable class) and is scored against the section's ground truth: olivine IoU,
 the fraction of clinopyroxene predicted as olivine, and the IoU when the held-out session's
-BSE gain drifts by +-6 % (grey values x 1.06 and x 0.94). Not a timed unit test: figures go to docs/benchmarks.md.
+BSE gain drifts by +-6 % (grey values x 1.06 and x 0.94). Not a timed unit test: figures go
+to docs/benchmarks.md.
 
 Usage::
 
@@ -116,11 +117,13 @@ def held_out_scores(model_path: Path, section: Path, mask: Path, threshold: floa
             scores["recall_by_crystal_size"] = recall_by_size(pred, truth, instances)
             scores["non_olivine_as_olivine"] = round(float(pred[~truth].mean()), 5)
             scores["predict_s_per_mpx"] = round(seconds / (truth.size / 1e6), 2)
-            sweep = {}
-            for th in (0.05, 0.1, 0.2, 0.3, 0.5):  # on the olivine probability
+            sweep, cpx_sweep = {}, {}
+            for th in (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9):  # on the olivine probability
                 p = prob[olivine_index if len(names) > 2 else 0] >= th
                 sweep[str(th)] = round(float((p & truth).sum() / (p | truth).sum()), 4)
+                cpx_sweep[str(th)] = round(float(p[phases == CPX].mean()), 5)
             scores["iou_by_threshold"] = sweep
+            scores["cpx_as_olivine_by_threshold"] = cpx_sweep
             flipped = olivine_pixels(
                 predict_proba(model, image, window=1024, stride=512, flips=True), t
             )

@@ -160,7 +160,7 @@ def main() -> None:
     model = model_for(cfg, len(names), mean, std)
     if args.init is not None:
         state, init_meta = read_checkpoint(args.init)
-        transfer_weights(model, state, init_meta.class_names, names)
+        transfer_weights(model, state, init_meta.head_classes or init_meta.class_names, names)
 
     def on_epoch(r) -> None:
         ol = r.val_iou.get("olivine", float("nan"))

@@ -180,7 +180,13 @@ def train(
         + (f", resumed at epoch {fit.resumed_from + 1}" if fit.resumed_from else ""),
         soft_wrap=True,
     )
-    if report.matched_classes:
+    if report.head_groups and report.head_classes and report.class_names:
+        sums = "; ".join(
+            f"{name} = {' + '.join(report.head_classes[i] for i in group)}"
+            for name, group in zip(report.class_names, report.head_groups, strict=True)
+        )
+        stdout.print(f"Class layers: the init's own (head: init); {sums}", soft_wrap=True)
+    elif report.matched_classes:
         stdout.print(
             f"Class layer started from the init's {', '.join(report.matched_classes)}",
             soft_wrap=True,

@@ -6,8 +6,8 @@ opening one never runs code)::
     {"format": "olmap-segmenter", "format_version": 1,
      "state_dict": {...tensors...},
      "meta": {"architecture", "classes" [[code, name], ...], "input_mean", "input_std",
-              "threshold", "aux_loss", "decoder", "init", "train_config", "metrics",
-              "olmap_version"}}
+              "threshold", "aux_loss", "decoder", "head_classes", "head_groups", "init",
+              "train_config", "metrics", "olmap_version"}}
 """
 
 from __future__ import annotations
@@ -46,6 +46,10 @@ class ModelMeta:
     decoder : str
         "none" or "refine" (:class:`olmap.segment.model.RefineDecoder`); files written before
         the decoder existed have none.
+    head_classes, head_groups : optional
+        A grouped head (``TrainConfig.head: init``): the head's class names and, per model
+        class, the head classes summed into it (:class:`olmap.segment.model.Segmenter`).
+        None for an ordinary head (and in files written before grouped heads existed).
     """
 
     architecture: str
@@ -55,6 +59,8 @@ class ModelMeta:
     threshold: float = 0.1
     aux_loss: bool = False
     decoder: str = "none"
+    head_classes: list[str] | None = None
+    head_groups: list[list[int]] | None = None
     init: str = "none"
     train_config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -74,6 +80,8 @@ def build_model(meta: ModelMeta) -> Segmenter:
         std=meta.input_std,
         aux_loss=meta.aux_loss,
         decoder=meta.decoder,
+        head_classes=meta.head_classes,
+        head_groups=meta.head_groups,
     )
 
 
@@ -158,7 +166,10 @@ def load_checkpoint(
         If the file is unreadable or its weights do not match its architecture.
     """
     state, meta = read_checkpoint(path)
-    model = build_model(meta)
+    try:
+        model = build_model(meta)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from exc
     own = model.state_dict()
     expected = {k for k in own if not k.endswith("num_batches_tracked")}
     missing, unknown = expected - set(state), set(state) - set(own)
@@ -167,7 +178,9 @@ def load_checkpoint(
         example = sorted(missing or unknown or set(wrong))[0]
         raise InputError(
             f"{path}: weights do not match architecture {meta.architecture} with "
-            f"{len(meta.classes)} classes ({len(missing)} missing, {len(unknown)} unexpected, "
+            f"{len(meta.classes)} classes"
+            + (f" from {len(meta.head_classes)} head classes" if meta.head_classes else "")
+            + f" ({len(missing)} missing, {len(unknown)} unexpected, "
             f"{len(wrong)} wrong-shaped tensors, e.g. {example})"
         )
     model.load_state_dict(state, strict=False)  # only num_batches_tracked is absent

@@ -45,6 +45,13 @@ class TrainConfig(BaseModel):
         "auto",
         description="auto | synthetic | coco | imagenet | none | PATH to an olmap checkpoint",
     )
+    # olmap: "init" keeps the class layers of a multi-class initialisation (the synthetic one's
+    # nine phases) and trains on the sums of its class probabilities that make up each label
+    # class (olivine = its olivine; unclassified = the phases no label class names): the
+    # model starts as good as its initialisation and keeps distinctions the labels do not
+    # make (clinopyroxene vs the rest). "new": class layers for the label classes, mapped by
+    # name from the initialisation where it can. docs/segmentation.md.
+    head: Literal["new", "init"] = "new"
     # Loss: pixel-wise BCE for one class against the rest (seed 002 sect. 3.6.2), CE for more.
     dice_weight: float = Field(0.0, ge=0, description="weight of the soft Dice term (0 = off)")
     optimizer: Literal["sgd", "adamw"] = "sgd"  # seed 002 sect. 3.6.2: SGD

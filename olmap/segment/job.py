@@ -33,6 +33,7 @@ from olmap.segment.model import (
     ARCHITECTURES,
     Segmenter,
     find_pretrained,
+    label_set_groups,
     load_pretrained,
     read_state_dict,
     transfer_weights,
@@ -162,11 +163,45 @@ def apply_init(model: Segmenter, choice: InitChoice, class_names: list[str]) -> 
             log.warning(
                 "%s: its refine decoder is not used (the config says decoder: none)", choice.path
             )
-        return transfer_weights(model, state, meta.class_names, class_names)
+        return transfer_weights(model, state, meta.head_classes or meta.class_names, class_names)
     return []
 
 
-def model_for(cfg: TrainConfig, n_classes: int, mean: float, std: float) -> Segmenter:
+def grouped_head(
+    cfg: TrainConfig, choice: InitChoice, class_names: list[str]
+) -> tuple[list[str] | None, list[list[int]] | None]:
+    """Head classes and groups for ``head: init`` (:func:`label_set_groups`), else Nones.
+
+    ``head: init`` needs an olmap checkpoint with at least three classes, among them every
+    label class but the background; otherwise the model gets new class layers, with a warning
+    (a config such as cpu-quick then still fine-tunes a binary checkpoint or COCO weights).
+    """
+    if cfg.head == "new":
+        return None, None
+    names = {"none": "random weights", "coco": "COCO weights", "imagenet": "ImageNet weights"}
+    if choice.kind not in ("synthetic", "checkpoint"):
+        log.warning("head: init: %s have no classes to keep; new class layers", names[choice.kind])
+        return None, None
+    _, meta = read_checkpoint(choice.path)
+    head = meta.head_classes or meta.class_names
+    try:
+        if len(head) < 3:
+            raise InputError(f"it has only the classes {', '.join(head)}")
+        return head, label_set_groups(class_names, head)
+    except InputError as exc:
+        log.warning("head: init: %s: %s; new class layers", choice.path, exc)
+        return None, None
+
+
+def model_for(
+    cfg: TrainConfig,
+    n_classes: int,
+    mean: float,
+    std: float,
+    *,
+    head_classes: list[str] | None = None,
+    head_groups: list[list[int]] | None = None,
+) -> Segmenter:
     """A fresh :class:`Segmenter` as ``cfg`` describes it (architecture, heads, BatchNorm)."""
     return Segmenter(
         cfg.architecture,
@@ -176,6 +211,8 @@ def model_for(cfg: TrainConfig, n_classes: int, mean: float, std: float) -> Segm
         aux_loss=cfg.aux_loss,
         bn_momentum=cfg.bn_momentum,
         decoder=cfg.decoder,
+        head_classes=head_classes,
+        head_groups=head_groups,
     )
 
 
@@ -216,6 +253,9 @@ class TrainReport:
     metrics: dict
     n_train: int
     n_val: int
+    class_names: list[str] | None = None
+    head_classes: list[str] | None = None
+    head_groups: list[list[int]] | None = None
 
 
 def _file_stamp(path: Path) -> list[int]:
@@ -287,21 +327,30 @@ def train_from_dataset(
             f"{ds.folder}: the val tiles have no labelled pixel; nothing to validate on"
         )
     mean, std = input_statistics(ds.meta, ds.bse, train_ids)
-    torch.manual_seed(cfg.seed)  # the fresh weights (all, or the class layers) start the same
-    model = model_for(cfg, len(names), mean, std)
     choice = resolve_init(cfg.init, cfg.architecture, weights)
     if on_init is not None:
         on_init(choice)
+    head_classes, head_groups = grouped_head(cfg, choice, list(names))
+    torch.manual_seed(cfg.seed)  # the fresh weights (all, or the class layers) start the same
+    model = model_for(
+        cfg, len(names), mean, std, head_classes=head_classes, head_groups=head_groups
+    )
     matched = apply_init(model, choice, list(names))
     fresh = fresh_modules(model, choice)
     if fresh is None and cfg.probe_epochs:
         log.warning("random weights: no linear probing (probe_epochs %d ignored)", cfg.probe_epochs)
+        cfg = cfg.model_copy(update={"probe_epochs": 0})
+    elif head_groups is not None and not fresh and cfg.probe_epochs:
+        # The init's own class layers and nothing new: nothing to probe (docs/segmentation.md).
+        log.info("head: init: no linear probing (the class layers are the initialisation's)")
         cfg = cfg.model_copy(update={"probe_epochs": 0})
     train = ds.samples("train", cfg, train=True, fill=mean)
     val = ds.samples("val", cfg, train=False)
     # The resume fingerprint: the data (rebuilt in place -> other sizes/times) and the start.
     stamps = {n: _file_stamp(ds.folder / n) for n in ("bse.npy", "labels.npy", "manifest.csv")}
     job = {"dataset": str(ds.folder.resolve()), "files": stamps, "init": str(choice.path)}
+    if head_groups is not None:
+        job["head"] = [head_classes, head_groups]
     result = fit(
         model,
         train,
@@ -342,6 +391,8 @@ def train_from_dataset(
         threshold=threshold,
         aux_loss=cfg.aux_loss,
         decoder=cfg.decoder,
+        head_classes=model.head_classes,
+        head_groups=model.head_groups,
         init=choice.kind if choice.path is None else f"{choice.kind}:{choice.path.name}",
         train_config=cfg.model_dump(mode="json"),
         metrics=metrics,
@@ -354,5 +405,16 @@ def train_from_dataset(
     save_checkpoint(out, model.cpu(), meta, overwrite=overwrite)
     resume_file.unlink(missing_ok=True)
     return TrainReport(
-        out, curves_csv, curves_png, choice, matched, result, metrics, len(train_ids), len(val_ids)
+        out,
+        curves_csv,
+        curves_png,
+        choice,
+        matched,
+        result,
+        metrics,
+        len(train_ids),
+        len(val_ids),
+        list(names),
+        model.head_classes,
+        model.head_groups,
     )

@@ -134,6 +134,49 @@ def n_outputs(n_classes: int) -> int:
     return 1 if n_classes == 2 else n_classes
 
 
+def label_set_groups(target_classes: list[str], head_classes: list[str]) -> list[list[int]]:
+    """Which classes of a multi-class head make up each target class (label-set merging).
+
+    A target class takes the head class of the same name; the first target class (the
+    background, e.g. "unclassified") also takes every head class no target class names. With
+    a head of the nine synthetic phases and the targets ``["unclassified", "olivine"]``, olivine
+    is the head's olivine and the background is the other eight phases.
+
+    Parameters
+    ----------
+    target_classes : list of str
+        Class names of the task, the background first.
+    head_classes : list of str
+        Class names of the head's outputs.
+
+    Returns
+    -------
+    list of list of int
+        For each target class, the indices of its head classes (a partition of the head).
+
+    Raises
+    ------
+    InputError
+        If a target class other than the background has no head class of its name, or the
+        background is left with none.
+    """
+    index = {name: i for i, name in enumerate(head_classes)}
+    missing = [n for n in target_classes[1:] if n not in index]
+    if missing:
+        raise InputError(
+            f"classes {', '.join(missing)} are not among the initialisation's classes "
+            f"({', '.join(head_classes)}); use head: new"
+        )
+    groups = [[index[n]] if n in index else [] for n in target_classes]
+    claimed = {i for g in groups for i in g}
+    groups[0] += [i for i in range(len(head_classes)) if i not in claimed]
+    if not groups[0]:
+        raise InputError(
+            f"no class of the initialisation is left for the background {target_classes[0]!r}"
+        )
+    return groups
+
+
 class Segmenter(nn.Module):
     """DeepLabV3 on raw single-channel images.
 
@@ -151,6 +194,13 @@ class Segmenter(nn.Module):
         Momentum of every BatchNorm layer (see ``TrainConfig.bn_momentum``).
     decoder : {"none", "refine"}
         "refine" adds :class:`RefineDecoder` (full-resolution logits; see the module notes).
+    head_classes, head_groups : optional
+        A head with one logit per ``head_classes`` (e.g. the nine phases of the synthetic
+        initialisation) whose probabilities are summed into the ``n_classes`` classes,
+        ``head_groups[k]`` listing the head classes of class ``k`` (:func:`label_set_groups`).
+        The outputs are then the logits of those sums (log-sum-exp per group; binary: class 1
+        against class 0), so training, losses and inference see an ordinary ``n_classes``
+        model, while the head keeps distinctions the labels do not make.
     """
 
     def __init__(
@@ -163,6 +213,8 @@ class Segmenter(nn.Module):
         aux_loss: bool = False,
         bn_momentum: float = 0.1,
         decoder: str = "none",
+        head_classes: list[str] | None = None,
+        head_groups: list[list[int]] | None = None,
     ) -> None:
         super().__init__()
         if architecture not in ARCHITECTURES:
@@ -176,14 +228,19 @@ class Segmenter(nn.Module):
         self.architecture = architecture
         self.n_classes = n_classes
         self.decoder = decoder
+        self.head_classes = None if head_classes is None else list(head_classes)
+        self.head_groups = None if head_groups is None else [list(g) for g in head_groups]
+        outputs = n_outputs(n_classes)
+        if self.head_classes is not None or self.head_groups is not None:
+            outputs = _check_head_groups(n_classes, self.head_classes, self.head_groups)
         spec = ARCHITECTURES[architecture]
         self.net = spec.builder(
-            weights=None, weights_backbone=None, num_classes=n_outputs(n_classes), aux_loss=aux_loss
+            weights=None, weights_backbone=None, num_classes=outputs, aux_loss=aux_loss
         )
         self.refine: RefineDecoder | None = None
         if decoder == "refine":
             self.low_level_layer = spec.low_level[0]
-            self.refine = RefineDecoder(spec.low_level[1], n_outputs(n_classes))
+            self.refine = RefineDecoder(spec.low_level[1], outputs)
         for module in self.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.momentum = bn_momentum
@@ -203,7 +260,7 @@ class Segmenter(nn.Module):
         grey = (image - self.mean) / self.std
         x = grey.expand(-1, 3, -1, -1)
         if self.refine is None:
-            return self.net(x)
+            return {k: self.grouped(v) for k, v in self.net(x).items()}
         # torchvision's DeepLabV3.forward, with the low-level features kept for the decoder
         taps = {str(k): v for k, v in self.net.backbone.return_layers.items()}
         taps[self.low_level_layer] = "low"
@@ -222,11 +279,46 @@ class Segmenter(nn.Module):
         if self.net.aux_classifier is not None:
             aux = self.net.aux_classifier(features["aux"])
             result["aux"] = F.interpolate(aux, size=size, mode="bilinear", align_corners=False)
-        return result
+        return {k: self.grouped(v) for k, v in result.items()}
+
+    def grouped(self, head_logits: torch.Tensor) -> torch.Tensor:
+        """The model's class logits from the head's (unchanged without ``head_groups``).
+
+        ``softmax`` of the log-sum-exp of each group's logits is the sum of the group's
+        probabilities, so a loss on these logits is the loss on the summed probabilities.
+        """
+        if self.head_groups is None:
+            return head_logits
+        head_logits = head_logits.float()  # log-sum-exp differences in fp32 under autocast
+        logits = torch.cat(
+            [torch.logsumexp(head_logits[:, g], dim=1, keepdim=True) for g in self.head_groups],
+            dim=1,
+        )
+        return logits[:, 1:] - logits[:, :1] if self.binary else logits
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """Class probabilities ``(B, K', H, W)`` from logits: sigmoid (binary) or softmax."""
         return torch.sigmoid(logits) if self.binary else torch.softmax(logits, dim=1)
+
+
+def _check_head_groups(
+    n_classes: int, head_classes: list[str] | None, head_groups: list[list[int]] | None
+) -> int:
+    """Outputs of a grouped head, after checking that the groups partition it."""
+    if head_classes is None or head_groups is None:
+        raise InputError("head_classes and head_groups go together")
+    n_head = len(head_classes)
+    if n_head < 3:
+        raise InputError(f"a grouped head needs at least 3 classes, got {n_head}")
+    try:
+        flat = sorted(int(i) for g in head_groups for i in g)
+    except (TypeError, ValueError):
+        flat = []
+    if len(head_groups) != n_classes or flat != list(range(n_head)) or not all(head_groups):
+        raise InputError(
+            f"head groups {head_groups} do not split {n_head} head classes into {n_classes}"
+        )
+    return n_head
 
 
 # --- pretrained starting points ----------------------------------------------------------------
@@ -333,8 +425,9 @@ def transfer_weights(
     is copied; the architectures must match. A decoder the source lacks starts fresh (as a
     no-op); one the target lacks is dropped. Output channels of classes the source knows by
     name start from the source's: for a binary target from a multi-class source, the logit of
-    class ``c`` against the rest is approximated by ``w_c - mean(w_others)``. Returns the
-    target classes matched by name.
+    class ``c`` against the rest is approximated by ``w_c - mean(w_others)``. A grouped head
+    (``model.head_classes``) maps its own classes by name. Returns the classes matched by name
+    (of the head when it is grouped).
 
     Raises
     ------
@@ -354,6 +447,9 @@ def transfer_weights(
         )
     new_state = {**own, **{k: v for k, v in body.items() if k in own}}
     rows = {name: i for i, name in enumerate(source_classes)}
+    if model.head_classes is not None:  # a grouped head: its own classes map by name
+        target_classes = model.head_classes
+    single = model.binary and model.head_groups is None
     matched: set[str] = set()
     for head in heads:
         w_key, b_key = f"{head}weight", f"{head}bias"
@@ -364,7 +460,7 @@ def transfer_weights(
             src_w = torch.cat([torch.zeros_like(src_w), src_w])
             src_b = torch.cat([torch.zeros_like(src_b), src_b])
         new_w, new_b = own[w_key].clone(), own[b_key].clone()
-        if model.binary:
+        if single:
             name = target_classes[1]
             if name in rows:
                 i, others = rows[name], [j for n, j in rows.items() if n != name]

@@ -203,7 +203,10 @@ RESUMABLE_CHANGES = ("max_minutes", "workers", "device")
 
 
 def _fingerprint(cfg: TrainConfig, device: torch.device, extra: dict) -> str:
-    config = cfg.model_dump(mode="json", exclude=set(RESUMABLE_CHANGES))
+    # head: new is left out so that runs interrupted before the option existed still resume.
+    config = cfg.model_dump(
+        mode="json", exclude=set(RESUMABLE_CHANGES) | ({"head"} if cfg.head == "new" else set())
+    )
     return json.dumps({"config": config, "device": device.type, **extra}, sort_keys=True)
 
 

@@ -27,6 +27,7 @@ def test_cpu_quick_config_is_small_and_time_bounded() -> None:
     assert cfg.architecture == "deeplabv3_mobilenet_v3_large"
     assert cfg.crop == (256, 256) and cfg.max_minutes == 10 and cfg.bn_momentum == 0.1
     assert cfg.select_threshold and cfg.augment.gain_jitter > 0
+    assert cfg.head == "init"  # the synthetic init's own class layers
 
 
 def test_bad_values_name_the_key(tmp_path: Path) -> None:

@@ -19,7 +19,12 @@ from olmap.segment.job import (
     resolve_init,
     synthetic_init_file,
 )
-from olmap.segment.model import Segmenter, cached_weights_file, transfer_weights
+from olmap.segment.model import (
+    Segmenter,
+    cached_weights_file,
+    label_set_groups,
+    transfer_weights,
+)
 
 MOBILENET = "deeplabv3_mobilenet_v3_large"
 
@@ -215,3 +220,54 @@ def test_a_decoder_left_unused_is_said(tmp_path: Path, caplog: pytest.LogCapture
     save_checkpoint(path, Segmenter(MOBILENET, 2, decoder="refine"), meta)
     apply_init(Segmenter(MOBILENET, 2), InitChoice("checkpoint", path, ""), ["bg", "olivine"])
     assert "refine decoder is not used" in caplog.text
+
+
+def test_label_set_groups_give_the_background_what_no_class_names() -> None:
+    phases = ["epoxy", "glass", "olivine", "clinopyroxene", "crack"]
+    assert label_set_groups(["unclassified", "olivine"], phases) == [[0, 1, 3, 4], [2]]
+    assert label_set_groups(["unclassified", "olivine", "clinopyroxene"], phases) == [
+        [0, 1, 4],
+        [2],
+        [3],
+    ]
+    assert label_set_groups(["epoxy", "olivine"], phases) == [[0, 1, 3, 4], [2]]
+    with pytest.raises(InputError, match="garnet are not among"):
+        label_set_groups(["unclassified", "olivine", "garnet"], phases)
+    with pytest.raises(InputError, match="no class of the initialisation is left"):
+        label_set_groups(["unclassified", "a", "b"], ["a", "b"])
+
+
+@pytest.mark.parametrize("targets", [["unclassified", "olivine"], ["bg", "olivine", "cpx"]])
+def test_grouped_head_outputs_the_summed_probabilities(targets: list[str]) -> None:
+    """Label-set merging: the model's classes are sums of its head's softmax probabilities."""
+    torch.manual_seed(6)
+    head = ["epoxy", "olivine", "cpx", "glass"]
+    plain = Segmenter(MOBILENET, 4, mean=90.0, std=30.0, decoder="refine").eval()
+    groups = label_set_groups(targets, head)
+    grouped = Segmenter(
+        MOBILENET,
+        len(targets),
+        mean=90.0,
+        std=30.0,
+        decoder="refine",
+        head_classes=head,
+        head_groups=groups,
+    ).eval()
+    assert transfer_weights(grouped, plain.state_dict(), head, targets) == head
+    image = torch.rand(2, 1, 64, 64) * 200
+    with torch.no_grad():
+        p_head = plain.probabilities(plain(image)["out"])
+        p = grouped.probabilities(grouped(image)["out"])
+    expected = torch.stack([p_head[:, g].sum(1) for g in groups], 1)
+    if grouped.binary:
+        assert p.shape == (2, 1, 64, 64)
+        expected = expected[:, 1:]
+    assert torch.allclose(p, expected, atol=1e-6)
+
+
+def test_grouped_heads_must_partition_the_head() -> None:
+    for groups in ([[0], [1]], [[0, 1], [1, 2]], [[0, 1, 2], []]):
+        with pytest.raises(InputError, match="do not split"):
+            Segmenter(MOBILENET, 2, head_classes=["a", "b", "c"], head_groups=groups)
+    with pytest.raises(InputError, match="at least 3 classes"):
+        Segmenter(MOBILENET, 2, head_classes=["a", "b"], head_groups=[[0], [1]])

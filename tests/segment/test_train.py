@@ -14,7 +14,7 @@ from olmap.io.resume import RunInterrupted, StopFlag
 from olmap.segment.checkpoint import ModelMeta, load_checkpoint, save_checkpoint
 from olmap.segment.data import TileSamples, input_statistics, open_tile_dataset
 from olmap.segment.infer import predict_proba
-from olmap.segment.job import train_from_dataset
+from olmap.segment.job import InitChoice, grouped_head, train_from_dataset
 from olmap.segment.model import Segmenter
 from olmap.segment.train import fit, recalibrate_batchnorm
 from tests.segment.tiny import tiny_config
@@ -377,3 +377,43 @@ def test_threshold_selected_on_validation_tiles(olivine_dataset: Path, tmp_path:
     chosen = next(r for r in sweep if r["threshold"] == meta.threshold)
     assert chosen["iou"] == best and report.metrics["threshold"] == meta.threshold
     assert report.metrics["val"]["threshold"] == meta.threshold
+
+
+def test_head_init_trains_the_initialisations_own_classes(
+    olivine_dataset: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """head: init keeps a multi-phase head; olivine = its olivine, the rest = the others."""
+    phases = ["epoxy", "olivine", "clinopyroxene", "glass"]
+    torch.manual_seed(8)
+    source = Segmenter("deeplabv3_mobilenet_v3_large", 4, mean=90.0, std=30.0)
+    meta = ModelMeta(source.architecture, list(enumerate(phases)), 90.0, 30.0)
+    init = save_checkpoint(tmp_path / "phases.pt", source, meta)
+    cfg = tiny_config(max_epochs=2, steps_per_epoch=2, init=str(init), head="init", probe_epochs=1)
+    report = train_from_dataset(olivine_dataset, cfg, tmp_path / "g.pt")
+    assert not any(r.probing for r in report.fit.history)  # nothing new to probe
+    model, meta = load_checkpoint(tmp_path / "g.pt")
+    assert meta.head_classes == phases and meta.head_groups == [[0, 2, 3], [1]]
+    assert model.binary and model.net.classifier[4].out_channels == 4
+    assert not torch.equal(model.net.classifier[4].weight, source.net.classifier[4].weight)
+    tile = np.asarray(open_tile_dataset(olivine_dataset).bse[0])
+    prob = predict_proba(model, tile, window=128)
+    assert prob.shape == (1, *tile.shape) and 0 <= prob.min() and prob.max() <= 1
+    again, _ = load_checkpoint(save_checkpoint(tmp_path / "again.pt", model, meta))
+    assert np.array_equal(predict_proba(again, tile, window=128), prob)
+    # A model trained this way starts the next one: its head classes, not its task's.
+    cfg = tiny_config(max_epochs=1, steps_per_epoch=1, init=str(tmp_path / "g.pt"), head="init")
+    train_from_dataset(olivine_dataset, cfg, tmp_path / "g2.pt")
+    assert load_checkpoint(tmp_path / "g2.pt")[1].head_classes == phases
+    # Binary or random starts have no phases to keep: new class layers, said.
+    binary = Segmenter(source.architecture, 2)
+    meta = ModelMeta(source.architecture, [(0, "unclassified"), (1, "olivine")], 90.0, 30.0)
+    choice = InitChoice("checkpoint", save_checkpoint(tmp_path / "b.pt", binary, meta), "")
+    cfg = tiny_config(head="init")
+    assert grouped_head(cfg, choice, ["unclassified", "olivine"]) == (None, None)
+    assert "it has only the classes unclassified, olivine; new class layers" in caplog.text
+    choice = InitChoice("checkpoint", init, "")
+    assert grouped_head(cfg, choice, ["unclassified", "garnet"]) == (None, None)
+    assert "garnet are not among the initialisation's classes" in caplog.text
+    none = InitChoice("none", None, "random weights")
+    assert grouped_head(cfg, none, ["unclassified", "olivine"]) == (None, None)
+    assert "random weights have no classes to keep" in caplog.text
