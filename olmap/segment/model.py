@@ -165,7 +165,7 @@ def label_set_groups(target_classes: list[str], head_classes: list[str]) -> list
     if missing:
         raise InputError(
             f"classes {', '.join(missing)} are not among the initialisation's classes "
-            f"({', '.join(head_classes)}); use head: new"
+            f"({', '.join(head_classes)})"
         )
     groups = [[index[n]] if n in index else [] for n in target_classes]
     claimed = {i for g in groups for i in g}
@@ -228,11 +228,13 @@ class Segmenter(nn.Module):
         self.architecture = architecture
         self.n_classes = n_classes
         self.decoder = decoder
-        self.head_classes = None if head_classes is None else list(head_classes)
-        self.head_groups = None if head_groups is None else [list(g) for g in head_groups]
+        self.head_classes: list[str] | None = None
+        self.head_groups: list[list[int]] | None = None
         outputs = n_outputs(n_classes)
-        if self.head_classes is not None or self.head_groups is not None:
-            outputs = _check_head_groups(n_classes, self.head_classes, self.head_groups)
+        if head_classes is not None or head_groups is not None:
+            self.head_groups = _checked_head_groups(n_classes, head_classes, head_groups)
+            self.head_classes = [str(c) for c in head_classes or []]
+            outputs = len(self.head_classes)
         spec = ARCHITECTURES[architecture]
         self.net = spec.builder(
             weights=None, weights_backbone=None, num_classes=outputs, aux_loss=aux_loss
@@ -301,24 +303,25 @@ class Segmenter(nn.Module):
         return torch.sigmoid(logits) if self.binary else torch.softmax(logits, dim=1)
 
 
-def _check_head_groups(
+def _checked_head_groups(
     n_classes: int, head_classes: list[str] | None, head_groups: list[list[int]] | None
-) -> int:
-    """Outputs of a grouped head, after checking that the groups partition it."""
+) -> list[list[int]]:
+    """The groups of a grouped head as lists of ints, checked to partition the head."""
     if head_classes is None or head_groups is None:
         raise InputError("head_classes and head_groups go together")
     n_head = len(head_classes)
     if n_head < 3:
         raise InputError(f"a grouped head needs at least 3 classes, got {n_head}")
     try:
-        flat = sorted(int(i) for g in head_groups for i in g)
+        groups = [[int(i) for i in g] for g in head_groups]
     except (TypeError, ValueError):
-        flat = []
-    if len(head_groups) != n_classes or flat != list(range(n_head)) or not all(head_groups):
+        groups = []
+    flat = sorted(i for g in groups for i in g)
+    if len(groups) != n_classes or flat != list(range(n_head)) or not all(groups):
         raise InputError(
             f"head groups {head_groups} do not split {n_head} head classes into {n_classes}"
         )
-    return n_head
+    return groups
 
 
 # --- pretrained starting points ----------------------------------------------------------------

@@ -266,7 +266,7 @@ def test_grouped_head_outputs_the_summed_probabilities(targets: list[str]) -> No
 
 
 def test_grouped_heads_must_partition_the_head() -> None:
-    for groups in ([[0], [1]], [[0, 1], [1, 2]], [[0, 1, 2], []]):
+    for groups in ([[0], [1]], [[0, 1], [1, 2]], [[0, 1, 2], []], [1, [0, 2]], [["x"], [0]]):
         with pytest.raises(InputError, match="do not split"):
             Segmenter(MOBILENET, 2, head_classes=["a", "b", "c"], head_groups=groups)
     with pytest.raises(InputError, match="at least 3 classes"):
