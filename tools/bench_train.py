@@ -119,7 +119,7 @@ def held_out_scores(model_path: Path, section: Path, mask: Path, threshold: floa
             scores["predict_s_per_mpx"] = round(seconds / (truth.size / 1e6), 2)
             sweep, cpx_sweep = {}, {}
             for th in (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9):  # on the olivine probability
-                p = prob[olivine_index if len(names) > 2 else 0] >= th
+                p = prob[olivine_index if len(names) > 2 else 0] >= th  # binary: one band
                 sweep[str(th)] = round(float((p & truth).sum() / (p | truth).sum()), 4)
                 cpx_sweep[str(th)] = round(float(p[phases == CPX].mean()), 5)
             scores["iou_by_threshold"] = sweep

@@ -8,7 +8,7 @@ orthopyroxene, oxide, spinel, crack), and stores the result in fp16 in the packa
 (``olmap/segment/weights/<architecture>-synthetic.pt``). ``olmap train --init synthetic`` starts
 from it; the class layer is mapped by class name onto the new task.
 
-The exact commands that made the shipped file (three stages, each continuing the last with
+The exact commands that made the shipped file (four stages, each continuing the last with
 ``--init``), its seeds, time and figures are in docs/models.md. Usage::
 
     python tools/pretrain_synthetic.py --out model.pt --init previous.pt \\

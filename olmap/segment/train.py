@@ -386,9 +386,8 @@ def fit(
                 train_loss=float(np.mean(losses)) if losses else float("nan"),
                 val_loss=val_loss,
                 val_iou={n: scores.class_scores(i)["iou"] for i, n in enumerate(class_names)},
-                lr=float(
-                    optimizer.param_groups[1]["lr"]
-                ),  # the class layers' (body's after probing)
+                # the class layers' learning rate (the body's, too, after probing)
+                lr=float(optimizer.param_groups[1]["lr"]),
                 seconds=time.perf_counter() - t_epoch,
                 probing=probing,
             )
