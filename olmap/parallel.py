@@ -1,8 +1,10 @@
-"""Ordered, bounded-memory parallel map over windows (threads; numpy and GDAL release the GIL)."""
+"""Bounded-memory parallel iteration over windows (threads; numpy and GDAL release the GIL)."""
 
 from __future__ import annotations
 
 import itertools
+import queue
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -45,3 +47,55 @@ def ordered_map(
             yield item, result
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+_DONE = object()
+
+
+def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
+    """Iterate ``items`` in a background thread, at most ``depth`` items ahead.
+
+    Reading and decoding the next windows (GDAL releases the GIL) then overlaps with the
+    computation on the current ones. Exceptions of the producer are raised in the consumer;
+    closing the iterator early stops the producer.
+
+    Examples
+    --------
+    >>> list(prefetch(iter(range(4)), depth=1))
+    [0, 1, 2, 3]
+    """
+    box: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def put(value: object) -> bool:
+        while not stop.is_set():
+            try:
+                box.put(value, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            put((_DONE, exc))
+            return
+        put((_DONE, None))
+
+    thread = threading.Thread(target=produce, name="olmap-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = box.get()
+            if item is _DONE:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()

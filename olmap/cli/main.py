@@ -15,6 +15,7 @@ from olmap.cli import demo as demo_cmd
 from olmap.cli import eds as eds_cmd
 from olmap.cli import info as info_cmd
 from olmap.cli import masks as masks_cmd
+from olmap.cli import predict as predict_cmd
 from olmap.cli import synth as synth_cmd
 from olmap.cli import train as train_cmd
 from olmap.cli._console import STATE, configure_logging, stderr
@@ -42,6 +43,7 @@ app.command("masks")(masks_cmd.masks)
 app.command("dataset")(dataset_cmd.dataset)
 app.command("train")(train_cmd.train)
 app.command("evaluate")(train_cmd.evaluate)
+app.command("predict")(predict_cmd.predict)
 
 
 def _version(value: bool) -> None:

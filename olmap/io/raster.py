@@ -479,6 +479,9 @@ def read_image(
 
 #: Metadata tag that lists the class codes of a label map (``"0=unclassified,1=olivine"``).
 CLASSES_TAG = "classes"
+#: Metadata tag of integer probability rasters: probability = stored value x this scale
+#: (``olmap predict`` writes uint8 with scale 1/255).
+PROBABILITY_SCALE_TAG = "probability_scale"
 
 
 def format_class_tag(names: dict[int, str]) -> str:
@@ -512,3 +515,56 @@ def class_names(info: RasterInfo) -> dict[int, str]:
             "'0=background,1=olivine'); label maps written by olmap carry one"
         )
     return names
+
+
+class WindowSource:
+    """Windows of one band of a raster with their valid pixels, from one open dataset.
+
+    Valid pixels are those GDAL's mask calls valid (not nodata, inside a VRT's sources) and,
+    for floating-point rasters, not NaN. Use it from one thread at a time (a GDAL dataset is
+    not thread-safe); :func:`olmap.parallel.prefetch` reads in one background thread.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "g.tif"
+    >>> _ = write_raster(p, np.arange(12, dtype="uint8").reshape(3, 4), pixel_size_um=1.0)
+    >>> with WindowSource(p) as src:
+    ...     image, valid = src.read(Window(1, 0, 2, 2))
+    >>> image.tolist(), valid
+    ([[1.0, 2.0], [5.0, 6.0]], None)
+    """
+
+    def __init__(self, path: str | Path, band: int = 1) -> None:
+        self.path = Path(path)
+        self.band = band
+        self._stack = ExitStack()
+        self._ds = self._stack.enter_context(open_raster(self.path))
+        self.info = _dataset_info(self._ds, self.path)
+        flags = self._ds.mask_flag_enums[band - 1]
+        self._all_valid = [f.name for f in flags] == ["all_valid"]
+        self._float = np.dtype(self.info.dtype).kind == "f"
+
+    def read(self, window: Window) -> tuple[np.ndarray, np.ndarray | None]:
+        """Grey values (float32) of ``window`` and its valid pixels (None when all are)."""
+        try:
+            image = self._ds.read(self.band, window=window).astype(np.float32, copy=False)
+            valid = None if self._all_valid else self._ds.read_masks(self.band, window=window) > 0
+        except RasterioIOError as exc:
+            raise InputError(f"{self.path}: cannot read {window} ({first_line(exc)})") from exc
+        if self._float:
+            finite = np.isfinite(image)
+            if not finite.all():
+                valid = finite if valid is None else valid & finite
+        if valid is not None and valid.all():
+            valid = None
+        return image, valid
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def __enter__(self) -> WindowSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

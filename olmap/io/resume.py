@@ -52,10 +52,10 @@ class Checkpoint:
     done: int = 0
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
-    def save(self, folder: str | Path) -> Path:
-        """Write atomically to ``folder/checkpoint.npz``."""
-        path = Path(folder) / CHECKPOINT_NAME
-        tmp = path.with_name("checkpoint.tmp.npz")
+    def save(self, folder: str | Path, name: str = CHECKPOINT_NAME) -> Path:
+        """Write atomically to ``folder/name`` (default ``checkpoint.npz``)."""
+        path = Path(folder) / name
+        tmp = path.with_name(path.name + ".tmp")
         meta = json.dumps({"fingerprint": self.fingerprint, "done": self.done})
         with open(tmp, "wb") as f:
             np.savez(f, __meta__=np.array(meta), **self.arrays)
@@ -65,9 +65,11 @@ class Checkpoint:
         return path
 
     @classmethod
-    def load(cls, folder: str | Path, fingerprint: str) -> Checkpoint | None:
-        """The checkpoint in ``folder`` if it exists, is readable and matches ``fingerprint``."""
-        path = Path(folder) / CHECKPOINT_NAME
+    def load(
+        cls, folder: str | Path, fingerprint: str, name: str = CHECKPOINT_NAME
+    ) -> Checkpoint | None:
+        """The checkpoint ``folder/name`` if it exists, is readable and matches ``fingerprint``."""
+        path = Path(folder) / name
         if not path.exists():
             return None
         try:

@@ -89,7 +89,17 @@ def halo_window(
     return padded, inner
 
 
-def _starts(length: int, size: int, stride: int) -> list[int]:
+def window_starts(length: int, size: int, stride: int) -> list[int]:
+    """Starts of windows of ``size`` moved by ``stride`` along ``length`` px, the last one
+    snapped to end at the edge.
+
+    Examples
+    --------
+    >>> window_starts(10, 4, 3)
+    [0, 3, 6]
+    >>> window_starts(11, 4, 3)
+    [0, 3, 6, 7]
+    """
     if size >= length:
         return [0]
     starts = list(range(0, length - size + 1, stride))
@@ -131,5 +141,5 @@ def sliding_windows(
     _check_positive(height=height, width=width, size=min(sh, sw), stride=min(th, tw))
     if th > sh or tw > sw:
         raise ValueError(f"stride ({stride}) must not exceed the window size ({size})")
-    rows, cols = _starts(height, sh, th), _starts(width, sw, tw)
+    rows, cols = window_starts(height, sh, th), window_starts(width, sw, tw)
     return [Window(c, r, min(sw, width), min(sh, height)) for r in rows for c in cols]

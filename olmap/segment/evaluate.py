@@ -4,8 +4,9 @@ Two sources of predictions:
 
 * :func:`evaluate_rasters` — a prediction raster against a reference label map, streamed in
   blocks (bounded memory). The prediction is either a label map (integer, with a ``classes``
-  tag) or probabilities (float bands in [0, 1]: one band = probability of class 1 of a binary
-  model, else one band per class, named by band descriptions or the ``classes`` tag). Only
+  tag) or probabilities (float bands in [0, 1], or integers with a ``probability_scale`` tag
+  as ``olmap predict`` writes them: one band = probability of class 1 of a binary model, else
+  one band per class, named by band descriptions or the ``classes`` tag). Only
   probabilities give AUC and a threshold sweep.
 * :func:`evaluate_tiles` — a model on tiles of a dataset folder (used by ``olmap train``).
 
@@ -25,7 +26,14 @@ from rasterio.windows import Window
 
 from olmap.dataset.tiles import region_window
 from olmap.errors import InputError
-from olmap.io.raster import CLASSES_TAG, check_coregistered, class_names, raster_info, read_raster
+from olmap.io.raster import (
+    CLASSES_TAG,
+    PROBABILITY_SCALE_TAG,
+    check_coregistered,
+    class_names,
+    raster_info,
+    read_raster,
+)
 from olmap.io.sessions import read_sessions
 from olmap.io.windows import block_windows
 from olmap.segment.data import IGNORE_INDEX, TileDataset, class_lut
@@ -100,10 +108,17 @@ class PredictionSource:
     names: list[str]
     probability: bool
     codes: dict[int, int]  # label code -> class index (label maps only)
+    scale: float = 1.0  # probability per stored value (1/255 for olmap predict's uint8)
 
 
 def _prediction_source(path, info) -> PredictionSource:
-    if np.issubdtype(np.dtype(info.dtype), np.floating):
+    scale = 1.0
+    if PROBABILITY_SCALE_TAG in info.tags:
+        try:
+            scale = float(info.tags[PROBABILITY_SCALE_TAG])
+        except ValueError as exc:
+            raise InputError(f"{path}: unreadable {PROBABILITY_SCALE_TAG} tag") from exc
+    if np.issubdtype(np.dtype(info.dtype), np.floating) or PROBABILITY_SCALE_TAG in info.tags:
         if CLASSES_TAG in info.tags:
             named = class_names(info)
             names = [n for c, n in sorted(named.items()) if c != IGNORE_INDEX]
@@ -117,7 +132,7 @@ def _prediction_source(path, info) -> PredictionSource:
                 f"{path}: {info.count} probability bands for {len(names)} classes "
                 f"(expected {expected})"
             )
-        return PredictionSource(names, True, {})
+        return PredictionSource(names, True, {}, scale)
     named = class_names(info)
     classes = sorted((c, n) for c, n in named.items() if c != IGNORE_INDEX)
     return PredictionSource(
@@ -197,7 +212,7 @@ def evaluate_rasters(
         ref_codes = read_raster(ref, window=win, bands=1)
         ref_idx = ref_lut[ref_codes]
         if source.probability:
-            prob = read_raster(pred, window=win).astype(np.float32)
+            prob = read_raster(pred, window=win).astype(np.float32) * np.float32(source.scale)
             pred_idx = classify(prob, threshold)
         else:
             prob = None

@@ -24,7 +24,7 @@ from olmap.io.outputs import atomic_path, check_outputs_distinct, check_writable
 from olmap.io.resume import StopFlag
 from olmap.io.tables import write_table
 from olmap.plots.training import write_training_curves
-from olmap.segment.checkpoint import ModelMeta, read_checkpoint, save_checkpoint
+from olmap.segment.checkpoint import ModelMeta, build_model, read_checkpoint, save_checkpoint
 from olmap.segment.config import TrainConfig
 from olmap.segment.data import IGNORE_INDEX, input_statistics, open_tile_dataset
 from olmap.segment.evaluate import evaluate_tiles
@@ -138,6 +138,41 @@ def resolve_init(init: str, architecture: str, weights: Path | None = None) -> I
             f"--init {init}: not auto, synthetic, coco, imagenet, none or an existing checkpoint"
         )
     return InitChoice("checkpoint", path, f"starting from checkpoint {path}")
+
+
+def synthetic_init_model(
+    class_names: list[str], architecture: str = "deeplabv3_mobilenet_v3_large"
+) -> tuple[Segmenter, ModelMeta]:
+    """olmap's shipped synthetic initialisation as a model for ``class_names``, untrained.
+
+    Its phase probabilities are summed into the requested classes (:func:`label_set_groups`):
+    ``["unclassified", "olivine"]`` gives a binary olivine model. Used by benchmarks and tests
+    of inference that need a model with real, spatially varied predictions.
+    """
+    path = synthetic_init_file(architecture)
+    state, init_meta = read_checkpoint(path)
+    head = init_meta.head_classes or init_meta.class_names
+    meta = ModelMeta(
+        architecture,
+        list(enumerate(class_names)),
+        init_meta.input_mean,
+        init_meta.input_std,
+        threshold=0.5,
+        aux_loss=False,
+        decoder=init_meta.decoder,
+        head_classes=head,
+        head_groups=label_set_groups(class_names, head),
+        init=f"synthetic ({path.name}), not fine-tuned",
+    )
+    model = build_model(meta)
+    result = model.load_state_dict(
+        {k: v.float() for k, v in state.items() if not k.startswith("net.aux_classifier.")},
+        strict=False,
+    )
+    missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
+    if missing or result.unexpected_keys:
+        raise InputError(f"{path}: weights do not fit {architecture} (e.g. {missing[:1]})")
+    return model.eval(), meta
 
 
 def apply_init(model: Segmenter, choice: InitChoice, class_names: list[str]) -> list[str]:

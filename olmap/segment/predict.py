@@ -1,0 +1,631 @@
+"""``olmap predict``: a model over a whole mosaic, streamed in bounded memory, resumable.
+
+The mosaic is cut into bands of rows; each band is predicted with overlapping windows
+(:mod:`olmap.segment.blend`) and written block by block, so peak memory depends on the
+window, band and batch size, not on the mosaic (docs/benchmarks.md). Outputs are built under
+``NAME.partial``; a checkpoint beside the mask lists the finished blocks, so an interrupted
+run (Ctrl-C) continues where it stopped when the same command is run again.
+
+With ``dask`` the bands are split into runs of blocks that Dask distributed workers predict
+on their own (each reads its windows from the mosaic file and loads the model file); the
+client only writes the blocks they return.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rasterio.windows import Window
+
+from olmap import __version__
+from olmap.errors import InputError
+from olmap.io.outputs import check_outputs_distinct, check_writable, partial_name
+from olmap.io.raster import (
+    PROBABILITY_SCALE_TAG,
+    WindowSource,
+    check_single_band,
+    create_raster,
+    format_class_tag,
+    raster_inputs,
+    update_raster,
+)
+from olmap.io.resume import Checkpoint, RunInterrupted, interrupts_deferred
+from olmap.segment.blend import BLENDS, WindowPlan, band_edges
+from olmap.segment.checkpoint import ModelMeta, load_checkpoint
+from olmap.segment.infer import AMP_DTYPES, predict_run, resolve_device
+from olmap.segment.model import Segmenter
+
+log = logging.getLogger(__name__)
+
+#: Output tile side (px); bands and blocks are multiples of it so each tile is written once.
+TILE = 512
+#: Mask value of pixels without data (shared/CLI.md: 255 = ignore/nodata).
+NODATA = 255
+RESUME_SUFFIX = ".resume.npz"
+
+
+@dataclass(frozen=True)
+class PredictSettings:
+    """How a mosaic is predicted.
+
+    Attributes
+    ----------
+    window : int
+        Window side LW = LH (px); much larger than training tiles, so few pixels lie near a
+        window border (seed 002 sect. 3.6.3). Default 2048 (shared/CLI.md).
+    stride : int
+        Step S between windows (px), < window so windows overlap; default window / 2.
+    threshold : float or None
+        dlth for a binary model; None = the checkpoint's (seed 002 used 0.1).
+    blend : {"uniform", "gaussian"}
+        Uniform mean as in seed 002, or Gaussian weights favouring window centres.
+    band : int or None
+        Rows per band (px, a multiple of 512); None = 4 x window. Windows crossing a band
+        edge are predicted for both bands: about ``window / band`` extra work; accumulators
+        take ``band x (block + window) x (P + 1) x 4`` bytes.
+    batch_size : int
+        Windows per forward pass.
+    flips : bool
+        Average the four flips of each window (4x the time).
+    amp : {"fp16", "bf16", "fp32"}
+        Autocast precision on CUDA (CPU computes in fp32).
+    device : str
+        auto, cpu, cuda, cuda:N or mps.
+    """
+
+    window: int = 2048
+    stride: int | None = None
+    threshold: float | None = None
+    blend: str = "uniform"
+    band: int | None = None
+    batch_size: int = 1
+    flips: bool = False
+    amp: str = "fp16"
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.window < 32:
+            raise InputError(f"window must be at least 32 px, got {self.window}")
+        if self.stride is not None and not 0 < self.stride <= self.window:
+            raise InputError(f"stride must be in 1..window ({self.window}), got {self.stride}")
+        if self.blend not in BLENDS:
+            raise InputError(f"blend must be one of {', '.join(BLENDS)}, got {self.blend!r}")
+        if self.amp not in AMP_DTYPES:
+            raise InputError(f"amp must be one of {', '.join(AMP_DTYPES)}, got {self.amp!r}")
+        if self.threshold is not None and not 0 < self.threshold < 1:
+            raise InputError(f"threshold must be in (0, 1), got {self.threshold}")
+        if self.band is not None and (self.band <= 0 or self.band % TILE):
+            raise InputError(f"band must be a positive multiple of {TILE} px, got {self.band}")
+        if self.batch_size < 1:
+            raise InputError(f"batch size must be >= 1, got {self.batch_size}")
+
+    @property
+    def step(self) -> int:
+        return self.stride or max(self.window // 2, 1)
+
+    @property
+    def band_rows(self) -> int:
+        return self.band or _round_up(4 * self.window, TILE)
+
+    @property
+    def block_width(self) -> int:
+        """Columns finished per step: the stride rounded up to whole output tiles."""
+        return _round_up(self.step, TILE)
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+@dataclass(frozen=True)
+class BlockGrid:
+    """The blocks of a mosaic: ``bands`` x ``columns``, numbered row-major."""
+
+    bands: list[tuple[int, int]]
+    columns: list[tuple[int, int]]
+
+    @classmethod
+    def of(cls, height: int, width: int, settings: PredictSettings) -> BlockGrid:
+        return cls(band_edges(height, settings.band_rows), band_edges(width, settings.block_width))
+
+    def __len__(self) -> int:
+        return len(self.bands) * len(self.columns)
+
+    def runs(self, done: np.ndarray, max_blocks: int | None = None) -> list[tuple[int, int, int]]:
+        """``(band, first column, last column + 1)`` of every run of blocks not yet done.
+
+        A run is a maximal stretch of undone blocks of one band, cut every ``max_blocks``.
+        """
+        runs = []
+        n = len(self.columns)
+        for b in range(len(self.bands)):
+            j = 0
+            while j < n:
+                if done[b * n + j]:
+                    j += 1
+                    continue
+                k = j
+                while k < n and not done[b * n + k] and (max_blocks is None or k - j < max_blocks):
+                    k += 1
+                runs.append((b, j, k))
+                j = k
+        return runs
+
+
+@dataclass
+class PredictResult:
+    """What :func:`predict_mosaic` wrote and measured."""
+
+    prob_path: Path
+    mask_path: Path
+    class_names: list[str]
+    threshold: float
+    pixels: int
+    class_pixels: dict[str, int]
+    nodata_pixels: int
+    windows: int
+    blocks: int
+    resumed_blocks: int
+    seconds: float
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def megapixels_per_second(self) -> float:
+        done = self.pixels * (1 - self.resumed_blocks / max(self.blocks, 1))
+        return done / 1e6 / max(self.seconds, 1e-9)
+
+
+def finish_block(mean: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """uint8 probabilities (0-255), the class map and the valid pixels of a blended block.
+
+    Parameters
+    ----------
+    mean : ndarray (P, h, w)
+        Blended probabilities, NaN where no valid pixel was predicted.
+    threshold : float
+        dlth for one band (class 1 where ``p >= threshold``); more bands: argmax.
+
+    Returns
+    -------
+    prob : ndarray (P, h, w) of uint8
+        ``round(255 p)``, 0 where invalid.
+    labels : ndarray (h, w) of uint8
+        Class index per pixel, :data:`NODATA` where invalid.
+    valid : ndarray (h, w) of bool
+    """
+    valid = ~np.isnan(mean[0])
+    clean = np.where(valid, mean, 0.0)
+    prob = np.rint(np.clip(clean, 0.0, 1.0) * 255).astype(np.uint8)
+    if mean.shape[0] == 1:
+        labels = (clean[0] >= threshold).astype(np.uint8)
+    else:
+        labels = clean.argmax(0).astype(np.uint8)
+    labels[~valid] = NODATA
+    return prob, labels, valid
+
+
+def _predict_blocks(
+    model: Segmenter,
+    bse: Path,
+    plan: WindowPlan,
+    grid: BlockGrid,
+    run: tuple[int, int, int],
+    settings: PredictSettings,
+    threshold: float,
+) -> Iterator[tuple[int, Window, np.ndarray, np.ndarray, np.ndarray]]:
+    """``(block index, window, prob, labels, valid)`` of each block of one run."""
+    b, j0, j1 = run
+    rows = grid.bands[b]
+    cols = (grid.columns[j0][0], grid.columns[j1 - 1][1])
+    with WindowSource(bse) as source:
+        blocks = predict_run(
+            model,
+            plan,
+            source.read,
+            rows,
+            cols,
+            block_width=settings.block_width,
+            blend=settings.blend,
+            batch_size=settings.batch_size,
+            flips=settings.flips,
+            amp=settings.amp,
+        )
+        for j, block in enumerate(blocks, start=j0):
+            prob, labels, valid = finish_block(block.mean, threshold)
+            yield b * len(grid.columns) + j, block.window, prob, labels, valid
+
+
+@functools.lru_cache(maxsize=2)
+def _worker_model(path: str, stamp: tuple[int, int], device: str) -> Segmenter:
+    """The model of a checkpoint, loaded once per Dask worker process (keyed by file stamp)."""
+    return load_checkpoint(path, device=resolve_device(device))[0]
+
+
+def predict_run_task(
+    model_path: str,
+    stamp: tuple[int, int],
+    bse: str,
+    plan: WindowPlan,
+    grid: BlockGrid,
+    run: tuple[int, int, int],
+    settings: PredictSettings,
+    threshold: float,
+) -> list[tuple[int, Window, np.ndarray, np.ndarray, np.ndarray]]:
+    """One Dask task: the finished blocks of a run, predicted on the worker."""
+    model = _worker_model(model_path, stamp, settings.device)
+    return list(_predict_blocks(model, Path(bse), plan, grid, run, settings, threshold))
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+def resume_path(out_mask: str | Path) -> Path:
+    """Where the progress of ``olmap predict --out-mask OUT`` is kept while it runs."""
+    partial = partial_name(out_mask)
+    return partial.with_name(partial.name + RESUME_SUFFIX)
+
+
+def _open_outputs(
+    stack: ExitStack,
+    prob_tmp: Path,
+    mask_tmp: Path,
+    *,
+    resume: bool,
+    height: int,
+    width: int,
+    transform: Any,
+    meta: ModelMeta,
+    n_bands: int,
+    threshold: float,
+    tags: dict[str, str],
+) -> tuple[Any, Any]:
+    if resume:
+        return (
+            stack.enter_context(update_raster(prob_tmp)),
+            stack.enter_context(update_raster(mask_tmp)),
+        )
+    names = meta.class_names
+    prob_names = [names[1]] if n_bands == 1 else names
+    prob = stack.enter_context(
+        create_raster(
+            prob_tmp,
+            height=height,
+            width=width,
+            count=n_bands,
+            dtype="uint8",
+            transform=transform,
+            band_names=[f"p_{n}" for n in prob_names],
+            tags={
+                **tags,
+                PROBABILITY_SCALE_TAG: repr(1 / 255),
+                "classes": format_class_tag(dict(enumerate(names))),
+                "threshold": threshold,
+            },
+            overwrite=True,
+            atomic=False,
+            tile=TILE,
+        )
+    )
+    codes = {i: name for i, name in enumerate(names)}
+    mask = stack.enter_context(
+        create_raster(
+            mask_tmp,
+            height=height,
+            width=width,
+            dtype="uint8",
+            transform=transform,
+            band_names=["label"],
+            nodata=NODATA,
+            tags={
+                **tags,
+                "classes": format_class_tag({**codes, NODATA: "nodata"}),
+                "threshold": threshold,
+            },
+            overwrite=True,
+            atomic=False,
+            tile=TILE,
+        )
+    )
+    return prob, mask
+
+
+def predict_mosaic(
+    model_path: str | Path,
+    bse: str | Path,
+    out_prob: str | Path,
+    out_mask: str | Path,
+    settings: PredictSettings | None = None,
+    *,
+    dask: str | None = None,
+    overwrite: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> PredictResult:
+    """Predict every pixel of a BSE mosaic and write probability and class GeoTIFFs.
+
+    Parameters
+    ----------
+    model_path : path-like
+        Checkpoint of ``olmap train``.
+    bse : path-like
+        One-band BSE mosaic (GeoTIFF, BigTIFF or VRT) of any size; nodata, NaN and areas a
+        VRT does not cover are skipped and written as nodata.
+    out_prob : path-like
+        uint8 probabilities, ``round(255 p)``: one band for a binary model (its class 1),
+        else one per class; invalid pixels masked (internal GDAL mask).
+    out_mask : path-like
+        uint8 class map: 0/1 (binary, ``p >= threshold``) or the argmax class index; 255 =
+        nodata; codes in its ``classes`` tag.
+    settings : PredictSettings, optional
+    dask : str, optional
+        Address of a Dask distributed scheduler, or ``local:N`` for a local cluster of N
+        worker processes.
+    overwrite : bool
+    progress : callable, optional
+        Called with the pixels finished after each block (and once with those already done
+        when resuming).
+
+    Raises
+    ------
+    InputError
+        Unreadable or multi-band BSE, bad settings, outputs that are inputs.
+    RunInterrupted
+        On Ctrl-C / SIGTERM, after the finished blocks are saved; run again to resume.
+    """
+    settings = settings or PredictSettings()
+    model_path, bse = Path(model_path), Path(bse)
+    out_prob, out_mask = Path(out_prob), Path(out_mask)
+    check_outputs_distinct([out_prob, out_mask], [model_path, *raster_inputs(bse)])
+    check_writable(out_prob, overwrite=overwrite)
+    check_writable(out_mask, overwrite=overwrite)
+    info = check_single_band(bse, "BSE mosaic")
+    device = resolve_device(settings.device)
+    model, meta = load_checkpoint(model_path, device=device)
+    threshold = meta.threshold if settings.threshold is None else settings.threshold
+    n_bands = 1 if model.binary else model.n_classes
+    plan = WindowPlan.over(info.height, info.width, settings.window, settings.step)
+    grid = BlockGrid.of(info.height, info.width, settings)
+    fingerprint = json.dumps(
+        {
+            "olmap": __version__,
+            "model": [str(model_path.resolve()), *_stamp(model_path)],
+            "bse": [str(bse.resolve()), *_stamp(bse)],
+            "prob": str(out_prob.resolve()),
+            "settings": {k: v for k, v in asdict(settings).items() if k not in ("device",)},
+            "threshold": threshold,
+        },
+        sort_keys=True,
+    )
+    prob_tmp, mask_tmp = partial_name(out_prob), partial_name(out_mask)
+    for folder in {prob_tmp.parent, mask_tmp.parent}:
+        folder.mkdir(parents=True, exist_ok=True)
+    progress_file = resume_path(out_mask)
+    ckpt = Checkpoint.load(progress_file.parent, fingerprint, progress_file.name)
+    if ckpt is not None and not (prob_tmp.exists() and mask_tmp.exists()):
+        ckpt = None
+    done = np.zeros(len(grid), bool)
+    if ckpt is not None and ckpt.arrays.get("done", np.empty(0)).shape == done.shape:
+        done = ckpt.arrays["done"].astype(bool)
+    resumed = int(done.sum())
+    areas = np.array([(r1 - r0) * (c1 - c0) for r0, r1 in grid.bands for c0, c1 in grid.columns])
+    counts = ckpt.arrays["counts"].astype(np.int64) if resumed else np.zeros(257, np.int64)
+    if resumed:
+        log.warning("resuming %s: %d of %d blocks already written", mask_tmp, resumed, len(grid))
+        if progress is not None:
+            progress(int(areas[done].sum()))
+    tags = {"software": f"olmap {__version__}", "model": model_path.name, "source": bse.name}
+    t0 = time.perf_counter()
+
+    def committed() -> Checkpoint:
+        return Checkpoint(fingerprint, int(done.sum()), {"done": done, "counts": counts})
+
+    def record(index: int, window: Window, prob, labels, valid, prob_ds, mask_ds) -> None:
+        prob_ds.write(prob, window=window)
+        prob_ds.write_mask(valid.astype(np.uint8) * 255, window=window)
+        mask_ds.write(labels, 1, window=window)
+        counts[:] += np.bincount(labels.ravel(), minlength=257)[:257]
+        done[index] = True
+        if progress is not None:
+            progress(int(areas[index]))
+
+    with interrupts_deferred() as stop:
+        try:
+            with ExitStack() as stack:
+                try:
+                    prob_ds, mask_ds = _open_outputs(
+                        stack,
+                        prob_tmp,
+                        mask_tmp,
+                        resume=resumed > 0,
+                        height=info.height,
+                        width=info.width,
+                        transform=info.transform,
+                        meta=meta,
+                        n_bands=n_bands,
+                        threshold=threshold,
+                        tags=tags,
+                    )
+                except InputError:
+                    if not resumed:
+                        raise
+                    log.warning("%s: partial outputs unreadable; starting afresh", mask_tmp)
+                    done[:], counts[:], resumed = False, 0, 0
+                    prob_ds, mask_ds = _open_outputs(
+                        stack,
+                        prob_tmp,
+                        mask_tmp,
+                        resume=False,
+                        height=info.height,
+                        width=info.width,
+                        transform=info.transform,
+                        meta=meta,
+                        n_bands=n_bands,
+                        threshold=threshold,
+                        tags=tags,
+                    )
+                if dask is None:
+                    for run in grid.runs(done):
+                        for item in _predict_blocks(
+                            model, bse, plan, grid, run, settings, threshold
+                        ):
+                            record(*item, prob_ds, mask_ds)
+                            if stop and not done.all():
+                                raise _interrupted(out_mask, done)
+                else:
+                    del model  # the workers load their own
+                    _run_on_dask(
+                        dask,
+                        model_path,
+                        bse,
+                        plan,
+                        grid,
+                        done,
+                        settings,
+                        threshold,
+                        lambda item: record(*item, prob_ds, mask_ds),
+                        stop,
+                        out_mask,
+                    )
+        except BaseException:
+            # Files are closed (ExitStack) before the progress is saved: every block it
+            # lists as done is on disk.
+            if done.any():
+                committed().save(progress_file.parent, progress_file.name)
+            raise
+    seconds = time.perf_counter() - t0
+    os.replace(prob_tmp, out_prob)
+    os.replace(mask_tmp, out_mask)
+    progress_file.unlink(missing_ok=True)
+    names = meta.class_names
+    return PredictResult(
+        prob_path=out_prob,
+        mask_path=out_mask,
+        class_names=names,
+        threshold=threshold,
+        pixels=info.height * info.width,
+        class_pixels={name: int(counts[i]) for i, name in enumerate(names)},
+        nodata_pixels=int(counts[NODATA]),
+        windows=plan.n_windows,
+        blocks=len(grid),
+        resumed_blocks=resumed,
+        seconds=seconds,
+        settings={
+            **asdict(settings),
+            "stride": settings.step,
+            "band": settings.band_rows,
+            "device": str(device),
+            "dask": dask,
+        },
+    )
+
+
+def _interrupted(out_mask: Path, done: np.ndarray) -> RunInterrupted:
+    return RunInterrupted(
+        f"{out_mask}: interrupted after {int(done.sum())} of {done.size} blocks; "
+        "run the same command again to resume"
+    )
+
+
+def dask_client(address: str) -> Any:
+    """A Dask distributed client for ``address`` or ``local:N`` (a local cluster of N
+    single-threaded worker processes)."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as exc:  # pragma: no cover - distributed is a dependency
+        raise InputError("--dask needs the 'distributed' package") from exc
+    if address.startswith("local"):
+        _, _, n = address.partition(":")
+        try:
+            workers = int(n or os.cpu_count() or 1)
+        except ValueError as exc:
+            raise InputError(f"--dask {address}: expected local:N with N workers") from exc
+        if workers < 1:
+            raise InputError(f"--dask {address}: need at least one worker")
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+        return Client(cluster)
+    try:
+        return Client(address, timeout="10s")
+    except (OSError, TimeoutError) as exc:
+        raise InputError(f"--dask {address}: no Dask scheduler reachable ({exc})") from exc
+
+
+def _run_on_dask(
+    address: str,
+    model_path: Path,
+    bse: Path,
+    plan: WindowPlan,
+    grid: BlockGrid,
+    done: np.ndarray,
+    settings: PredictSettings,
+    threshold: float,
+    record: Callable[[tuple], None],
+    stop: Any,
+    out_mask: Path,
+) -> None:
+    """Predict the undone runs on Dask workers; write blocks as their runs complete.
+
+    At most two runs per worker are in flight, so the client holds a bounded number of
+    finished blocks whatever the mosaic size.
+    """
+    from distributed import as_completed
+
+    # Runs of about four windows' width: enough work per task to amortise its overhead.
+    run_blocks = max(
+        1, _round_up(4 * settings.window, settings.block_width) // settings.block_width
+    )
+    runs = grid.runs(done, max_blocks=run_blocks)
+    client = dask_client(address)
+    try:
+        n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+        pending = iter(runs)
+        stamp = _stamp(model_path)
+
+        def submit(run: tuple[int, int, int]) -> Any:
+            return client.submit(
+                predict_run_task,
+                str(model_path.resolve()),
+                stamp,
+                str(bse.resolve()),
+                plan,
+                grid,
+                run,
+                settings,
+                threshold,
+                pure=False,
+            )
+
+        in_flight = {submit(r) for r in itertools.islice(pending, 2 * n_workers)}
+        queue = as_completed(in_flight)
+        for future in queue:
+            in_flight.discard(future)
+            for item in future.result():
+                record(item)
+            future.release()
+            if stop and not done.all():
+                for other in in_flight:
+                    other.cancel()
+                raise _interrupted(out_mask, done)
+            nxt = next(pending, None)
+            if nxt is not None:
+                future = submit(nxt)
+                in_flight.add(future)
+                queue.add(future)
+    finally:
+        cluster = getattr(client, "cluster", None)
+        client.close()
+        if cluster is not None:
+            cluster.close()
