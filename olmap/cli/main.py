@@ -15,6 +15,7 @@ from olmap.cli import demo as demo_cmd
 from olmap.cli import eds as eds_cmd
 from olmap.cli import info as info_cmd
 from olmap.cli import masks as masks_cmd
+from olmap.cli import mosaic as mosaic_cmd
 from olmap.cli import predict as predict_cmd
 from olmap.cli import synth as synth_cmd
 from olmap.cli import train as train_cmd
@@ -38,6 +39,7 @@ app = typer.Typer(
 app.command("demo")(demo_cmd.demo)
 app.add_typer(synth_cmd.app, name="synth")
 app.command("info")(info_cmd.info)
+app.command("mosaic")(mosaic_cmd.mosaic)
 app.command("eds")(eds_cmd.eds)
 app.command("masks")(masks_cmd.masks)
 app.command("dataset")(dataset_cmd.dataset)

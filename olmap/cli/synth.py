@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from olmap.cli._console import progress_bar, stdout
-from olmap.cli._options import Overwrite, Workers
+from olmap.cli._options import Overwrite, Seed, Workers
 from olmap.io.config import load_config
 from olmap.io.outputs import check_writable
 from olmap.synth.config import SynthConfig, parse_size
@@ -93,3 +93,58 @@ def section(
             out_dir, cfg, overwrite=overwrite, workers=workers, progress=lambda n: advance(n / 1e6)
         )
     print_section_summary(summary)
+
+
+@app.command("tiles")
+def tiles(
+    bse: Annotated[Path, typer.Argument(help="One-band mosaic to cut (e.g. section/bse.tif).")],
+    out_dir: Annotated[Path, typer.Argument(help="Output folder of tiles (created).")],
+    rows: Annotated[int, typer.Option("--rows", min=1, help="Tile rows.")] = 3,
+    cols: Annotated[int, typer.Option("--cols", min=1, help="Tile columns.")] = 4,
+    overlap: Annotated[
+        int, typer.Option("--overlap", min=0, help="Overlap of neighbours in px.")
+    ] = 64,
+    order: Annotated[
+        str, typer.Option("--order", help="Acquisition order: row, snake, column, column-snake.")
+    ] = "snake",
+    seam: Annotated[
+        float,
+        typer.Option("--seam", min=0.0, help="SD of each tile's brightness offset (grey levels)."),
+    ] = 0.0,
+    gain: Annotated[
+        float, typer.Option("--gain", min=0.0, help="SD of each tile's contrast gain around 1.")
+    ] = 0.0,
+    jitter: Annotated[
+        float, typer.Option("--jitter", min=0.0, help="SD of stage position errors (µm).")
+    ] = 0.0,
+    seed: Seed = 0,
+    overwrite: Overwrite = False,
+) -> None:
+    """Cut a mosaic into overlapping acquisition tiles, with seams, to test `olmap mosaic`.
+
+    Writes tile_000.tif ... in acquisition order, positions.csv (stage positions in µm) and
+    truth/tiles.csv (grid cell, exact position, gain and offset of every tile).
+
+    Example: olmap synth tiles demo_section/bse.tif demo_tiles --rows 3 --cols 4 --overlap 64 --seam 3
+    """  # noqa: E501
+    from olmap.synth.tiles import cut_tiles
+
+    cut = cut_tiles(
+        bse,
+        out_dir,
+        rows=rows,
+        cols=cols,
+        overlap=(overlap, overlap),
+        order=order,
+        offset_sd=seam,
+        gain_sd=gain,
+        jitter_um=jitter,
+        seed=seed,
+        overwrite=overwrite,
+    )
+    th, tw = cut.tile_shape
+    stdout.print(
+        f"Wrote {rows * cols} tiles of {th} x {tw} px ({order} order, overlap {overlap} px) "
+        f"to {cut.out_dir}; they cover the top-left {cut.mosaic_shape[0]} x "
+        f"{cut.mosaic_shape[1]} px of {bse}"
+    )

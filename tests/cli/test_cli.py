@@ -32,6 +32,8 @@ def test_help_lists_commands_with_descriptions():
         ("dataset", "Cut BSE + label tiles inside each session"),
         ("train", "Fine-tune DeepLabV3 on BSE tiles of a dataset folder; write one checkpoint."),
         ("evaluate", "Score a segmentation against reference masks"),
+        ("predict", "Segment a whole BSE mosaic with a trained model, window by window."),
+        ("mosaic", "Assemble acquisition tiles into one mosaic and report seams between tiles."),
         ("synth", "Generate synthetic data with ground truth"),
     ]:
         assert re.search(rf"^\W*{cmd}\s+{re.escape(text)}", res.output, re.M), cmd
