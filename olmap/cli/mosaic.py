@@ -79,8 +79,9 @@ def mosaic(
             "--positions", help="CSV file,x_um,y_um: stage position of each tile's top-left."
         ),
     ] = None,
-    y_up: Annotated[
-        bool, typer.Option("--y-up", help="Stage y grows upwards (positions CSV).")
+    y_down: Annotated[
+        bool,
+        typer.Option("--y-down", help="Positions CSV: y grows downwards (default: up, map units)."),
     ] = False,
     pixel_size: Annotated[
         float | None,
@@ -95,7 +96,8 @@ def mosaic(
     """Assemble acquisition tiles into one mosaic and report seams between tiles.
 
     Tiles come in acquisition order (natural file-name order) on a grid (--rows, --cols,
-    --overlap, --order) or at stage positions (--positions). Neighbours meet half-way
+    --overlap, --order) or at stage positions (--positions: columns file, x_um, y_um of each
+    tile's top-left corner, y up as in olmap's map units unless --y-down). Neighbours meet half-way
     through their overlap. Brightness and contrast differences in every overlap are reported
     (they bias the BSE -> mg# calibration) in OUT's .seams.csv; --equalise fits one gain and
     offset per tile so overlaps agree (applied by GDAL when the VRT is read).
@@ -113,7 +115,7 @@ def mosaic(
         order=order,
         positions=positions,
         pixel_size_um=pixel_size,
-        y_up=y_up,
+        y_down=y_down,
         equalise_tiles=equalise,
         overwrite=overwrite,
     )

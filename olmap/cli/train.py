@@ -252,7 +252,7 @@ def evaluate(
     if report["unscored_pixels"]:
         stderr.print(
             f"[yellow]note:[/] {report['unscored_pixels']:,} labelled reference pixels have no "
-            f"class in {pred} (codes outside its classes tag) and are not scored",
+            f"prediction in {pred} (nodata, or codes outside its classes tag) and are not scored",
             soft_wrap=True,
         )
     breakdown = Table(

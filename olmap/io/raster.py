@@ -114,7 +114,10 @@ def pixel_size_from_transform(transform: Affine, *, path: str | Path = "raster")
 @contextmanager
 def gdal_env() -> Iterator[None]:
     """rasterio environment with olmap's GDAL settings (bounded block cache)."""
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES, GDAL_NUM_THREADS="ALL_CPUS"):
+    # Internal masks: a nodata mask written with a GeoTIFF travels with it when renamed.
+    with rasterio.Env(
+        GDAL_CACHEMAX=GDAL_CACHE_BYTES, GDAL_NUM_THREADS="ALL_CPUS", GDAL_TIFF_INTERNAL_MASK=True
+    ):
         yield
 
 
@@ -204,6 +207,15 @@ def read_raster(
             n = 1 if isinstance(indexes, int) else len(indexes)
             shape = tuple(out_shape) if isinstance(indexes, int) else (n, *out_shape)
         return ds.read(indexes, window=window, out_shape=shape)
+
+
+def read_valid(path: str | Path, window: Window | None = None) -> np.ndarray:
+    """Which pixels of a raster hold data (GDAL's mask of band 1, and not NaN), as bool."""
+    with open_raster(path) as ds:
+        valid = ds.read_masks(1, window=window) > 0
+        if np.dtype(ds.dtypes[0]).kind == "f":
+            valid &= np.isfinite(ds.read(1, window=window))
+    return valid
 
 
 def _creation_profile(
@@ -520,8 +532,10 @@ def class_names(info: RasterInfo) -> dict[int, str]:
 class WindowSource:
     """Windows of one band of a raster with their valid pixels, from one open dataset.
 
-    Valid pixels are those GDAL's mask calls valid (not nodata, inside a VRT's sources) and,
-    for floating-point rasters, not NaN. Use it from one thread at a time (a GDAL dataset is
+    Valid pixels are those GDAL's mask calls valid (not equal to the raster's nodata value,
+    not masked by an internal mask) and, for floating-point rasters, not NaN. A VRT without a
+    nodata value reads its uncovered areas as 0, valid (``olmap mosaic`` sets nodata 0 when
+    its tiles leave gaps). Use it from one thread at a time (a GDAL dataset is
     not thread-safe); :func:`olmap.parallel.prefetch` reads in one background thread.
 
     Examples

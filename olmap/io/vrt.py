@@ -43,8 +43,13 @@ def mosaic_vrt_xml(
     gains: np.ndarray | None = None,
     offsets: np.ndarray | None = None,
     nodata: float | None = None,
+    underlay: bool = False,
 ) -> str:
-    """The VRT text of a mosaic; tile paths are written relative to ``relative_to``."""
+    """The VRT text of a mosaic; tile paths are written relative to ``relative_to``.
+
+    With ``underlay`` every whole tile is listed first and the kept parts after it: GDAL draws
+    sources in order, so the kept parts win and pixels they miss still come from a tile.
+    """
     if dtype not in _GDAL_TYPES:
         raise InputError(f"tiles of type {dtype} are not supported")
     t = micrometre_transform(height, pixel_size_um)
@@ -57,8 +62,10 @@ def mosaic_vrt_xml(
     ]
     if nodata is not None:
         lines.append(f"    <NoDataValue>{nodata!r}</NoDataValue>")
-    for i, p in enumerate(placements):
-        top, left, bottom, right = p.keep
+    sources = [(i, (0, 0, p.height, p.width)) for i, p in enumerate(placements)] if underlay else []
+    sources += [(i, p.keep) for i, p in enumerate(placements)]
+    for i, (top, left, bottom, right) in sources:
+        p = placements[i]
         if bottom <= top or right <= left:
             continue
         rel = os.path.relpath(p.path.resolve(), relative_to.resolve())
@@ -96,6 +103,7 @@ def write_mosaic(
     gains: np.ndarray | None = None,
     offsets: np.ndarray | None = None,
     nodata: float | None = None,
+    underlay: bool = False,
     overwrite: bool = False,
     block: int = 4096,
 ) -> Path:
@@ -112,6 +120,7 @@ def write_mosaic(
         "gains": gains,
         "offsets": offsets,
         "nodata": nodata,
+        "underlay": underlay,
     }
     if out.suffix.lower() == ".vrt":
         with atomic_path(out, overwrite=overwrite) as tmp:

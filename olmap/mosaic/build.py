@@ -147,7 +147,7 @@ def build_mosaic(
     order: str = "row",
     positions: str | Path | None = None,
     pixel_size_um: float | None = None,
-    y_up: bool = False,
+    y_down: bool = False,
     equalise_tiles: bool = False,
     overwrite: bool = False,
 ) -> MosaicResult:
@@ -164,8 +164,8 @@ def build_mosaic(
         Grid layout; with ``overlap`` (vertical, horizontal px; None = estimated) and
         ``order`` (row, snake, column, column-snake).
     positions : path-like, optional
-        CSV ``file,x_um,y_um``: stage position of each tile's top-left corner (µm, y down
-        unless ``y_up``), instead of a grid.
+        CSV ``file,x_um,y_um``: stage position of each tile's top-left corner in µm (y up,
+        as olmap's map units; ``y_down`` for y growing down the image), instead of a grid.
     pixel_size_um : float, optional
         Tile pixel size; default the tiles' own georeference, else 1 µm.
     equalise_tiles : bool
@@ -214,7 +214,7 @@ def build_mosaic(
             )
     if positions is not None:
         placements = positions_layout(
-            paths, shapes, table["x_um"], table["y_um"], pixel_size_um, y_up=y_up
+            paths, shapes, table["x_um"], table["y_um"], pixel_size_um, y_down=y_down
         )
     else:
         assert rows is not None and cols is not None
@@ -223,6 +223,7 @@ def build_mosaic(
                 f"{tiles}: {len(paths)} tiles found for a {rows} x {cols} grid "
                 f"({rows * cols} expected)"
             )
+        grid_layout(paths, shapes, rows, cols, (0, 0), order)  # tile count and shapes
         if overlap is None:
             overlap = estimate_overlap(paths, shapes[0], rows, cols, order)
             notes.append(f"estimated overlap: {overlap[0]} px vertical, {overlap[1]} px horizontal")
@@ -236,7 +237,15 @@ def build_mosaic(
         means = [float(read_raster(p.path, bands=1, out_shape=(64, 64)).mean()) for p in placements]
         gains, offsets = equalise(stats, len(placements), means)
     seams = seam_table(placements, stats, gains if equalise_tiles else None, offsets)
-    covered = _covers_everything(placements, height, width)
+    kept = [
+        (p.row + p.keep[0], p.col + p.keep[1], p.row + p.keep[2], p.col + p.keep[3])
+        for p in placements
+    ]
+    whole = [(p.row, p.col, p.row + p.height, p.col + p.width) for p in placements]
+    covered = _covers_everything(whole, height, width)
+    # Irregular positions can leave corners that no kept part shows although a tile covers
+    # them: whole tiles go underneath the kept parts then.
+    underlay = not _covers_everything(kept, height, width)
     if not covered:
         notes.append("the tiles leave gaps; they are nodata (0) in the mosaic")
     write_mosaic(
@@ -249,6 +258,7 @@ def build_mosaic(
         gains=gains if equalise_tiles else None,
         offsets=offsets if equalise_tiles else None,
         nodata=None if covered else 0,
+        underlay=underlay,
         overwrite=overwrite,
     )
     write_table(seams, report, overwrite=overwrite)
@@ -267,16 +277,13 @@ def build_mosaic(
     )
 
 
-def _covers_everything(placements: Sequence[Placement], height: int, width: int) -> bool:
-    """Whether the kept parts of the tiles cover every mosaic pixel (exact, on the grid of
-    rectangle edges)."""
-    rects = [
-        (p.row + p.keep[0], p.col + p.keep[1], p.row + p.keep[2], p.col + p.keep[3])
-        for p in placements
-    ]
+def _covers_everything(rects: Sequence[tuple[int, int, int, int]], height: int, width: int) -> bool:
+    """Whether rectangles ``(top, left, bottom, right)`` cover every pixel of the mosaic
+    (exact, on the grid of their edges)."""
     ys = sorted({0, height, *(r[0] for r in rects), *(r[2] for r in rects)})
     xs = sorted({0, width, *(r[1] for r in rects), *(r[3] for r in rects)})
     hit = np.zeros((len(ys) - 1, len(xs) - 1), bool)
     for top, left, bottom, right in rects:
-        hit[ys.index(top) : ys.index(bottom), xs.index(left) : xs.index(right)] = True
+        if bottom > top and right > left:
+            hit[ys.index(top) : ys.index(bottom), xs.index(left) : xs.index(right)] = True
     return bool(hit.all())

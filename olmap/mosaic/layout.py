@@ -135,16 +135,17 @@ def positions_layout(
     y_um: Sequence[float],
     pixel_size_um: float,
     *,
-    y_up: bool = False,
+    y_down: bool = False,
 ) -> list[Placement]:
     """Placements from stage positions of each tile's top-left corner (µm).
 
-    Positions are rounded to whole pixels and shifted so the mosaic starts at (0, 0). Stage
-    ``y`` grows downwards (image convention) unless ``y_up``.
+    Positions are rounded to whole pixels and shifted so the mosaic starts at (0, 0). ``y``
+    grows upwards as in olmap's map units (shared/CLI.md), or downwards (image rows, some
+    stage systems) with ``y_down``.
     """
     x = np.asarray(x_um, float) / pixel_size_um
     y = np.asarray(y_um, float) / pixel_size_um
-    if y_up:
+    if not y_down:
         y = -y
     cols = np.rint(x - x.min()).astype(int)
     rows = np.rint(y - y.min()).astype(int)

@@ -15,7 +15,7 @@ is the unit that is finished and written, ``band rows x block_width`` columns.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -179,7 +179,6 @@ def accumulate_run(
     n_bands: int,
     block_width: int,
     weights: np.ndarray,
-    on_block: Callable[[int], None] | None = None,
 ) -> Iterator[Block]:
     """Weighted means over one run, yielded block by block as soon as each is complete.
 
@@ -198,8 +197,6 @@ def accumulate_run(
         Columns per block (px).
     weights : ndarray (h, w)
         :func:`blend_weights` for the plan's window shape.
-    on_block : callable, optional
-        Called with the index of each block before it is yielded.
 
     Yields
     ------
@@ -233,8 +230,6 @@ def accumulate_run(
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = sums[:, :, :n] / wsum[:, :n]
         mean[:, wsum[:, :n] == 0] = np.nan
-        if on_block is not None:
-            on_block(index)
         yield Block(Window(b0, r0, n, r1 - r0), mean)
         # Slide the accumulators left: the next block starts where this one ended.
         sums[:, :, : span - n] = sums[:, :, n:].copy()

@@ -33,6 +33,7 @@ from olmap.io.raster import (
     class_names,
     raster_info,
     read_raster,
+    read_valid,
 )
 from olmap.io.sessions import read_sessions
 from olmap.io.windows import block_windows
@@ -213,7 +214,11 @@ def evaluate_rasters(
         ref_idx = ref_lut[ref_codes]
         if source.probability:
             prob = read_raster(pred, window=win).astype(np.float32) * np.float32(source.scale)
-            pred_idx = classify(prob, threshold)
+            pred_idx = classify(np.nan_to_num(prob), threshold)
+            # masked (nodata) probabilities are not predictions: unscored, like 255 in a mask
+            missing = ~read_valid(pred, window=win) & (ref_idx != IGNORE_INDEX)
+            unscored += int(missing.sum())
+            ref_idx = np.where(missing, IGNORE_INDEX, ref_idx).astype(ref_idx.dtype)
         else:
             prob = None
             pred_idx = pred_lut[read_raster(pred, window=win, bands=1)]

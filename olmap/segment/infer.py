@@ -116,22 +116,25 @@ def predict_windows(
         yield from ((w, p, v) for (w, _, v), p in zip(batch, prob, strict=True))
         batch.clear()
 
-    for win, image, valid in reads:
-        if valid is not None and not valid.any():
-            if batch:
+    try:
+        for win, image, valid in reads:
+            if valid is not None and not valid.any():
+                if batch:
+                    yield from flush()
+                yield win, None, valid
+                continue
+            image = np.asarray(image, dtype=np.float32)
+            if valid is not None and not valid.all():
+                image = np.where(valid, image, np.float32(fill))
+                batch.append((win, image, valid))
+            else:
+                batch.append((win, image, None))
+            if len(batch) == batch_size:
                 yield from flush()
-            yield win, None, valid
-            continue
-        image = np.asarray(image, dtype=np.float32)
-        if valid is not None and not valid.all():
-            image = np.where(valid, image, np.float32(fill))
-            batch.append((win, image, valid))
-        else:
-            batch.append((win, image, None))
-        if len(batch) == batch_size:
+        if batch:
             yield from flush()
-    if batch:
-        yield from flush()
+    finally:
+        reads.close()  # stop and join the reading thread before the caller closes its file
 
 
 def predict_run(
@@ -204,7 +207,7 @@ def predict_proba(
     """
     image = np.asarray(image, dtype=np.float32)
     h, w = image.shape
-    plan = WindowPlan.over(h, w, window, min(stride or max(window // 2, 1), window))
+    plan = WindowPlan.over(h, w, window, stride or max(window // 2, 1))
     nan = np.isnan(image)
     any_nan = bool(nan.any())
 

@@ -171,7 +171,8 @@ def synthetic_init_model(
     )
     missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
     if missing or result.unexpected_keys:
-        raise InputError(f"{path}: weights do not fit {architecture} (e.g. {missing[:1]})")
+        example = (missing or result.unexpected_keys)[0]
+        raise InputError(f"{path}: weights do not fit {architecture} (e.g. {example})")
     return model.eval(), meta
 
 

@@ -18,9 +18,11 @@ import itertools
 import json
 import logging
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +45,7 @@ from olmap.io.raster import (
 from olmap.io.resume import Checkpoint, RunInterrupted, interrupts_deferred
 from olmap.segment.blend import BLENDS, WindowPlan, band_edges
 from olmap.segment.checkpoint import ModelMeta, load_checkpoint
-from olmap.segment.infer import AMP_DTYPES, predict_run, resolve_device
+from olmap.segment.infer import AMP_DTYPES, n_prob_bands, predict_run, resolve_device
 from olmap.segment.model import Segmenter
 
 log = logging.getLogger(__name__)
@@ -72,8 +74,8 @@ class PredictSettings:
         Uniform mean as in seed 002, or Gaussian weights favouring window centres.
     band : int or None
         Rows per band (px, a multiple of 512); None = 4 x window. Windows crossing a band
-        edge are predicted for both bands: about ``window / band`` extra work; accumulators
-        take ``band x (block + window) x (P + 1) x 4`` bytes.
+        edge are predicted for both bands: about ``(window - stride) / band`` extra work;
+        accumulators take ``band x (block + window) x (P + 1) x 4`` bytes.
     batch_size : int
         Windows per forward pass.
     flips : bool
@@ -228,19 +230,24 @@ def _predict_blocks(
     b, j0, j1 = run
     rows = grid.bands[b]
     cols = (grid.columns[j0][0], grid.columns[j1 - 1][1])
-    with WindowSource(bse) as source:
-        blocks = predict_run(
-            model,
-            plan,
-            source.read,
-            rows,
-            cols,
-            block_width=settings.block_width,
-            blend=settings.blend,
-            batch_size=settings.batch_size,
-            flips=settings.flips,
-            amp=settings.amp,
-        )
+    # closing(): the prefetch thread is stopped and joined before the source is closed
+    with (
+        WindowSource(bse) as source,
+        closing(
+            predict_run(
+                model,
+                plan,
+                source.read,
+                rows,
+                cols,
+                block_width=settings.block_width,
+                blend=settings.blend,
+                batch_size=settings.batch_size,
+                flips=settings.flips,
+                amp=settings.amp,
+            )
+        ) as blocks,
+    ):
         for j, block in enumerate(blocks, start=j0):
             prob, labels, valid = finish_block(block.mean, threshold)
             yield b * len(grid.columns) + j, block.window, prob, labels, valid
@@ -360,8 +367,8 @@ def predict_mosaic(
     model_path : path-like
         Checkpoint of ``olmap train``.
     bse : path-like
-        One-band BSE mosaic (GeoTIFF, BigTIFF or VRT) of any size; nodata, NaN and areas a
-        VRT does not cover are skipped and written as nodata.
+        One-band BSE mosaic (GeoTIFF, BigTIFF or VRT) of any size; pixels equal to its
+        nodata value (or masked, or NaN) are skipped and written as nodata.
     out_prob : path-like
         uint8 probabilities, ``round(255 p)``: one band for a binary model (its class 1),
         else one per class; invalid pixels masked (internal GDAL mask).
@@ -394,16 +401,18 @@ def predict_mosaic(
     device = resolve_device(settings.device)
     model, meta = load_checkpoint(model_path, device=device)
     threshold = meta.threshold if settings.threshold is None else settings.threshold
-    n_bands = 1 if model.binary else model.n_classes
+    n_bands = n_prob_bands(model)
     plan = WindowPlan.over(info.height, info.width, settings.window, settings.step)
     grid = BlockGrid.of(info.height, info.width, settings)
+    # Batch size and device change nothing but float rounding: a resume may use others.
+    same_result = {k: v for k, v in asdict(settings).items() if k not in ("device", "batch_size")}
     fingerprint = json.dumps(
         {
             "olmap": __version__,
             "model": [str(model_path.resolve()), *_stamp(model_path)],
             "bse": [str(bse.resolve()), *_stamp(bse)],
             "prob": str(out_prob.resolve()),
-            "settings": {k: v for k, v in asdict(settings).items() if k not in ("device",)},
+            "settings": same_result,
             "threshold": threshold,
         },
         sort_keys=True,
@@ -413,29 +422,42 @@ def predict_mosaic(
         folder.mkdir(parents=True, exist_ok=True)
     progress_file = resume_path(out_mask)
     ckpt = Checkpoint.load(progress_file.parent, fingerprint, progress_file.name)
-    if ckpt is not None and not (prob_tmp.exists() and mask_tmp.exists()):
-        ckpt = None
-    done = np.zeros(len(grid), bool)
-    if ckpt is not None and ckpt.arrays.get("done", np.empty(0)).shape == done.shape:
-        done = ckpt.arrays["done"].astype(bool)
+    # Per-block class counts: a block is counted exactly when it is marked done.
+    counts = np.zeros((len(grid), 257), np.int64)
+    if (
+        ckpt is not None
+        and prob_tmp.exists()
+        and mask_tmp.exists()
+        and ckpt.arrays.get("counts", np.empty(0)).shape == counts.shape
+    ):
+        counts = ckpt.arrays["counts"].astype(np.int64)
+    done = counts.sum(1) > 0
     resumed = int(done.sum())
+    if not resumed:  # a stale progress file must never outlive a fresh start
+        progress_file.unlink(missing_ok=True)
     areas = np.array([(r1 - r0) * (c1 - c0) for r0, r1 in grid.bands for c0, c1 in grid.columns])
-    counts = ckpt.arrays["counts"].astype(np.int64) if resumed else np.zeros(257, np.int64)
     if resumed:
         log.warning("resuming %s: %d of %d blocks already written", mask_tmp, resumed, len(grid))
         if progress is not None:
             progress(int(areas[done].sum()))
     tags = {"software": f"olmap {__version__}", "model": model_path.name, "source": bse.name}
     t0 = time.perf_counter()
-
-    def committed() -> Checkpoint:
-        return Checkpoint(fingerprint, int(done.sum()), {"done": done, "counts": counts})
+    outputs = {
+        "height": info.height,
+        "width": info.width,
+        "transform": info.transform,
+        "meta": meta,
+        "n_bands": n_bands,
+        "threshold": threshold,
+        "tags": tags,
+    }
 
     def record(index: int, window: Window, prob, labels, valid, prob_ds, mask_ds) -> None:
         prob_ds.write(prob, window=window)
         prob_ds.write_mask(valid.astype(np.uint8) * 255, window=window)
         mask_ds.write(labels, 1, window=window)
-        counts[:] += np.bincount(labels.ravel(), minlength=257)[:257]
+        block_counts = np.bincount(labels.ravel(), minlength=257)[:257]
+        counts[index] = block_counts  # one assignment: counted and done together
         done[index] = True
         if progress is not None:
             progress(int(areas[index]))
@@ -445,35 +467,17 @@ def predict_mosaic(
             with ExitStack() as stack:
                 try:
                     prob_ds, mask_ds = _open_outputs(
-                        stack,
-                        prob_tmp,
-                        mask_tmp,
-                        resume=resumed > 0,
-                        height=info.height,
-                        width=info.width,
-                        transform=info.transform,
-                        meta=meta,
-                        n_bands=n_bands,
-                        threshold=threshold,
-                        tags=tags,
+                        stack, prob_tmp, mask_tmp, resume=resumed > 0, **outputs
                     )
                 except InputError:
                     if not resumed:
                         raise
                     log.warning("%s: partial outputs unreadable; starting afresh", mask_tmp)
-                    done[:], counts[:], resumed = False, 0, 0
+                    stack.close()  # a half-reopened pair is closed before it is recreated
+                    counts[:], done[:], resumed = 0, False, 0
+                    progress_file.unlink(missing_ok=True)
                     prob_ds, mask_ds = _open_outputs(
-                        stack,
-                        prob_tmp,
-                        mask_tmp,
-                        resume=False,
-                        height=info.height,
-                        width=info.width,
-                        transform=info.transform,
-                        meta=meta,
-                        n_bands=n_bands,
-                        threshold=threshold,
-                        tags=tags,
+                        stack, prob_tmp, mask_tmp, resume=False, **outputs
                     )
                 if dask is None:
                     for run in grid.runs(done):
@@ -502,12 +506,16 @@ def predict_mosaic(
             # Files are closed (ExitStack) before the progress is saved: every block it
             # lists as done is on disk.
             if done.any():
-                committed().save(progress_file.parent, progress_file.name)
+                Checkpoint(fingerprint, int(done.sum()), {"counts": counts}).save(
+                    progress_file.parent, progress_file.name
+                )
             raise
+        # Still deferring Ctrl-C: both outputs appear, or neither.
+        os.replace(prob_tmp, out_prob)
+        os.replace(mask_tmp, out_mask)
+        progress_file.unlink(missing_ok=True)
     seconds = time.perf_counter() - t0
-    os.replace(prob_tmp, out_prob)
-    os.replace(mask_tmp, out_mask)
-    progress_file.unlink(missing_ok=True)
+    counts = counts.sum(0)
     names = meta.class_names
     return PredictResult(
         prob_path=out_prob,
@@ -545,22 +553,39 @@ def dask_client(address: str) -> Any:
         from distributed import Client, LocalCluster
     except ImportError as exc:  # pragma: no cover - distributed is a dependency
         raise InputError("--dask needs the 'distributed' package") from exc
-    if address.startswith("local"):
-        _, _, n = address.partition(":")
+    kind, _, n = address.partition(":")
+    if kind == "local":
         try:
             workers = int(n or os.cpu_count() or 1)
         except ValueError as exc:
             raise InputError(f"--dask {address}: expected local:N with N workers") from exc
         if workers < 1:
             raise InputError(f"--dask {address}: need at least one worker")
-        cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
-        )
+        # Workers start with Ctrl-C ignored (inherited): the client stops them cleanly after
+        # saving progress, instead of every worker dying on the terminal's SIGINT.
+        previous = _ignore_sigint()
+        try:
+            cluster = LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+            )
+        finally:
+            _restore_sigint(previous)
         return Client(cluster)
     try:
         return Client(address, timeout="10s")
     except (OSError, TimeoutError) as exc:
         raise InputError(f"--dask {address}: no Dask scheduler reachable ({exc})") from exc
+
+
+def _ignore_sigint() -> Any:
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _restore_sigint(previous: Any) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _run_on_dask(

@@ -65,7 +65,8 @@ def cut_tiles(
         One-band mosaic (e.g. ``bse.tif`` of ``olmap synth section``).
     out_dir : path-like
         Written: ``tile_000.tif`` ... in acquisition order, ``positions.csv`` (stage positions
-        of each top-left corner in µm, y down, with ``jitter_um`` of stage noise) and
+        of each top-left corner in µm, y up as olmap's map units, with ``jitter_um`` of stage
+        noise) and
         ``truth/tiles.csv`` (grid cell, exact position, gain, offset).
     rows, cols : int
     overlap : (int, int)
@@ -88,6 +89,7 @@ def cut_tiles(
             f"{overlap} px (overlaps must be under half a tile)"
         )
     pixel = info.pixel_size_um or 1.0
+    mosaic = ((rows - 1) * (th - oy) + th, (cols - 1) * (tw - ox) + tw)
     rng = np.random.default_rng(seed)
     n = rows * cols
     gains = 1 + rng.normal(0, gain_sd, n) if gain_sd else np.ones(n)
@@ -104,8 +106,10 @@ def cut_tiles(
             tile = np.clip(np.rint(gains[i] * tile + offsets[i]), 0, top).astype(info.dtype)
             name = f"tile_{i:03d}.tif"
             write_raster(tmp / name, tile, pixel_size_um=pixel)
+            # map units: y up, the top of the mosaic at y = mosaic height
+            y_top = (mosaic[0] - y0) * pixel
             positions.append(
-                {"file": name, "x_um": x0 * pixel + jitter[i, 0], "y_um": y0 * pixel + jitter[i, 1]}
+                {"file": name, "x_um": x0 * pixel + jitter[i, 0], "y_um": y_top + jitter[i, 1]}
             )
             records.append(
                 {
@@ -121,5 +125,4 @@ def cut_tiles(
         write_table(pd.DataFrame(positions), tmp / "positions.csv")
         truth = pd.DataFrame(records)
         write_table(truth, tmp / "truth" / "tiles.csv")
-    mosaic = ((rows - 1) * (th - oy) + th, (cols - 1) * (tw - ox) + tw)
     return TileCut(Path(out_dir), (th, tw), mosaic, truth)

@@ -18,6 +18,7 @@ from olmap.io.resume import RunInterrupted
 from olmap.io.windows import sliding_windows
 from olmap.segment.blend import WindowPlan, accumulate_run, blend_weights, run_windows
 from olmap.segment.checkpoint import load_checkpoint, save_checkpoint
+from olmap.segment.evaluate import evaluate_rasters
 from olmap.segment.infer import flip_averaged_probabilities
 from olmap.segment.job import synthetic_init_model
 from olmap.segment.model import Segmenter
@@ -226,6 +227,17 @@ def test_nodata_is_skipped_and_written_as_nodata(model_file: Path, tmp_path: Pat
     with open_raster(tmp_path / "p.tif") as ds:
         valid = ds.read_masks(1)
     assert (valid[:, :300] == 0).all() and (valid[:, 300:] == 255).all()
+    # olmap evaluate leaves masked probabilities unscored, as it does 255 in the mask
+    ref = write_raster(
+        tmp_path / "ref.tif",
+        (image > 130).astype(np.uint8),
+        pixel_size_um=1.0,
+        tags={"classes": "0=unclassified,1=olivine"},
+    )
+    for pred in ("p.tif", "m.tif"):
+        report = evaluate_rasters(str(tmp_path / pred), str(ref))
+        assert report["unscored_pixels"] == 600 * 300, pred
+        assert report["overall"]["pixels"] == 600 * 300, pred
 
 
 def test_bad_inputs_fail_clearly(
@@ -255,3 +267,25 @@ def test_window_source_reads_in_the_file_grid(mosaic: tuple[Path, np.ndarray]) -
     with WindowSource(bse) as source:
         grey, valid = source.read(Window(10, 20, 30, 40))
     assert valid is None and np.array_equal(grey, image[20:60, 10:40])
+
+
+def test_multi_class_model_gives_a_label_map_and_one_band_per_class(
+    mosaic: tuple[Path, np.ndarray], tmp_path: Path
+) -> None:
+    names = ["unclassified", "olivine", "clinopyroxene"]
+    model, meta = synthetic_init_model(names)
+    model_file = save_checkpoint(tmp_path / "three.pt", model, meta)
+    bse, image = mosaic
+    predict_mosaic(
+        model_file, bse, tmp_path / "p.tif", tmp_path / "m.tif", PredictSettings(**SMALL)
+    )
+    prob = read_raster(tmp_path / "p.tif")
+    labels = read_raster(tmp_path / "m.tif", bands=1)
+    assert prob.shape == (3, *image.shape)
+    assert raster_info(tmp_path / "p.tif").band_names == tuple(f"p_{n}" for n in names)
+    assert np.abs(prob.astype(int).sum(0) - 255).max() <= 2  # probabilities sum to 1
+    clear = np.sort(prob, axis=0)[-1].astype(int) - np.sort(prob, axis=0)[-2] > 2
+    assert np.array_equal(labels[clear], prob.argmax(0)[clear])
+    assert raster_info(tmp_path / "m.tif").tags["classes"] == (
+        "0=unclassified,1=olivine,2=clinopyroxene,255=nodata"
+    )
