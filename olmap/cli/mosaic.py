@@ -45,7 +45,7 @@ def print_mosaic_report(result: MosaicResult) -> None:
             )
     for note in result.notes:
         stderr.print(f"[yellow]note:[/] {note}", soft_wrap=True)
-    stdout.print(f"Wrote {result.path} and {result.seams_path}")
+    stdout.print(f"Wrote {result.path}, {result.seams_path} and {result.tiles_path}")
 
 
 def mosaic(
@@ -99,8 +99,9 @@ def mosaic(
     --overlap, --order) or at stage positions (--positions: columns file, x_um, y_um of each
     tile's top-left corner, y up as in olmap's map units unless --y-down). Neighbours meet half-way
     through their overlap. Brightness and contrast differences in every overlap are reported
-    (they bias the BSE -> mg# calibration) in OUT's .seams.csv; --equalise fits one gain and
-    offset per tile so overlaps agree (applied by GDAL when the VRT is read).
+    (they bias the BSE -> mg# calibration): per overlap in OUT's .seams.csv, per tile in its
+    .tiles.csv. --equalise fits one gain and offset per tile so overlaps agree (applied by GDAL
+    when the VRT is read).
 
     Example: olmap mosaic tiles/ --rows 10 --cols 12 --out mosaic.vrt
     """

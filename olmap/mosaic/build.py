@@ -35,7 +35,7 @@ from olmap.mosaic.layout import (
     neighbour_pairs,
     positions_layout,
 )
-from olmap.mosaic.seams import OverlapStats, equalise, overlap_stats, seam_table
+from olmap.mosaic.seams import OverlapStats, equalise, overlap_stats, seam_table, tile_table
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +52,13 @@ class MosaicResult:
 
     path: Path
     seams_path: Path
+    tiles_path: Path
     height: int
     width: int
     pixel_size_um: float
     placements: list[Placement]
     seams: pd.DataFrame
+    tiles: pd.DataFrame
     gains: np.ndarray
     offsets: np.ndarray
     equalised: bool
@@ -137,6 +139,12 @@ def seams_path(out: str | Path) -> Path:
     return out.with_name(out.stem + ".seams.csv")
 
 
+def tiles_path(out: str | Path) -> Path:
+    """The per-tile report written beside a mosaic (``mosaic.vrt`` -> ``mosaic.tiles.csv``)."""
+    out = Path(out)
+    return out.with_name(out.stem + ".tiles.csv")
+
+
 def build_mosaic(
     tiles: str | Path,
     out: str | Path,
@@ -175,15 +183,17 @@ def build_mosaic(
     Returns
     -------
     MosaicResult
-        Also written: the seam report CSV beside ``out`` (one row per overlapping pair).
+        Also written beside ``out``: ``.seams.csv`` (one row per overlapping pair) and
+        ``.tiles.csv`` (one row per tile: position, difference from its neighbours, gain and
+        offset when equalised).
     """
     out = Path(out)
     notes: list[str] = []
     if out.suffix.lower() not in (".vrt", ".tif", ".tiff"):
         raise InputError(f"{out}: mosaic output must end in .vrt or .tif")
-    report = seams_path(out)
-    check_writable(out, overwrite=overwrite)
-    check_writable(report, overwrite=overwrite)
+    report, per_tile = seams_path(out), tiles_path(out)
+    for path in (out, report, per_tile):
+        check_writable(path, overwrite=overwrite)
     if positions is not None:
         table = read_table(positions, required=("file", "x_um", "y_um"))
         base = Path(tiles)
@@ -195,7 +205,7 @@ def build_mosaic(
         if rows is None or cols is None:
             raise InputError("give --rows and --cols for a grid, or --positions positions.csv")
         paths = find_tiles(tiles)
-    check_outputs_distinct([out, report], [*paths, positions])
+    check_outputs_distinct([out, report, per_tile], [*paths, positions])
     infos = [raster_info(p) for p in paths]
     for info in infos:
         if info.count != 1:
@@ -237,6 +247,7 @@ def build_mosaic(
         means = [float(read_raster(p.path, bands=1, out_shape=(64, 64)).mean()) for p in placements]
         gains, offsets = equalise(stats, len(placements), means)
     seams = seam_table(placements, stats, gains if equalise_tiles else None, offsets)
+    tiles_report = tile_table(placements, stats, gains if equalise_tiles else None, offsets)
     kept = [
         (p.row + p.keep[0], p.col + p.keep[1], p.row + p.keep[2], p.col + p.keep[3])
         for p in placements
@@ -262,14 +273,17 @@ def build_mosaic(
         overwrite=overwrite,
     )
     write_table(seams, report, overwrite=overwrite)
+    write_table(tiles_report, per_tile, overwrite=overwrite)
     return MosaicResult(
         out,
         report,
+        per_tile,
         height,
         width,
         pixel_size_um,
         placements,
         seams,
+        tiles_report,
         gains,
         offsets,
         equalise_tiles,

@@ -167,3 +167,41 @@ def seam_table(
             row["contrast_ratio_after"] = round(float(ratio), 4)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def tile_table(
+    placements: Sequence[Placement],
+    stats: Sequence[OverlapStats],
+    gains: np.ndarray | None = None,
+    offsets: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """One row per tile: where it is, and how it differs from its neighbours on average
+    (brightness: mean of ``mean(tile) - mean(neighbour)`` over its overlaps, grey levels;
+    contrast: geometric mean of ``std(tile) / std(neighbour)``), with its correction."""
+    diffs: list[list[float]] = [[] for _ in placements]
+    ratios: list[list[float]] = [[] for _ in placements]
+    for s in stats:
+        diffs[s.a].append(s.brightness_difference)
+        diffs[s.b].append(-s.brightness_difference)
+        if s.std_a > 0 and s.std_b > 0:
+            ratios[s.a].append(np.log(s.std_a / s.std_b))
+            ratios[s.b].append(np.log(s.std_b / s.std_a))
+    rows = []
+    for i, p in enumerate(placements):
+        row = {
+            "tile": p.path.name,
+            "grid_row": p.grid[0] if p.grid else None,
+            "grid_col": p.grid[1] if p.grid else None,
+            "row_px": p.row,
+            "col_px": p.col,
+            "overlaps": len(diffs[i]),
+            "brightness_vs_neighbours": round(float(np.mean(diffs[i])), 3) if diffs[i] else None,
+            "contrast_vs_neighbours": (
+                round(float(np.exp(np.mean(ratios[i]))), 4) if ratios[i] else None
+            ),
+        }
+        if gains is not None and offsets is not None:
+            row["gain"] = round(float(gains[i]), 5)
+            row["offset"] = round(float(offsets[i]), 3)
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -26,7 +26,11 @@ def test_mosaic_then_predict_as_documented(section_dir: Path, tmp_path: Path) ->
         "mosaic", "tiles", "--rows", "2", "--cols", "3", "--out", "mosaic.vrt", cwd=tmp_path
     )
     assert res.returncode == 0, res.stderr
-    assert "Seams (7 overlaps)" in res.stdout and "estimated overlap: 32 px" in res.stderr
+    assert (
+        "Seams (7 overlaps)" in res.stdout
+        and (tmp_path / "mosaic.tiles.csv").exists()
+        and "estimated overlap: 32 px" in res.stderr
+    )
     assert (tmp_path / "mosaic.seams.csv").exists()
 
     model, meta = synthetic_init_model(["unclassified", "olivine"])

@@ -112,6 +112,13 @@ def test_seams_are_reported_and_equalised(seamed, section_dir: Path, tmp_path: P
     # equalising removes tile-to-tile differences; a common offset of all tiles remains
     assert after.std() < 0.5 * before.std()
     assert (tmp_path / "e.seams.csv").exists()
+    tiles = fixed.tiles.set_index("tile")
+    assert list(tiles.columns[-2:]) == ["gain", "offset"] and (tiles["overlaps"] >= 2).all()
+    # each tile's brightness against its neighbours follows its true shift (gain x mean grey
+    # + offset)
+    by_file = truth.set_index("file")
+    shift = by_file["gain"] * original.mean() + by_file["offset"]
+    assert np.corrcoef(tiles["brightness_vs_neighbours"], shift[tiles.index])[0, 1] > 0.8
 
 
 def test_bad_layouts_fail_clearly(seamless, tmp_path: Path) -> None:
