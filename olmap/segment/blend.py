@@ -29,6 +29,8 @@ GAUSSIAN_SIGMA_SCALE = 0.125
 #: pixel covered only by window borders (mosaic corners) keeps a defined mean.
 GAUSSIAN_FLOOR = 1e-3
 BLENDS = ("uniform", "gaussian")
+#: Rows moved at a time when the accumulators slide (bounds the temporary copy).
+SLIDE_ROWS = 256
 
 
 @dataclass(frozen=True)
@@ -231,8 +233,11 @@ def accumulate_run(
             mean = sums[:, :, :n] / wsum[:, :n]
         mean[:, wsum[:, :n] == 0] = np.nan
         yield Block(Window(b0, r0, n, r1 - r0), mean)
-        # Slide the accumulators left: the next block starts where this one ended.
-        sums[:, :, : span - n] = sums[:, :, n:].copy()
+        # Slide the accumulators left: the next block starts where this one ended (in slices
+        # of rows, so the temporary copy numpy makes for overlapping arrays stays small).
+        for r in range(0, r1 - r0, SLIDE_ROWS):
+            rows_ = slice(r, r + SLIDE_ROWS)
+            sums[:, rows_, : span - n] = sums[:, rows_, n:]
+            wsum[rows_, : span - n] = wsum[rows_, n:]
         sums[:, :, span - n :] = 0
-        wsum[:, : span - n] = wsum[:, n:].copy()
         wsum[:, span - n :] = 0
