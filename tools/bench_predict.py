@@ -6,7 +6,7 @@
    - ``olmap predict`` (streamed, default window 2048 / stride 1024 unless given);
    - the baseline, whole-image in-memory inference with the same windows: MONAI's
      ``sliding_window_inference`` (``--baseline-sizes``; overlap = 1 - stride / window,
-     uniform weights), which holds the image and the whole output in memory.
+     uniform weights, always on CPU), which holds the image and the whole output in memory.
 2. Border effect on one section with ground truth (``--border-size``): patch-wise prediction
    without overlap (the paper's "PW", stride = window) against olmap's overlapping windows,
    IoU against the true olivine mask overall and within 32 px of the PW window borders.
@@ -16,8 +16,11 @@ The model is olmap's shipped synthetic initialisation read as an olivine model
 
 Usage::
 
-    python tools/bench_predict.py --sizes 4000 8000 16000 --baseline-sizes 4000 8000 16000 \
-        --out bench-out
+    pip install -e '.[bench]'   # MONAI for the baseline
+    python tools/bench_predict.py --sizes 4000 8000 16000 --baseline-sizes 4000 8000 \
+        --border-windows --out bench-out
+    python tools/bench_predict.py --sizes --baseline-sizes --border-size 4096 \
+        --border-windows 512 2048 --out bench-out
 """
 
 from __future__ import annotations
@@ -125,7 +128,7 @@ def border_effect(section: Path, model_path: Path, windows: list[int]) -> list[d
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[4000, 8000, 16000])
+    ap.add_argument("--sizes", type=int, nargs="*", default=[4000, 8000, 16000])
     ap.add_argument("--baseline-sizes", type=int, nargs="*", default=[4000, 8000, 16000])
     ap.add_argument("--window", type=int, default=2048)
     ap.add_argument("--stride", type=int, default=1024)

@@ -13,7 +13,12 @@ from olmap.cli._options import Overwrite
 from olmap.io.raster import check_single_band
 from olmap.segment.blend import BLENDS
 from olmap.segment.infer import AMP_DTYPES
-from olmap.segment.predict import PredictResult, PredictSettings, predict_mosaic
+from olmap.segment.predict import (
+    PredictResult,
+    PredictSettings,
+    fixed_mmap_threshold,
+    predict_mosaic,
+)
 
 
 def print_predict_report(result: PredictResult) -> None:
@@ -116,6 +121,7 @@ def predict(
         device=device,
     )
     info = check_single_band(bse, "BSE mosaic")
+    fixed_mmap_threshold()  # peak memory must not creep up with the mosaic (docs/inference.md)
     with progress_bar("predict", total=info.height * info.width / 1e6, unit="Mpx") as advance:
         result = predict_mosaic(
             model,

@@ -272,6 +272,7 @@ def predict_run_task(
     threshold: float,
 ) -> list[tuple[int, Window, np.ndarray, np.ndarray, np.ndarray]]:
     """One Dask task: the finished blocks of a run, predicted on the worker."""
+    fixed_mmap_threshold()  # workers run many tasks: keep their heap from fragmenting
     model = _worker_model(model_path, stamp, settings.device)
     return list(_predict_blocks(model, Path(bse), plan, grid, run, settings, threshold))
 
@@ -357,7 +358,9 @@ def fixed_mmap_threshold(nbytes: int = 1 << 20) -> bool:
     glibc raises its mmap threshold each time a large block is freed, after which blocks of
     window size (16 MB at 2,048 px) come from the heap, which fragments over thousands of
     windows: peak memory then creeps up with the mosaic size. A fixed threshold stops that.
-    Returns whether it was set (False off glibc).
+    Returns whether it was set (False off glibc). Process-wide: ``olmap predict`` calls it;
+    library users decide for their own process. It costs time: every large buffer is then
+    mapped afresh (page faults), about 20 % on CPU (docs/benchmarks.md).
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
@@ -409,7 +412,6 @@ def predict_mosaic(
         On Ctrl-C / SIGTERM, after the finished blocks are saved; run again to resume.
     """
     settings = settings or PredictSettings()
-    fixed_mmap_threshold()
     model_path, bse = Path(model_path), Path(bse)
     out_prob, out_mask = Path(out_prob), Path(out_mask)
     check_outputs_distinct([out_prob, out_mask], [model_path, *raster_inputs(bse)])
