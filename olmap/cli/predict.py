@@ -12,13 +12,9 @@ from olmap.cli._console import progress_bar, stdout
 from olmap.cli._options import Overwrite
 from olmap.io.raster import check_single_band
 from olmap.segment.blend import BLENDS
+from olmap.segment.config import PredictConfig
 from olmap.segment.infer import AMP_DTYPES
-from olmap.segment.predict import (
-    PredictResult,
-    PredictSettings,
-    fixed_mmap_threshold,
-    predict_mosaic,
-)
+from olmap.segment.predict import PredictResult, fixed_mmap_threshold, predict_mosaic
 
 
 def print_predict_report(result: PredictResult) -> None:
@@ -109,7 +105,7 @@ def predict(
 
     Example: olmap predict --model model.pt --bse bse.tif --out-prob prob.tif --out-mask pred_mask.tif --window 2048 --stride 1024
     """  # noqa: E501
-    settings = PredictSettings(
+    settings = PredictConfig(
         window=window,
         stride=stride,
         threshold=threshold,

@@ -133,16 +133,11 @@ def estimate_overlap(
     return result[0], result[1]
 
 
-def seams_path(out: str | Path) -> Path:
-    """The seam report written beside a mosaic (``mosaic.vrt`` -> ``mosaic.seams.csv``)."""
+def report_paths(out: str | Path) -> tuple[Path, Path]:
+    """The seam and per-tile reports written beside a mosaic
+    (``mosaic.vrt`` -> ``mosaic.seams.csv``, ``mosaic.tiles.csv``)."""
     out = Path(out)
-    return out.with_name(out.stem + ".seams.csv")
-
-
-def tiles_path(out: str | Path) -> Path:
-    """The per-tile report written beside a mosaic (``mosaic.vrt`` -> ``mosaic.tiles.csv``)."""
-    out = Path(out)
-    return out.with_name(out.stem + ".tiles.csv")
+    return out.with_name(out.stem + ".seams.csv"), out.with_name(out.stem + ".tiles.csv")
 
 
 def build_mosaic(
@@ -191,7 +186,7 @@ def build_mosaic(
     notes: list[str] = []
     if out.suffix.lower() not in (".vrt", ".tif", ".tiff"):
         raise InputError(f"{out}: mosaic output must end in .vrt or .tif")
-    report, per_tile = seams_path(out), tiles_path(out)
+    report, per_tile = report_paths(out)
     for path in (out, report, per_tile):
         check_writable(path, overwrite=overwrite)
     if positions is not None:

@@ -81,16 +81,6 @@ class WindowPlan:
     def n_windows(self) -> int:
         return len(self.row_starts) * len(self.col_starts)
 
-    def coverage(self) -> tuple[np.ndarray, np.ndarray]:
-        """Windows covering each row and each column (counts per pixel = their outer product)."""
-        rows = np.zeros(self.height, np.int32)
-        cols = np.zeros(self.width, np.int32)
-        for s in self.row_starts:
-            rows[s : s + self.shape[0]] += 1
-        for s in self.col_starts:
-            cols[s : s + self.shape[1]] += 1
-        return rows, cols
-
 
 def blend_weights(shape: tuple[int, int], blend: str = "uniform") -> np.ndarray:
     """Weight of each pixel of a window in the mean (float32, 1 at the centre).

@@ -109,3 +109,57 @@ class TrainConfig(BaseModel):
         if self.balanced_crops > 0 and self.steps_per_epoch is None:
             raise ValueError("balanced_crops needs steps_per_epoch (samples are drawn, not listed)")
         return self
+
+
+#: Output tile side of ``olmap predict`` (px); bands are multiples of it, so each tile is
+#: written once.
+PREDICT_TILE = 512
+
+
+class PredictConfig(BaseModel):
+    """How ``olmap predict`` runs a model over a mosaic (``olmap.segment.predict``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # seed 002 sect. 3.6.3: windows LW = LH much larger than the training tiles, so few
+    # pixels lie near a window border; 2048 px as in shared/CLI.md
+    window: int = Field(2048, ge=32)
+    # step S < LW so windows overlap (seed 002 sect. 3.6.3); None = window / 2
+    stride: int | None = Field(None, ge=1)
+    # dlth of a binary model; None = the checkpoint's (seed 002 sect. 4.3 used 0.1)
+    threshold: float | None = Field(None, gt=0, lt=1)
+    # "uniform": seed 002's mean; "gaussian": olmap's option, window centres weigh more
+    blend: Literal["uniform", "gaussian"] = "uniform"
+    # rows per band (multiple of 512); None = 4 x window. Windows crossing a band edge are
+    # predicted for both bands: about (window - stride) / band extra work; accumulators take
+    # band x (block + window) x (P + 1) x 4 bytes
+    band: int | None = Field(None, gt=0, multiple_of=PREDICT_TILE)
+    batch_size: int = Field(1, ge=1)  # windows per forward pass
+    flips: bool = False  # average the four flips of each window (4x the time)
+    amp: Literal["fp16", "bf16", "fp32"] = "fp16"  # autocast precision on CUDA
+    device: str = "auto"  # auto, cpu, cuda, cuda:N or mps
+
+    @model_validator(mode="after")
+    def _stride_within_window(self) -> PredictConfig:
+        if self.stride is not None and self.stride > self.window:
+            raise ValueError(f"stride ({self.stride}) must not exceed the window ({self.window})")
+        return self
+
+    @property
+    def step(self) -> int:
+        """Stride in px (window / 2 unless given)."""
+        return self.stride or max(self.window // 2, 1)
+
+    @property
+    def band_rows(self) -> int:
+        """Rows per band in px."""
+        return self.band or _round_up(4 * self.window, PREDICT_TILE)
+
+    @property
+    def block_width(self) -> int:
+        """Columns finished per step: the stride rounded up to whole output tiles."""
+        return _round_up(self.step, PREDICT_TILE)
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple

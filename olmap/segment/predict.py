@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, closing
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,92 +44,18 @@ from olmap.io.raster import (
     update_raster,
 )
 from olmap.io.resume import Checkpoint, RunInterrupted, interrupts_deferred
-from olmap.segment.blend import BLENDS, WindowPlan, band_edges
+from olmap.segment.blend import WindowPlan, band_edges
 from olmap.segment.checkpoint import ModelMeta, load_checkpoint
-from olmap.segment.infer import AMP_DTYPES, n_prob_bands, predict_run, resolve_device
+from olmap.segment.config import PREDICT_TILE, PredictConfig
+from olmap.segment.infer import classify, n_prob_bands, predict_run, resolve_device
 from olmap.segment.model import Segmenter
 
 log = logging.getLogger(__name__)
 
-#: Output tile side (px); bands and blocks are multiples of it so each tile is written once.
-TILE = 512
 #: Mask value of pixels without data (shared/CLI.md: 255 = ignore/nodata).
 NODATA = 255
 RESUME_SUFFIX = ".resume.npz"
 _M_MMAP_THRESHOLD = -3  # mallopt parameter (glibc malloc.h)
-
-
-@dataclass(frozen=True)
-class PredictSettings:
-    """How a mosaic is predicted.
-
-    Attributes
-    ----------
-    window : int
-        Window side LW = LH (px); much larger than training tiles, so few pixels lie near a
-        window border (seed 002 sect. 3.6.3). Default 2048 (shared/CLI.md).
-    stride : int
-        Step S between windows (px), < window so windows overlap; default window / 2.
-    threshold : float or None
-        dlth for a binary model; None = the checkpoint's (seed 002 used 0.1).
-    blend : {"uniform", "gaussian"}
-        Uniform mean as in seed 002, or Gaussian weights favouring window centres.
-    band : int or None
-        Rows per band (px, a multiple of 512); None = 4 x window. Windows crossing a band
-        edge are predicted for both bands: about ``(window - stride) / band`` extra work;
-        accumulators take ``band x (block + window) x (P + 1) x 4`` bytes.
-    batch_size : int
-        Windows per forward pass.
-    flips : bool
-        Average the four flips of each window (4x the time).
-    amp : {"fp16", "bf16", "fp32"}
-        Autocast precision on CUDA (CPU computes in fp32).
-    device : str
-        auto, cpu, cuda, cuda:N or mps.
-    """
-
-    window: int = 2048
-    stride: int | None = None
-    threshold: float | None = None
-    blend: str = "uniform"
-    band: int | None = None
-    batch_size: int = 1
-    flips: bool = False
-    amp: str = "fp16"
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        if self.window < 32:
-            raise InputError(f"window must be at least 32 px, got {self.window}")
-        if self.stride is not None and not 0 < self.stride <= self.window:
-            raise InputError(f"stride must be in 1..window ({self.window}), got {self.stride}")
-        if self.blend not in BLENDS:
-            raise InputError(f"blend must be one of {', '.join(BLENDS)}, got {self.blend!r}")
-        if self.amp not in AMP_DTYPES:
-            raise InputError(f"amp must be one of {', '.join(AMP_DTYPES)}, got {self.amp!r}")
-        if self.threshold is not None and not 0 < self.threshold < 1:
-            raise InputError(f"threshold must be in (0, 1), got {self.threshold}")
-        if self.band is not None and (self.band <= 0 or self.band % TILE):
-            raise InputError(f"band must be a positive multiple of {TILE} px, got {self.band}")
-        if self.batch_size < 1:
-            raise InputError(f"batch size must be >= 1, got {self.batch_size}")
-
-    @property
-    def step(self) -> int:
-        return self.stride or max(self.window // 2, 1)
-
-    @property
-    def band_rows(self) -> int:
-        return self.band or _round_up(4 * self.window, TILE)
-
-    @property
-    def block_width(self) -> int:
-        """Columns finished per step: the stride rounded up to whole output tiles."""
-        return _round_up(self.step, TILE)
-
-
-def _round_up(n: int, multiple: int) -> int:
-    return -(-n // multiple) * multiple
 
 
 @dataclass(frozen=True)
@@ -140,7 +66,7 @@ class BlockGrid:
     columns: list[tuple[int, int]]
 
     @classmethod
-    def of(cls, height: int, width: int, settings: PredictSettings) -> BlockGrid:
+    def of(cls, height: int, width: int, settings: PredictConfig) -> BlockGrid:
         return cls(band_edges(height, settings.band_rows), band_edges(width, settings.block_width))
 
     def __len__(self) -> int:
@@ -211,10 +137,7 @@ def finish_block(mean: np.ndarray, threshold: float) -> tuple[np.ndarray, np.nda
     valid = ~np.isnan(mean[0])
     clean = np.where(valid, mean, 0.0)
     prob = np.rint(np.clip(clean, 0.0, 1.0) * 255).astype(np.uint8)
-    if mean.shape[0] == 1:
-        labels = (clean[0] >= threshold).astype(np.uint8)
-    else:
-        labels = clean.argmax(0).astype(np.uint8)
+    labels = classify(clean, threshold)
     labels[~valid] = NODATA
     return prob, labels, valid
 
@@ -225,7 +148,7 @@ def _predict_blocks(
     plan: WindowPlan,
     grid: BlockGrid,
     run: tuple[int, int, int],
-    settings: PredictSettings,
+    settings: PredictConfig,
     threshold: float,
 ) -> Iterator[tuple[int, Window, np.ndarray, np.ndarray, np.ndarray]]:
     """``(block index, window, prob, labels, valid)`` of each block of one run."""
@@ -268,7 +191,7 @@ def predict_run_task(
     plan: WindowPlan,
     grid: BlockGrid,
     run: tuple[int, int, int],
-    settings: PredictSettings,
+    settings: PredictConfig,
     threshold: float,
 ) -> list[tuple[int, Window, np.ndarray, np.ndarray, np.ndarray]]:
     """One Dask task: the finished blocks of a run, predicted on the worker."""
@@ -326,7 +249,7 @@ def _open_outputs(
             },
             overwrite=True,
             atomic=False,
-            tile=TILE,
+            tile=PREDICT_TILE,
         )
     )
     codes = {i: name for i, name in enumerate(names)}
@@ -346,7 +269,7 @@ def _open_outputs(
             },
             overwrite=True,
             atomic=False,
-            tile=TILE,
+            tile=PREDICT_TILE,
         )
     )
     return prob, mask
@@ -374,7 +297,7 @@ def predict_mosaic(
     bse: str | Path,
     out_prob: str | Path,
     out_mask: str | Path,
-    settings: PredictSettings | None = None,
+    settings: PredictConfig | None = None,
     *,
     dask: str | None = None,
     overwrite: bool = False,
@@ -395,7 +318,7 @@ def predict_mosaic(
     out_mask : path-like
         uint8 class map: 0/1 (binary, ``p >= threshold``) or the argmax class index; 255 =
         nodata; codes in its ``classes`` tag.
-    settings : PredictSettings, optional
+    settings : PredictConfig, optional
     dask : str, optional
         Address of a Dask distributed scheduler, or ``local:N`` for a local cluster of N
         worker processes.
@@ -411,7 +334,7 @@ def predict_mosaic(
     RunInterrupted
         On Ctrl-C / SIGTERM, after the finished blocks are saved; run again to resume.
     """
-    settings = settings or PredictSettings()
+    settings = settings or PredictConfig()
     model_path, bse = Path(model_path), Path(bse)
     out_prob, out_mask = Path(out_prob), Path(out_mask)
     check_outputs_distinct([out_prob, out_mask], [model_path, *raster_inputs(bse)])
@@ -425,7 +348,7 @@ def predict_mosaic(
     plan = WindowPlan.over(info.height, info.width, settings.window, settings.step)
     grid = BlockGrid.of(info.height, info.width, settings)
     # Batch size and device change nothing but float rounding: a resume may use others.
-    same_result = {k: v for k, v in asdict(settings).items() if k not in ("device", "batch_size")}
+    same_result = settings.model_dump(exclude={"device", "batch_size"})
     fingerprint = json.dumps(
         {
             "olmap": __version__,
@@ -550,7 +473,7 @@ def predict_mosaic(
         resumed_blocks=resumed,
         seconds=seconds,
         settings={
-            **asdict(settings),
+            **settings.model_dump(),
             "stride": settings.step,
             "band": settings.band_rows,
             "device": str(device),
@@ -615,7 +538,7 @@ def _run_on_dask(
     plan: WindowPlan,
     grid: BlockGrid,
     done: np.ndarray,
-    settings: PredictSettings,
+    settings: PredictConfig,
     threshold: float,
     record: Callable[[tuple], None],
     stop: Any,
@@ -629,9 +552,7 @@ def _run_on_dask(
     from distributed import as_completed
 
     # Runs of about four windows' width: enough work per task to amortise its overhead.
-    run_blocks = max(
-        1, _round_up(4 * settings.window, settings.block_width) // settings.block_width
-    )
+    run_blocks = max(1, -(-4 * settings.window // settings.block_width))
     runs = grid.runs(done, max_blocks=run_blocks)
     client = dask_client(address)
     try:
