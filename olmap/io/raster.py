@@ -212,15 +212,6 @@ def read_raster(
         return ds.read(indexes, window=window, out_shape=shape)
 
 
-def read_valid(path: str | Path, window: Window | None = None) -> np.ndarray:
-    """Which pixels of a raster hold data (GDAL's mask of band 1, and not NaN), as bool."""
-    with open_raster(path) as ds:
-        valid = ds.read_masks(1, window=window) > 0
-        if np.dtype(ds.dtypes[0]).kind == "f":
-            valid &= np.isfinite(ds.read(1, window=window))
-    return valid
-
-
 def _creation_profile(
     height: int, width: int, count: int, dtype: str, *, tile: int, compress: str
 ) -> dict[str, Any]:
@@ -566,16 +557,23 @@ class WindowSource:
         """Grey values (float32) of ``window`` and its valid pixels (None when all are)."""
         try:
             image = self._ds.read(self.band, window=window).astype(np.float32, copy=False)
-            valid = None if self._all_valid else self._ds.read_masks(self.band, window=window) > 0
         except RasterioIOError as exc:
             raise InputError(f"{self.path}: cannot read {window} ({first_line(exc)})") from exc
-        if self._float:
-            finite = np.isfinite(image)
-            if not finite.all():
-                valid = finite if valid is None else valid & finite
-        if valid is not None and valid.all():
-            valid = None
-        return image, valid
+        return image, self.valid(window, image)
+
+    def valid(self, window: Window | None, image: np.ndarray | None = None) -> np.ndarray | None:
+        """Valid pixels of ``window`` (None when all are); ``image`` saves re-reading it."""
+        try:
+            valid = None if self._all_valid else self._ds.read_masks(self.band, window=window) > 0
+            if self._float:
+                if image is None:
+                    image = self._ds.read(self.band, window=window)
+                finite = np.isfinite(image)
+                if not finite.all():
+                    valid = finite if valid is None else valid & finite
+        except RasterioIOError as exc:
+            raise InputError(f"{self.path}: cannot read {window} ({first_line(exc)})") from exc
+        return None if valid is None or valid.all() else valid
 
     def close(self) -> None:
         self._stack.close()
@@ -585,3 +583,12 @@ class WindowSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def read_valid(path: str | Path, window: Window | None = None) -> np.ndarray:
+    """Which pixels of band 1 (in ``window``, default all) hold data, as bool
+    (:meth:`WindowSource.valid`)."""
+    with WindowSource(path) as source:
+        valid = source.valid(window)
+        shape = source.info.shape if window is None else (int(window.height), int(window.width))
+    return np.ones(shape, bool) if valid is None else valid

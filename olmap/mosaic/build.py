@@ -191,6 +191,11 @@ def build_mosaic(
         check_writable(path, overwrite=overwrite)
     if positions is not None:
         table = read_table(positions, required=("file", "x_um", "y_um"))
+        coords = table[["x_um", "y_um"]].apply(pd.to_numeric, errors="coerce")
+        if coords.isna().any().any():
+            row = int(coords.isna().any(axis=1).to_numpy().argmax())
+            raise InputError(f"{positions}: row {row + 2} has no numeric x_um/y_um")
+        table[["x_um", "y_um"]] = coords
         base = Path(tiles)
         paths = [base / str(f) for f in table["file"]]
         missing = [p for p in paths if not p.exists()]

@@ -130,6 +130,10 @@ def test_bad_layouts_fail_clearly(seamless, tmp_path: Path) -> None:
         build_mosaic(seamless.out_dir, tmp_path / "m.png", rows=3, cols=4)
     with pytest.raises(InputError, match="not a folder of tiles"):
         build_mosaic(tmp_path / "nothing", tmp_path / "m.vrt", rows=1, cols=1)
+    bad = tmp_path / "positions.csv"
+    bad.write_text("file,x_um,y_um\ntile_000.tif,0,0\ntile_001.tif,abc,0\n")
+    with pytest.raises(InputError, match="row 3 has no numeric x_um/y_um"):
+        build_mosaic(seamless.out_dir, tmp_path / "m.vrt", positions=bad)
     with pytest.raises(InputError, match="smaller than the tiles"):
         build_mosaic(seamless.out_dir, tmp_path / "m.vrt", rows=3, cols=4, overlap=(5000, 10))
 
