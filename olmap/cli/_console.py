@@ -85,6 +85,10 @@ class Advance:
         """Replace the bar's label (e.g. with the latest loss)."""
         self._progress.update(self._task, description=text)
 
+    def stage(self, text: str, done: float, total: float) -> None:
+        """Show ``done`` of ``total`` for a named stage (multi-stage jobs: one bar)."""
+        self._progress.update(self._task, description=text, completed=done, total=total)
+
 
 @contextmanager
 def progress_bar(description: str, total: float | None, unit: str = "") -> Iterator[Advance]:

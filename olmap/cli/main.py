@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from rich.markup import escape
 
 from olmap import __version__
+from olmap.cli import calibrate as calibrate_cmd
 from olmap.cli import dataset as dataset_cmd
 from olmap.cli import demo as demo_cmd
 from olmap.cli import eds as eds_cmd
@@ -46,6 +47,8 @@ app.command("dataset")(dataset_cmd.dataset)
 app.command("train")(train_cmd.train)
 app.command("evaluate")(train_cmd.evaluate)
 app.command("predict")(predict_cmd.predict)
+app.command("calibrate")(calibrate_cmd.calibrate)
+app.command("mgmap")(calibrate_cmd.mgmap)
 
 
 def _version(value: bool) -> None:

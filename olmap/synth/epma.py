@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from olmap.composition.mgnum import mg_number_from_oxides
 from olmap.synth.grains import Olivine
 from olmap.synth.model import SectionModel
 from olmap.synth.phases import (
     ALMANDINE_OXIDES,
     PHASE_TABLE,
     Phase,
-    mg_number_from_oxides,
     olivine_oxides,
 )
 from olmap.synth.render import render_truth

@@ -20,6 +20,8 @@ from enum import IntEnum
 
 import numpy as np
 
+from olmap.composition.mgnum import FEO_MOLAR_MASS, MGO_MOLAR_MASS
+
 
 class Phase(IntEnum):
     """Codes of ``truth/phases.tif``."""
@@ -78,8 +80,6 @@ _OXIDES: dict[str, tuple[str, int, int]] = {
     "Na2O": ("Na", 2, 1),
     "K2O": ("K", 2, 1),
 }
-MGO_MOLAR_MASS = 40.304  # g/mol (PRIMER step 5)
-FEO_MOLAR_MASS = 71.844  # g/mol (PRIMER step 5)
 
 #: Grey levels per unit of mean atomic number (detector contrast, tuned for silicates so that
 #: olivine Fo92–Fo70 spans ~90 of 256 levels and Fe-Ti oxides saturate, as in olivine work).
@@ -133,13 +133,6 @@ def eds_counts(oxides: dict[str, float]) -> np.ndarray:
     """Expected EDS net counts per pixel of :data:`EDS_ELEMENTS` for a composition."""
     frac = element_mass_fractions(oxides)
     return np.array([COUNTS_PER_WT_PERCENT * 100.0 * frac.get(el, 0.0) for el in EDS_ELEMENTS])
-
-
-def mg_number_from_oxides(mgo_wt: np.ndarray | float, feo_wt: np.ndarray | float) -> np.ndarray:
-    """mg# = Mg/(Mg+Fe) in moles from MgO and FeO (total Fe) in wt % (PRIMER step 5)."""
-    mg = np.asarray(mgo_wt, dtype=float) / MGO_MOLAR_MASS
-    fe = np.asarray(feo_wt, dtype=float) / FEO_MOLAR_MASS
-    return mg / (mg + fe)
 
 
 def _split_mgo_feo(total: float, mg_number: float) -> tuple[float, float]:

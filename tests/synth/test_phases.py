@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from olmap.composition.mgnum import mg_number_from_oxides
 from olmap.synth.phases import (
     EDS_BACKGROUND,
     EDS_ELEMENTS,
@@ -8,7 +9,6 @@ from olmap.synth.phases import (
     clinopyroxene_oxides,
     eds_counts,
     mean_atomic_number,
-    mg_number_from_oxides,
     olivine_oxides,
     orthopyroxene_oxides,
     plagioclase_oxides,

@@ -1,0 +1,95 @@
+"""Parameters of the composition stage (``olmap calibrate``, ``olmap mgmap``), validated.
+
+Defaults are the paper's (seed 002) where it gives a value and olmap's measured choices
+elsewhere; each comment says which (figures in docs/composition.md and docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class LofConfig(BaseModel):
+    """Local Outlier Factor on (row, col, BSE) pixel features (seed 002 sect. 3.8)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # The paper does not give k. scikit-learn's default (20) flags 6 % of the crack and hole
+    # pixels of synthetic phenocrysts: LOF cannot see an artefact with more pixels than k as
+    # an outlier, and cracks hold hundreds. k = 400 flags 99.9 % (1 % of clean olivine).
+    n_neighbors: int = Field(400, ge=2, description="k at full resolution (pixels)")
+    # Grey levels per pixel of distance: the paper's raw features (row, col, BSE) weigh one
+    # grey level like one pixel.
+    bse_scale: float = Field(1.0, gt=0, description="grey levels -> feature units")
+    # scikit-learn's contamination="auto": outlier when LOF > 1.5 (Breunig et al. 2000).
+    threshold: float = Field(1.5, gt=1.0, description="LOF above which a pixel is an outlier")
+    # olmap: on a regular grid the density at stride s is 1/s² of the full one and LOF, a
+    # ratio of densities, does not change; fitting on every s-th row and column with k/s²
+    # neighbours gives the same flags as k on every pixel (99.99 % agreement) s² x faster
+    # in the fit. 1 = plain scikit-learn LOF on all pixels.
+    grid_stride: int = Field(4, ge=1, le=8, description="subsampling of the fitted pixels")
+    min_pixels: int = Field(30, ge=3, description="crystals with fewer pixels are not filtered")
+
+
+class ProfileConfig(BaseModel):
+    """How the BSE image is sampled along EPMA profiles and how profiles are cleaned."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # olmap: an EPMA spot integrates ~1-2 µm (interaction volume); a Gaussian of this sd is
+    # applied before sampling so one noisy pixel does not stand for a spot.
+    spot_sigma_um: float = Field(1.0, ge=0, description="Gaussian sd of the sampled spot (µm)")
+    # Samples across the line are averaged (like skimage.measure.profile_line's linewidth);
+    # zoning runs along the line, so a few µm across add signal, not blur.
+    line_width_um: float = Field(3.0, ge=0, description="width averaged across the line (µm)")
+    # Profile outliers: LOF on (row, col, BSE) of the profile's points, replaced by linear
+    # interpolation along the profile (seed 002 sect. 3.8). k = scikit-learn's default: with
+    # k = 10 the steep rims of zoned crystals were flagged and the test RMSE rose 0.0038 ->
+    # 0.0045 on a synthetic section; a crack crosses a line in one or two points.
+    lof_neighbors: int = Field(20, ge=2)
+    lof_threshold: float = Field(1.5, gt=1.0)
+
+
+class RegistrationConfig(BaseModel):
+    """Automatic relocation of EPMA lines on the BSE image (olmap; the paper did it by hand)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    max_along_um: float = Field(10.0, ge=0, description="search range along the line (µm)")
+    max_across_um: float = Field(2.0, ge=0, description="search range across the line (µm)")
+    # Gaussian prior on the relocation error (olmap): along the line an analyst may be off by
+    # several µm; across it the profile's concentric zoning barely constrains the shift, so a
+    # tight prior keeps the given position unless the data insist (docs/composition.md).
+    prior_along_um: float = Field(5.0, gt=0)
+    prior_across_um: float = Field(0.5, gt=0)
+    # Residuals of neighbouring points are correlated; 16 points count as one independent
+    # residual (measured best of 1-64 on synthetic sections; olmap.composition.profiles).
+    points_per_residual: float = Field(16.0, ge=1)
+    step_um: float = Field(0.25, gt=0, description="grid step of the search (µm)")
+    iterations: int = Field(3, ge=1, le=10, description="register <-> refit rounds")
+
+
+class CalibrateConfig(BaseModel):
+    """Everything that defines ``olmap calibrate`` (stored in calibration.json)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    profile: ProfileConfig = ProfileConfig()
+    registration: RegistrationConfig = RegistrationConfig()
+    # seed 002 eq. 5: RMSE10 leaves out the first and last 10 points of every profile.
+    end_points: int = Field(10, ge=0, description="points left out at each end for RMSE10")
+
+
+class MgMapConfig(BaseModel):
+    """Everything that defines ``olmap mgmap``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lof: LofConfig = LofConfig()
+    # olmap: mg# from one pixel carries the BSE noise (~3 grey levels = 0.008 mg#); a
+    # Gaussian of this sd over the clean pixels of the same crystal (normalised convolution,
+    # outliers and background excluded) cuts it ~3x. 0 = per-pixel values as in the paper.
+    smooth_sigma_px: float = Field(1.0, ge=0, le=8)
+    connectivity: int = Field(2, ge=1, le=2, description="1 = 4-neighbour, 2 = 8-neighbour")
+    chunk: int = Field(2048, ge=64, description="pixels per side of the streamed blocks")

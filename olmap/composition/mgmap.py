@@ -1,0 +1,275 @@
+"""``olmap mgmap``: an mg# map of every olivine pixel of a mosaic, streamed.
+
+Data flow: olivine mask -> crystals (connected components, labelled chunk by chunk and joined
+exactly across chunk borders: :mod:`olmap.crystals.label`) -> LOF outliers per crystal, each
+read whole through its bounding box so a crystal cut by a chunk border is filtered exactly as
+if the mosaic were one array -> BSE on the reference scale (session drift) -> smoothing over
+the clean pixels -> calibration -> float32 mg# GeoTIFF (NaN off olivine and on outliers) and
+a uint8 outlier mask (1 = outlier), written block by block.
+
+Memory: one chunk of mask and BSE, the largest crystal's pixels, and 8 bytes per outlier
+pixel (the sorted flat indices, ~1 % of olivine pixels).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage as ndi
+
+from olmap.composition.config import MgMapConfig
+from olmap.composition.drift import SessionDrift, correct_bse, session_index_grid
+from olmap.composition.outliers import lof_outliers
+from olmap.composition.regression import LinearCalibration
+from olmap.crystals.label import component_pixels, label_components
+from olmap.io.outputs import check_outputs_distinct, check_writable
+from olmap.io.raster import WindowSource, check_coregistered, create_raster
+from olmap.io.windows import block_windows, halo_window
+
+#: progress(stage, done, total)
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class MgMapResult:
+    """What ``olmap mgmap`` wrote and found."""
+
+    mg_path: Path
+    outliers_path: Path
+    crystals: int
+    crystals_filtered: int  # crystals large enough for LOF
+    olivine_pixels: int
+    outlier_pixels: int
+    outside_sessions: int  # olivine pixels no session covers (NaN when drift is corrected)
+    mg_quantiles: dict[str, float] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def crystal_outliers(
+    read_mask: Callable,
+    read_bse: Callable,
+    height: int,
+    width: int,
+    config: MgMapConfig,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, int, int]:
+    """Sorted flat indices (``row * width + col``) of the LOF outliers of every crystal.
+
+    Parameters
+    ----------
+    read_mask, read_bse : callable
+        ``read(window) -> ndarray``; the mask as bool (True = olivine).
+    height, width : int
+        Mosaic shape (px).
+    config : MgMapConfig
+    progress : callable, optional
+
+    Returns
+    -------
+    flat : ndarray int64
+    crystals : int
+        Number of connected components.
+    filtered : int
+        Components with at least ``config.lof.min_pixels`` pixels.
+    """
+    lof = config.lof
+    comps = label_components(
+        read_mask,
+        height,
+        width,
+        chunk=config.chunk,
+        connectivity=config.connectivity,
+        progress=(lambda d, t: progress("crystals", d, t)) if progress else None,
+    )
+    chosen = np.flatnonzero(comps.area >= lof.min_pixels)
+    found: list[np.ndarray] = []
+    for n, i in enumerate(chosen):
+        window = comps.bbox_window(int(i) + 1)
+        r0, c0 = int(window.row_off), int(window.col_off)
+        pix = component_pixels(
+            read_mask(window),
+            (int(comps.seed_row[i]) - r0, int(comps.seed_col[i]) - c0),
+            config.connectivity,
+        )
+        rr, cc = np.nonzero(pix)
+        bse = read_bse(window)[rr, cc]
+        rows, cols = rr + r0, cc + c0
+        flags = np.zeros(rr.size, dtype=bool)
+        # A component larger than a chunk squared is no crystal (a mis-segmented region);
+        # it is filtered tile by tile so memory stays bounded.
+        tiles = (rows // config.chunk) * (width // config.chunk + 1) + cols // config.chunk
+        groups = [np.arange(rr.size)] if rr.size <= config.chunk**2 else _groups(tiles)
+        for g in groups:
+            flags[g] = lof_outliers(
+                rows[g],
+                cols[g],
+                bse[g],
+                n_neighbors=lof.n_neighbors,
+                bse_scale=lof.bse_scale,
+                threshold=lof.threshold,
+                grid_stride=lof.grid_stride,
+                min_pixels=lof.min_pixels,
+            )
+        found.append(rows[flags].astype(np.int64) * width + cols[flags])
+        if progress:
+            progress("outliers", n + 1, chosen.size)
+    flat = np.sort(np.concatenate(found)) if found else np.zeros(0, np.int64)
+    return flat, len(comps), int(chosen.size)
+
+
+def _groups(keys: np.ndarray) -> list[np.ndarray]:
+    order = np.argsort(keys, kind="stable")
+    bounds = np.flatnonzero(np.diff(keys[order])) + 1
+    return np.split(order, bounds)
+
+
+def outlier_window(
+    flat: np.ndarray, width: int, row0: int, col0: int, height: int, wwidth: int
+) -> np.ndarray:
+    """Boolean window of the outliers listed in the sorted flat indices ``flat``."""
+    lo, hi = np.searchsorted(flat, [row0 * width, (row0 + height) * width])
+    sel = flat[lo:hi]
+    r, c = sel // width - row0, sel % width - col0
+    keep = (c >= 0) & (c < wwidth)
+    out = np.zeros((height, wwidth), dtype=bool)
+    out[r[keep], c[keep]] = True
+    return out
+
+
+def smooth_over(values: np.ndarray, valid: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian mean of ``values`` over ``valid`` pixels (normalised convolution); NaN off it."""
+    if sigma <= 0:
+        return np.where(valid, values, np.nan)
+    w = valid.astype(np.float64)
+    num = ndi.gaussian_filter(np.where(valid, values, 0.0), sigma)
+    den = ndi.gaussian_filter(w, sigma)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(valid, num / den, np.nan)
+
+
+def mg_map(
+    bse_path: str | Path,
+    mask_path: str | Path,
+    calibration: LinearCalibration,
+    out_path: str | Path,
+    *,
+    outliers_path: str | Path | None = None,
+    drift: SessionDrift | None = None,
+    regions: pd.DataFrame | None = None,
+    config: MgMapConfig | None = None,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> MgMapResult:
+    """Write the mg# map and outlier mask of every olivine pixel of a mosaic.
+
+    Parameters
+    ----------
+    bse_path, mask_path : path-like
+        BSE mosaic and olivine mask (1 = olivine; 0 and 255 are not) on the same grid.
+    calibration : LinearCalibration
+        From ``olmap calibrate``, on the reference BSE scale when ``drift`` is given.
+    out_path : path-like
+        float32 mg# GeoTIFF (NaN where not olivine, on outliers, or outside every session
+        when drift is corrected).
+    outliers_path : path-like, optional
+        uint8 GeoTIFF, 1 = LOF outlier [default: ``OUT.outliers.tif`` beside ``out_path``].
+    drift, regions : optional
+        Session drift and the regions of ``sessions.csv`` (both or neither).
+    config : MgMapConfig, optional
+    overwrite : bool
+    progress : callable, optional
+        ``progress(stage, done, total)`` with stages crystals, outliers and map.
+    """
+    config = config or MgMapConfig()
+    out_path = Path(out_path)
+    outliers_path = Path(outliers_path or out_path.with_name(out_path.stem + ".outliers.tif"))
+    check_outputs_distinct([out_path, outliers_path], [bse_path, mask_path])
+    for path in (out_path, outliers_path):
+        check_writable(path, overwrite=overwrite)
+    if (drift is None) != (regions is None):
+        raise ValueError("give both drift and regions, or neither")
+    info = check_coregistered(bse_path, mask_path)
+    h, w = info.shape
+    sessions = list(regions["session"]) if regions is not None else []
+    t0 = time.perf_counter()
+    with WindowSource(bse_path) as bse_src, WindowSource(mask_path) as mask_src:
+
+        def read_mask(window):
+            return mask_src.read(window)[0] == 1
+
+        def read_bse(window):
+            image, valid = bse_src.read(window)
+            return image if valid is None else np.where(valid, image, np.nan)
+
+        flat, n_crystals, n_filtered = crystal_outliers(read_mask, read_bse, h, w, config, progress)
+        t1 = time.perf_counter()
+        halo = int(np.ceil(4 * config.smooth_sigma_px))
+        blocks = block_windows(h, w, config.chunk)
+        counts = {"olivine": 0, "outside": 0}
+        hist = np.zeros(1001, dtype=np.int64)  # mg# in 0.001 bins, for the quantiles
+        with (
+            create_raster(
+                out_path,
+                height=h,
+                width=w,
+                dtype="float32",
+                transform=info.transform,
+                nodata=float("nan"),
+                tags={"quantity": "mg_num", "calibration": f"{calibration}"},
+                overwrite=overwrite,
+            ) as mg_ds,
+            create_raster(
+                outliers_path,
+                height=h,
+                width=w,
+                dtype="uint8",
+                transform=info.transform,
+                tags={"values": "1 = LOF outlier (crack, hole, inclusion), 0 = not"},
+                overwrite=overwrite,
+            ) as out_ds,
+        ):
+            for n, block in enumerate(blocks):
+                padded, inner = halo_window(block, halo, h, w)
+                r0, c0 = int(padded.row_off), int(padded.col_off)
+                ph, pw = int(padded.height), int(padded.width)
+                mask = read_mask(padded)
+                outlier = outlier_window(flat, w, r0, c0, ph, pw) & mask
+                bse = read_bse(padded).astype(np.float64)
+                if drift is not None:
+                    idx = session_index_grid(regions, info.transform, r0, c0, ph, pw)
+                    bse = correct_bse(bse, idx, drift, sessions)
+                valid = mask & ~outlier & np.isfinite(bse)
+                mg = calibration(smooth_over(bse, valid, config.smooth_sigma_px))[inner]
+                mg_ds.write(mg.astype(np.float32)[None], window=block)
+                out_ds.write(outlier[inner].astype(np.uint8)[None], window=block)
+                m = mask[inner]
+                counts["olivine"] += int(m.sum())
+                counts["outside"] += int((m & ~np.isfinite(bse[inner])).sum())
+                good = mg[np.isfinite(mg)]
+                hist += np.bincount(
+                    np.clip(np.round(good * 1000), 0, 1000).astype(np.int64), minlength=1001
+                )
+                if progress:
+                    progress("map", n + 1, len(blocks))
+    t2 = time.perf_counter()
+    cdf = np.cumsum(hist) / max(hist.sum(), 1)
+    quantiles = {
+        f"p{q}": float(np.searchsorted(cdf, q / 100) / 1000) if hist.sum() else float("nan")
+        for q in (5, 50, 95)
+    }
+    return MgMapResult(
+        mg_path=out_path,
+        outliers_path=outliers_path,
+        crystals=n_crystals,
+        crystals_filtered=n_filtered,
+        olivine_pixels=counts["olivine"],
+        outlier_pixels=int(flat.size),
+        outside_sessions=counts["outside"],
+        mg_quantiles=quantiles,
+        seconds={"outliers": round(t1 - t0, 2), "map": round(t2 - t1, 2)},
+    )

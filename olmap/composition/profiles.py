@@ -1,0 +1,202 @@
+"""BSE along microprobe lines: sampling, automatic relocation and outlier replacement.
+
+Coordinates here are array indices of the BSE window, ``(row, col)`` with pixel centres at
+integers. A profile is a straight line of points; ``along`` is the unit vector from its first
+to its last point (in (row, col)), ``across`` is perpendicular to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+from sklearn.neighbors import LocalOutlierFactor
+
+
+@dataclass(frozen=True)
+class LineGeometry:
+    """Direction of a profile in array coordinates."""
+
+    along: np.ndarray  # (2,) unit (drow, dcol) from the first to the last point
+    across: np.ndarray  # (2,) unit, ``along`` turned by +90°
+
+    @classmethod
+    def of(cls, rows: np.ndarray, cols: np.ndarray) -> LineGeometry:
+        """Principal direction of the points, oriented from the first to the last."""
+        pts = np.c_[rows, cols].astype(float)
+        centred = pts - pts.mean(0)
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        u = vt[0]
+        if np.dot(pts[-1] - pts[0], u) < 0:
+            u = -u
+        return cls(u, np.array([-u[1], u[0]]))
+
+
+def across_offsets(line_width_px: float) -> np.ndarray:
+    """Offsets (px) across the line averaged for one sample: 1 px apart, centred."""
+    n = max(1, round(line_width_px))
+    return (np.arange(n) - (n - 1) / 2).astype(float)
+
+
+def sample_line(
+    image: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    geometry: LineGeometry,
+    line_width_px: float = 1.0,
+) -> np.ndarray:
+    """Bilinear samples of ``image`` at points, averaged across the line.
+
+    Parameters
+    ----------
+    image : ndarray (h, w)
+        Already smoothed for the spot size if wanted.
+    rows, cols : ndarray (..., n)
+        Point positions (array coordinates, any leading shape: e.g. one row per shift).
+    geometry : LineGeometry
+    line_width_px : float
+        Width averaged across the line (px); 1 = the line itself.
+
+    Returns
+    -------
+    ndarray (..., n)
+    """
+    off = across_offsets(line_width_px)
+    r = rows[..., None] + off * geometry.across[0]
+    c = cols[..., None] + off * geometry.across[1]
+    values = ndi.map_coordinates(
+        image, [r.ravel(), c.ravel()], order=1, mode="nearest", prefilter=False
+    )
+    return values.reshape(r.shape).mean(-1)
+
+
+def huber(residual: np.ndarray, delta: float) -> np.ndarray:
+    """Huber loss: quadratic within ``delta``, linear beyond (one crack cannot dominate)."""
+    a = np.abs(residual)
+    return np.where(a <= delta, 0.5 * a**2, delta * (a - 0.5 * delta))
+
+
+@dataclass(frozen=True)
+class Registration:
+    """Shift of a profile that best matches the BSE image (px along and across the line)."""
+
+    along_px: float
+    across_px: float
+    cost: float  # mean Huber loss of mg# residuals at the chosen shift
+
+
+def register_profile(
+    image: np.ndarray,
+    on_mask: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    mg: np.ndarray,
+    slope: float,
+    intercept: float,
+    *,
+    max_along_px: float,
+    max_across_px: float,
+    step_px: float,
+    line_width_px: float = 1.0,
+    prior_sd_px: tuple[float, float] = (5.0, 1.0),
+    points_per_residual: float = 16.0,
+    delta: float = 0.02,
+    min_sigma: float = 0.002,
+) -> Registration:
+    """Relocate one EPMA line on the BSE image (olmap; seed 002 did it by hand).
+
+    Every shift on a grid along and across the line is scored by how well the calibration
+    ``mg# = slope * BSE + intercept`` predicts the measured mg# there (Huber loss; points off
+    the olivine mask count as far off). The estimate is the mean shift weighted by the
+    likelihood ``exp(-n_eff (J - J_min) / (2 sigma²))`` times a Gaussian prior: where the
+    profile has zoning it sits at the sharp minimum; where it is flat and only the rims
+    constrain it, it is the middle of the shifts that keep every point on the crystal
+    instead of wherever noise puts the minimum.
+
+    Parameters
+    ----------
+    image : ndarray (h, w) float
+        BSE on the reference scale, smoothed for the spot size.
+    on_mask : ndarray (h, w) float
+        1 on olivine, 0 elsewhere (sampled bilinearly: 0.5 at the outline).
+    rows, cols : ndarray (n,)
+        Given point positions (array coordinates).
+    mg : ndarray (n,)
+        Measured mg#.
+    slope, intercept : float
+        Current calibration.
+    max_along_px, max_across_px, step_px : float
+        Search grid (px).
+    line_width_px : float
+    delta : float
+        Huber threshold (mg#).
+    prior_sd_px : (float, float)
+        Standard deviation of the Gaussian prior on the shift along and across (px).
+    points_per_residual : float
+        How many points count as one independent residual: tile steps, zoning the
+        calibration does not fit and the smoothing make neighbouring residuals move together,
+        and a likelihood that counted every point would be sure of noise. 16 recovered the
+        synthetic relocation errors best (1, 4, 16, 32, 64 tried; docs/composition.md).
+    min_sigma : float
+        Floor of the residual sd used in the likelihood (mg#): neighbouring points share
+        smoothing, so the residuals are not independent.
+    """
+    geom = LineGeometry.of(rows, cols)
+    along = np.arange(-max_along_px, max_along_px + step_px / 2, step_px)
+    across = np.arange(-max_across_px, max_across_px + step_px / 2, step_px)
+    a, c = (g.ravel() for g in np.meshgrid(along, across, indexing="ij"))
+    dr = a * geom.along[0] + c * geom.across[0]
+    dc = a * geom.along[1] + c * geom.across[1]
+    sr, sc = rows[None, :] + dr[:, None], cols[None, :] + dc[:, None]
+    bse = sample_line(image, sr, sc, geom, line_width_px)
+    inside = sample_line(on_mask, sr, sc, geom, line_width_px)
+    residual = mg[None, :] - (slope * bse + intercept)
+    # Off the crystal the BSE says nothing of olivine: count such a point as off by 4 delta.
+    residual = np.where(inside >= 0.5, residual, 4 * delta)
+    loss = huber(residual, delta).mean(1)
+    best = float(loss.min())
+    n = rows.size
+    sigma2 = max(2 * best, min_sigma**2)  # Huber ~ r²/2 near the minimum
+    log_w = -n / points_per_residual * (loss - best) / (2 * sigma2)
+    # Gaussian prior on the relocation error: along the line analysts are off by a few µm,
+    # across by about one; where the data cannot tell (a flat profile across the middle of a
+    # crystal), the prior keeps the given position.
+    log_w -= 0.5 * ((a / prior_sd_px[0]) ** 2 + (c / prior_sd_px[1]) ** 2)
+    weight = np.exp(log_w - log_w.max())
+    weight /= weight.sum()
+    return Registration(float(weight @ a), float(weight @ c), best)
+
+
+def profile_outliers(
+    rows: np.ndarray,
+    cols: np.ndarray,
+    bse: np.ndarray,
+    *,
+    n_neighbors: int,
+    threshold: float,
+    bse_scale: float = 1.0,
+) -> np.ndarray:
+    """LOF on a profile's (row, col, BSE) points (seed 002 sect. 3.8); True = outlier."""
+    n = rows.size
+    if n < 3:
+        return np.zeros(n, dtype=bool)
+    lof = LocalOutlierFactor(n_neighbors=min(n_neighbors, n - 1))
+    lof.fit(np.c_[rows, cols, bse_scale * bse])
+    return -lof.negative_outlier_factor_ > threshold
+
+
+def interpolate_outliers(values: np.ndarray, outlier: np.ndarray) -> np.ndarray:
+    """Replace outliers by linear interpolation along the profile (seed 002 sect. 3.8).
+
+    Outliers at the ends take the nearest clean value; a profile with no clean value is
+    returned as NaN.
+    """
+    values = np.asarray(values, dtype=float)
+    keep = ~outlier & np.isfinite(values)
+    if not keep.any():
+        return np.full_like(values, np.nan)
+    idx = np.arange(values.size)
+    out = values.copy()
+    out[~keep] = np.interp(idx[~keep], idx[keep], values[keep])
+    return out
