@@ -93,3 +93,6 @@ class MgMapConfig(BaseModel):
     smooth_sigma_px: float = Field(1.0, ge=0, le=8)
     connectivity: int = Field(2, ge=1, le=2, description="1 = 4-neighbour, 2 = 8-neighbour")
     chunk: int = Field(2048, ge=64, description="pixels per side of the streamed blocks")
+    # A component larger than this is no crystal (16 mm² at 1 µm/px) but a mis-segmented
+    # region; it is filtered chunk by chunk (approximately) so memory stays bounded.
+    max_crystal_pixels: int = Field(4096**2, ge=1024)

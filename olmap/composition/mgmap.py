@@ -100,10 +100,12 @@ def crystal_outliers(
         bse = read_bse(window)[rr, cc]
         rows, cols = rr + r0, cc + c0
         flags = np.zeros(rr.size, dtype=bool)
-        # A component larger than a chunk squared is no crystal (a mis-segmented region);
-        # it is filtered tile by tile so memory stays bounded.
-        tiles = (rows // config.chunk) * (width // config.chunk + 1) + cols // config.chunk
-        groups = [np.arange(rr.size)] if rr.size <= config.chunk**2 else _groups(tiles)
+        groups = [np.arange(rr.size)]
+        if rr.size > config.max_crystal_pixels:
+            # No crystal (MgMapConfig.max_crystal_pixels): filtered chunk by chunk.
+            groups = _groups(
+                (rows // config.chunk) * (width // config.chunk + 1) + cols // config.chunk
+            )
         for g in groups:
             flags[g] = lof_outliers(
                 rows[g],
