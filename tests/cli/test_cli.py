@@ -34,6 +34,8 @@ def test_help_lists_commands_with_descriptions():
         ("evaluate", "Score a segmentation against reference masks"),
         ("predict", "Segment a whole BSE mosaic with a trained model, window by window."),
         ("mosaic", "Assemble acquisition tiles into one mosaic and report seams between tiles."),
+        ("calibrate", "Calibrate BSE grey level against EPMA mg#"),
+        ("mgmap", "Map mg# over every olivine pixel: LOF outliers per crystal"),
         ("synth", "Generate synthetic data with ground truth"),
     ]:
         assert re.search(rf"^\W*{cmd}\s+{re.escape(text)}", res.output, re.M), cmd
