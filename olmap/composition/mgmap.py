@@ -13,6 +13,7 @@ pixel (the sorted flat indices, ~1 % of olivine pixels).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,13 +23,15 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
+from olmap import __version__
 from olmap.composition.config import MgMapConfig
 from olmap.composition.drift import SessionDrift, correct_bse, session_index_grid
 from olmap.composition.outliers import lof_outliers
 from olmap.composition.regression import LinearCalibration
 from olmap.crystals.label import component_pixels, label_components
-from olmap.io.outputs import check_outputs_distinct, check_writable
+from olmap.io.outputs import check_outputs_distinct, check_writable, partial_name
 from olmap.io.raster import WindowSource, check_coregistered, create_raster
+from olmap.io.resume import Checkpoint, RunInterrupted, interrupts_deferred
 from olmap.io.windows import block_windows, halo_window
 
 #: progress(stage, done, total)
@@ -57,6 +60,10 @@ def crystal_outliers(
     width: int,
     config: MgMapConfig,
     progress: Progress | None = None,
+    *,
+    start: int = 0,
+    found: list[np.ndarray] | None = None,
+    stop: Callable[[int, list[np.ndarray]], bool] | None = None,
 ) -> tuple[np.ndarray, int, int]:
     """Sorted flat indices (``row * width + col``) of the LOF outliers of every crystal.
 
@@ -68,6 +75,13 @@ def crystal_outliers(
         Mosaic shape (px).
     config : MgMapConfig
     progress : callable, optional
+    start : int
+        Crystals (in id order, of those large enough) already done by an interrupted run.
+    found : list of ndarray, optional
+        Their outliers (flat indices), to continue from.
+    stop : callable, optional
+        ``stop(n_done, found) -> bool`` is asked after each crystal; True ends the loop early
+        (the caller saves ``found`` and reports the interruption). It may also save progress.
 
     Returns
     -------
@@ -87,8 +101,9 @@ def crystal_outliers(
         progress=(lambda d, t: progress("crystals", d, t)) if progress else None,
     )
     chosen = np.flatnonzero(comps.area >= lof.min_pixels)
-    found: list[np.ndarray] = []
-    for n, i in enumerate(chosen):
+    found = list(found or [])
+    for n in range(start, chosen.size):
+        i = chosen[n]
         window = comps.bbox_window(int(i) + 1)
         r0, c0 = int(window.row_off), int(window.col_off)
         pix = component_pixels(
@@ -120,8 +135,26 @@ def crystal_outliers(
         found.append(rows[flags].astype(np.int64) * width + cols[flags])
         if progress:
             progress("outliers", n + 1, chosen.size)
+        if stop is not None and stop(n + 1, found) and n + 1 < chosen.size:
+            raise _Stopped(n + 1)
     flat = np.sort(np.concatenate(found)) if found else np.zeros(0, np.int64)
     return flat, len(comps), int(chosen.size)
+
+
+class _Stopped(Exception):
+    def __init__(self, done: int) -> None:
+        self.done = done
+
+
+def resume_path(out_path: str | Path) -> Path:
+    """Where ``olmap mgmap --out OUT`` keeps the outliers found so far while it runs."""
+    partial = partial_name(out_path)
+    return partial.with_name(partial.name + ".resume.npz")
+
+
+def _stamp(path: Path) -> list:
+    st = Path(path).stat()
+    return [str(Path(path).resolve()), st.st_size, st.st_mtime_ns]
 
 
 def _groups(keys: np.ndarray) -> list[np.ndarray]:
@@ -208,7 +241,50 @@ def mg_map(
             image, valid = bse_src.read(window)
             return image if valid is None else np.where(valid, image, np.nan)
 
-        flat, n_crystals, n_filtered = crystal_outliers(read_mask, read_bse, h, w, config, progress)
+        # The LOF stage is the long one: its progress is saved every minute and on Ctrl-C,
+        # and the same command continues from there (the map itself takes seconds per Gpx).
+        fingerprint = json.dumps(
+            {
+                "olmap": __version__,
+                "bse": _stamp(Path(bse_path)),
+                "mask": _stamp(Path(mask_path)),
+                "config": config.model_dump(exclude={"smooth_sigma_px"}),
+            },
+            sort_keys=True,
+        )
+        progress_file = resume_path(out_path)
+        progress_file.parent.mkdir(parents=True, exist_ok=True)
+        ckpt = Checkpoint.load(progress_file.parent, fingerprint, progress_file.name)
+        start, found = 0, []
+        if ckpt is not None and "outliers" in ckpt.arrays:
+            start, found = ckpt.done, [ckpt.arrays["outliers"].astype(np.int64)]
+        else:
+            progress_file.unlink(missing_ok=True)  # a stale one must not outlive a fresh start
+        last_save = [time.monotonic()]
+
+        def save(done: int, so_far: list[np.ndarray]) -> None:
+            arrays = {"outliers": np.concatenate(so_far) if so_far else np.zeros(0, np.int64)}
+            Checkpoint(fingerprint, done, arrays).save(progress_file.parent, progress_file.name)
+            last_save[0] = time.monotonic()
+
+        with interrupts_deferred() as stop_flag:
+
+            def stop(done: int, so_far: list[np.ndarray]) -> bool:
+                if stop_flag or time.monotonic() - last_save[0] > 60:
+                    save(done, so_far)
+                return bool(stop_flag)
+
+            try:
+                flat, n_crystals, n_filtered = crystal_outliers(
+                    read_mask, read_bse, h, w, config, progress,
+                    start=start, found=found, stop=stop,
+                )  # fmt: skip
+            except _Stopped as exc:
+                raise RunInterrupted(
+                    f"{out_path}: interrupted after {exc.done} crystals; run the same command "
+                    "again to resume"
+                ) from None
+        save(n_filtered, [flat])  # an interrupted map stage need not redo the LOF
         t1 = time.perf_counter()
         halo = int(np.ceil(4 * config.smooth_sigma_px))
         blocks = block_windows(h, w, config.chunk)
@@ -258,6 +334,7 @@ def mg_map(
                 )
                 if progress:
                     progress("map", n + 1, len(blocks))
+    progress_file.unlink(missing_ok=True)
     t2 = time.perf_counter()
     cdf = np.cumsum(hist) / max(hist.sum(), 1)
     quantiles = {

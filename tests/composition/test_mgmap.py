@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,10 +12,11 @@ import rasterio
 
 from olmap.composition.config import MgMapConfig
 from olmap.composition.drift import SessionDrift
-from olmap.composition.mgmap import mg_map
+from olmap.composition.mgmap import mg_map, resume_path
 from olmap.composition.regression import LinearCalibration
 from olmap.errors import OutputExistsError
 from olmap.io.raster import write_raster
+from olmap.io.resume import RunInterrupted
 
 CAL = LinearCalibration(-0.0025, 1.1)
 
@@ -107,3 +111,32 @@ def test_existing_outputs_are_kept(mosaic):
     with pytest.raises(OutputExistsError):
         run(folder, "keep", drift, regions, chunk=512)
     assert (folder / "keep.tif").stat().st_mtime_ns == before
+
+
+def test_interrupted_run_resumes_to_the_same_result(mosaic):
+    folder, _, _, drift, regions = mosaic
+    _, mg_ref, out_ref = run(folder, "ref", drift, regions, chunk=128)
+    config = MgMapConfig(chunk=128)
+    target = folder / "resumed.tif"
+
+    def ctrl_c_after_first_crystal(stage, done, total):
+        if stage == "outliers" and done == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # as a user's Ctrl-C, deferred by the job
+
+    with pytest.raises(RunInterrupted, match="run the same command again"):
+        mg_map(folder / "bse.tif", folder / "mask.tif", CAL, target, drift=drift,
+               regions=regions, config=config, progress=ctrl_c_after_first_crystal)  # fmt: skip
+    assert resume_path(target).exists() and not target.exists()
+    seen = []
+
+    def record(stage, done, total):
+        seen.append((stage, done))
+
+    mg_map(folder / "bse.tif", folder / "mask.tif", CAL, target, drift=drift, regions=regions,
+           config=config, progress=record)  # fmt: skip
+    assert ("outliers", 1) not in seen and ("outliers", 2) in seen  # crystal 1 was not redone
+    assert not resume_path(target).exists()
+    with rasterio.open(target) as ds:
+        np.testing.assert_array_equal(ds.read(1), mg_ref)
+    with rasterio.open(folder / "resumed.outliers.tif") as ds:
+        np.testing.assert_array_equal(ds.read(1), out_ref)
