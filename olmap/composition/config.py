@@ -60,8 +60,9 @@ class RegistrationConfig(BaseModel):
     max_across_um: float = Field(2.0, ge=0, description="search range across the line (µm)")
     # Gaussian prior on the relocation error (olmap): along the line an analyst may be off by
     # a few µm (3 µm: largest error 2.0 µm over 41 synthetic profiles, against 2.6 µm with
-    # 5 µm and 4.7 µm with 1.5 µm; docs/composition.md); across it the profile's concentric zoning barely constrains the shift, so a
-    # tight prior keeps the given position unless the data insist (docs/composition.md).
+    # 5 µm and 4.7 µm with 1.5 µm); across it the profile's concentric zoning barely
+    # constrains the shift, so a tight prior keeps the given position unless the data insist
+    # (docs/composition.md).
     prior_along_um: float = Field(3.0, gt=0)
     prior_across_um: float = Field(0.5, gt=0)
     # Residuals of neighbouring points are correlated; 16 points count as one independent
