@@ -15,9 +15,13 @@ class LofConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # The paper does not give k. scikit-learn's default (20) flags 6 % of the crack and hole
-    # pixels of synthetic phenocrysts: LOF cannot see an artefact with more pixels than k as
-    # an outlier, and cracks hold hundreds. k = 400 flags 99.9 % (1 % of clean olivine).
-    n_neighbors: int = Field(400, ge=2, description="k at full resolution (pixels)")
+    # pixels of synthetic phenocrysts: LOF cannot call a cluster of more than k pixels an
+    # outlier, and cracks and plucked holes hold hundreds. k = 400 flagged 92 % of those in
+    # phenocrysts, k = 800 97 % (0.14 % of clean olivine flagged; docs/composition.md).
+    n_neighbors: int = Field(800, ge=2, description="k at full resolution (pixels)")
+    # ...but when k nears a crystal's size every neighbourhood is the whole crystal and LOF
+    # is ~1 everywhere: microlite cracks went 60 % -> 97 % flagged with k <= n/4.
+    max_neighbor_fraction: float = Field(0.25, gt=0, le=1, description="k <= this x pixels")
     # Grey levels per pixel of distance: the paper's raw features (row, col, BSE) weigh one
     # grey level like one pixel.
     bse_scale: float = Field(1.0, gt=0, description="grey levels -> feature units")
@@ -25,10 +29,10 @@ class LofConfig(BaseModel):
     threshold: float = Field(1.5, gt=1.0, description="LOF above which a pixel is an outlier")
     # olmap: on a regular grid the density at stride s is 1/s² of the full one and LOF, a
     # ratio of densities, does not change; fitting on every s-th row and column with k/s²
-    # neighbours gives the same flags as k on every pixel (99.99 % agreement) s² x faster
-    # in the fit. 1 = plain scikit-learn LOF on all pixels.
+    # neighbours gives the flags of k neighbours on every pixel (99.97 % of pixels agree),
+    # ~12x faster. 1 = plain scikit-learn LOF on all pixels (tools/bench_mgmap.py).
     grid_stride: int = Field(4, ge=1, le=8, description="subsampling of the fitted pixels")
-    min_pixels: int = Field(30, ge=3, description="crystals with fewer pixels are not filtered")
+    min_pixels: int = Field(10, ge=3, description="crystals with fewer pixels are not filtered")
 
 
 class ProfileConfig(BaseModel):

@@ -130,6 +130,7 @@ def crystal_outliers(
                 bse_scale=lof.bse_scale,
                 threshold=lof.threshold,
                 grid_stride=lof.grid_stride,
+                max_fraction=lof.max_neighbor_fraction,
                 min_pixels=lof.min_pixels,
             )
         found.append(rows[flags].astype(np.int64) * width + cols[flags])

@@ -32,9 +32,10 @@ def lof_scores(
     cols: np.ndarray,
     bse: np.ndarray,
     *,
-    n_neighbors: int = 400,
+    n_neighbors: int = 800,
     bse_scale: float = 1.0,
     grid_stride: int = 4,
+    max_fraction: float = 0.25,
 ) -> np.ndarray:
     """Local Outlier Factor of every pixel of one crystal (1 = as dense as its neighbours).
 
@@ -51,6 +52,10 @@ def lof_scores(
         Feature units per grey level (1 = the paper's raw features).
     grid_stride : int
         Subgrid stride ``s`` for the fit (1 = scikit-learn's LOF on all pixels).
+    max_fraction : float
+        k is at most this fraction of the crystal's pixels (at least 5): when k nears the
+        crystal's size every neighbourhood is the whole crystal and LOF is ~1 everywhere, so
+        a small crystal gets a smaller k.
 
     Returns
     -------
@@ -62,6 +67,7 @@ def lof_scores(
     if n < 3:
         return np.ones(n)
     features = np.c_[rows, cols, bse_scale * np.asarray(bse, dtype=np.float64)]
+    n_neighbors = min(n_neighbors, max(5, int(max_fraction * n)))
     s = _subgrid_stride(rows, cols, n_neighbors, grid_stride)
     if s == 1:
         lof = LocalOutlierFactor(n_neighbors=min(n_neighbors, n - 1))
@@ -79,11 +85,12 @@ def lof_outliers(
     cols: np.ndarray,
     bse: np.ndarray,
     *,
-    n_neighbors: int = 400,
+    n_neighbors: int = 800,
     bse_scale: float = 1.0,
     threshold: float = 1.5,
     grid_stride: int = 4,
-    min_pixels: int = 30,
+    max_fraction: float = 0.25,
+    min_pixels: int = 10,
 ) -> np.ndarray:
     """Outlier pixels of one crystal: LOF above ``threshold`` (True = outlier).
 
@@ -93,6 +100,12 @@ def lof_outliers(
     if np.asarray(rows).size < min_pixels:
         return np.zeros(np.asarray(rows).size, dtype=bool)
     scores = lof_scores(
-        rows, cols, bse, n_neighbors=n_neighbors, bse_scale=bse_scale, grid_stride=grid_stride
+        rows,
+        cols,
+        bse,
+        n_neighbors=n_neighbors,
+        bse_scale=bse_scale,
+        grid_stride=grid_stride,
+        max_fraction=max_fraction,
     )
     return scores > threshold

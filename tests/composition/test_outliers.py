@@ -48,3 +48,20 @@ def test_tiny_crystals_are_not_filtered():
     bse = np.full(rows.size, 100.0)
     bse[3] = 10
     assert not lof_outliers(rows, cols, bse, min_pixels=30).any()
+
+
+def test_small_crystals_get_a_smaller_k():
+    # A 300-px microlite with a 24-px crack: k = 800 would make every neighbourhood the whole
+    # crystal (LOF ~1 everywhere); k <= n/4 still sees the crack.
+    rng = np.random.default_rng(2)
+    yy, xx = np.mgrid[0:22, 0:22]
+    inside = np.hypot(yy - 10.5, xx - 10.5) < 10
+    bse = 120 + rng.normal(0, 3, inside.shape)
+    crack = inside & (np.abs(yy - xx) < 1)
+    bse[crack] = 30
+    rows, cols = np.nonzero(inside)
+    artefact = crack[rows, cols]
+    flags = lof_outliers(rows, cols, bse[rows, cols])
+    assert flags[artefact].mean() >= 0.8 and flags[~artefact].mean() <= 0.05
+    whole = lof_outliers(rows, cols, bse[rows, cols], max_fraction=1.0)
+    assert whole[artefact].mean() < flags[artefact].mean()
