@@ -30,7 +30,7 @@ shared 2-core machine, small-crystal LOF timings varied up to 8x from run to run
 Usage::
 
     python tools/bench_mgmap.py
-    python tools/bench_mgmap.py --section /tmp/bench-train/section --speed-crystals 50
+    python tools/bench_mgmap.py --section bench-out/sections/s4096-seed7 --speed-crystals 50
 """
 
 from __future__ import annotations
@@ -50,7 +50,31 @@ from _bench import machine
 from rasterio.windows import Window
 from scipy import ndimage as ndi
 
-DEFAULT_SECTIONS = [Path("/tmp/bench-train/section"), Path("/tmp/s7/sec8k")]
+#: Synthetic sections measured by default (name, seed, side in px), generated under
+#: ``bench-out/sections/`` when missing: the training benchmark's section, the demo's, a
+#: larger one and the test suite's.
+DEFAULT_SECTIONS = [
+    ("s4096-seed2026", 2026, 4096),
+    ("s4096-seed7", 7, 4096),
+    ("s8192-seed11", 11, 8192),
+    ("s1024-seed1", 1, 1024),
+]
+
+
+def default_sections(root: Path) -> list[Path]:
+    from olmap.synth.config import SynthConfig
+    from olmap.synth.section import generate_section
+
+    out = []
+    for name, seed, side in DEFAULT_SECTIONS:
+        folder = root / name
+        if not (folder / "section.json").exists():
+            print(f"generating {folder} (seed {seed}, {side} px)", flush=True)
+            generate_section(folder, SynthConfig(width=side, height=side, seed=seed, sessions=4))
+        out.append(folder)
+    return out
+
+
 ZONED = 0.02  # true mg# range above which a profile counts as zoned
 BINS = [("<1e3", 0, 1e3), ("1e3-1e4", 1e3, 1e4), ("1e4-1e5", 1e4, 1e5), (">1e5", 1e5, np.inf)]
 EIGHT = np.ones((3, 3), bool)
@@ -81,12 +105,26 @@ def registration_errors(points: pd.DataFrame, offsets: pd.DataFrame) -> dict:
     df["zoned"] = (df["mg_true_max"] - df["mg_true_min"]) > ZONED
     reg = np.hypot(df["x_um_registered"] - df["x0_um"], df["y_um_registered"] - df["y0_um"])
     given = np.hypot(df["x_um"] - df["x0_um"], df["y_um"] - df["y0_um"])
+    # Along-line component: the line's direction from its first to its last given point.
+    last = points[points["point"] == points.groupby("profile_id")["point"].transform("max")]
+    last = last.set_index("profile_id").loc[df["profile_id"]]
+    u = np.c_[last["x_um"].to_numpy() - df["x_um"], last["y_um"].to_numpy() - df["y_um"]]
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    along_reg = np.abs(
+        (df["x_um_registered"] - df["x0_um"]) * u[:, 0]
+        + (df["y_um_registered"] - df["y0_um"]) * u[:, 1]
+    )
+    along_given = np.abs(
+        (df["x_um"] - df["x0_um"]) * u[:, 0] + (df["y_um"] - df["y0_um"]) * u[:, 1]
+    )
     out = {}
     zoned = df["zoned"].to_numpy()
     for name, sel in (("all", np.ones(len(df), bool)), ("zoned", zoned), ("flat", ~zoned)):
         out[name] = {
             "registered": distance_stats(reg.to_numpy()[sel]),
             "given": distance_stats(given.to_numpy()[sel]),
+            "registered_along": distance_stats(along_reg.to_numpy()[sel]),
+            "given_along": distance_stats(along_given.to_numpy()[sel]),
         }
     out["per_profile"] = [
         {
@@ -100,7 +138,7 @@ def registration_errors(points: pd.DataFrame, offsets: pd.DataFrame) -> dict:
     return out
 
 
-def bench_calibration(section: Path) -> tuple[dict, object]:
+def bench_calibration(section: Path) -> tuple[dict, dict]:
     from olmap.composition.calibrate import calibrate
     from olmap.composition.config import CalibrateConfig, RegistrationConfig
 
@@ -118,7 +156,7 @@ def bench_calibration(section: Path) -> tuple[dict, object]:
             CalibrateConfig(registration=RegistrationConfig(enabled=False)),
         ),
     }
-    out, main = {}, None
+    out, kept = {}, {}
     for name, (files, config) in runs.items():
         t0 = time.perf_counter()
         res = calibrate(section / "bse.tif", mask, section / "epma.csv", config=config, **files)
@@ -134,8 +172,8 @@ def bench_calibration(section: Path) -> tuple[dict, object]:
             "profiles": len(res.profiles),
             "seconds": round(seconds, 2),
         }
-        if name == "drift":
-            main = res
+        if name in ("drift", "no_drift"):
+            kept[name] = res
         m = out[name]["metrics"]["filtered"].get("test", {})
         e = out[name]["registration_error"]["all"]["registered"]
         print(
@@ -143,7 +181,7 @@ def bench_calibration(section: Path) -> tuple[dict, object]:
             f"first-point error median {e.get('median_um')} µm ({seconds:.1f} s)",
             flush=True,
         )
-    return out, main
+    return out, kept
 
 
 # -- 2. LOF quality of mg_map ---------------------------------------------------------------
@@ -455,8 +493,9 @@ def markdown(results: dict) -> str:
         "first-point error vs true position, median / max µm, fraction within 1 µm):",
         "",
         "| section | run | test RMSE | test RMSE10 | test R² | calib. RMSE | "
-        "error zoned | error flat | given zoned | given flat |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "error zoned | error flat | given zoned | given flat | along zoned (given) | "
+        "along flat (given) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def err(e):
@@ -474,7 +513,9 @@ def markdown(results: dict) -> str:
                 f"| {s['name']} | {run} | {t.get('rmse')} / {tn.get('rmse')} | "
                 f"{t.get('rmse10')} | {t.get('r2')} | {k.get('rmse')} | "
                 f"{err(e['zoned']['registered'])} | {err(e['flat']['registered'])} | "
-                f"{err(e['zoned']['given'])} | {err(e['flat']['given'])} |"
+                f"{err(e['zoned']['given'])} | {err(e['flat']['given'])} | "
+                f"{err(e['zoned']['registered_along'])} ({err(e['zoned']['given_along'])}) | "
+                f"{err(e['flat']['registered_along'])} ({err(e['flat']['given_along'])}) |"
             )
     lines += [
         "",
@@ -482,14 +523,15 @@ def markdown(results: dict) -> str:
         "drift-corrected calibration:",
         "",
         "| section | olivine px | crack px | LOF recall | false pos. (clean) | "
-        "mg# RMSE (clean) | coverage | LOF px/s | LOF s | map s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "mg# RMSE (clean) | without drift correction | coverage | LOF px/s | LOF s | map s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in results["sections"]:
         m = s["mgmap"]
+        raw = s.get("mgmap_no_drift", {}).get("mg_rmse_clean", "")
         lines.append(
             f"| {s['name']} | {m['olivine_pixels']:,} | {m['crack_pixels']:,} | "
-            f"{m['recall']:.4f} | {m['false_positive_rate']:.4f} | {m['mg_rmse_clean']} | "
+            f"{m['recall']:.4f} | {m['false_positive_rate']:.4f} | {m['mg_rmse_clean']} | {raw} | "
             f"{m['coverage_clean']:.4f} | {m['lof_pixels_per_s']:,} | {m['lof_seconds']} | "
             f"{m['map_seconds']} |"
         )
@@ -575,8 +617,8 @@ def main() -> None:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(args.threads)
-    sections = args.section or DEFAULT_SECTIONS
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    sections = args.section or default_sections(args.out.parent / "sections")
     t_start = time.perf_counter()
     results: dict = {
         "machine": machine(),
@@ -592,7 +634,7 @@ def main() -> None:
         work.mkdir(parents=True, exist_ok=True)
         info = raster_info(section / "bse.tif")
         entry: dict = {"name": name, "path": str(section), "shape": list(info.shape)}
-        entry["calibration"], cal = bench_calibration(section)
+        entry["calibration"], cals = bench_calibration(section)
 
         t0 = time.perf_counter()
         model = load_model(section)
@@ -602,8 +644,14 @@ def main() -> None:
         )
         del seg
         entry["seg_mask_seconds"] = round(time.perf_counter() - t0, 1)
-        entry["mgmap"] = bench_mgmap(section, seg_path, work, cal)
+        entry["mgmap"] = bench_mgmap(section, seg_path, work, cals["drift"])
         print(f"  mgmap: {json.dumps({k: v for k, v in entry['mgmap'].items()})}", flush=True)
+        # The same map from a calibration without the standards: one line for every session.
+        (work / "no_drift").mkdir(exist_ok=True)
+        entry["mgmap_no_drift"] = bench_mgmap(
+            section, seg_path, work / "no_drift", cals["no_drift"]
+        )
+        print(f"  mgmap without drift correction: rmse {entry['mgmap_no_drift']['mg_rmse_clean']}")
 
         if i == 0 and args.speed_crystals != 0:
             speed, df = bench_speed(section, seg_path, model, args.speed_crystals)
