@@ -21,6 +21,7 @@ from olmap.composition.calibrate import (
 )
 from olmap.composition.config import CalibrateConfig, MgMapConfig
 from olmap.composition.mgmap import MgMapResult, mg_map
+from olmap.errors import InputError
 from olmap.io.config import load_config
 from olmap.io.outputs import check_outputs_distinct, check_writable
 from olmap.io.tables import write_json, write_table
@@ -137,6 +138,7 @@ def calibrate(
         {"filtered": result.calibration, "not_filtered": result.calibration_not_filtered},
         result.metrics,
         outputs["plot"],
+        bse_scale="reference scale" if result.drift is not None else "as measured",
         overwrite=overwrite,
     )
     write_profile_plots(result.points, outputs["profiles_plot"], overwrite=overwrite)
@@ -151,9 +153,10 @@ def print_mgmap_report(result: MgMapResult) -> None:
         f"{result.olivine_pixels:,} olivine pixels, {result.outlier_pixels:,} outliers "
         f"({100 * result.outlier_pixels / max(result.olivine_pixels, 1):.2f} %)"
     )
-    if result.outside_sessions:
+    if result.unmapped:
         stdout.print(
-            f"{result.outside_sessions:,} olivine pixels lie in no session of sessions.csv: NaN"
+            f"{result.unmapped:,} olivine pixels have no BSE on the calibration's scale "
+            "(BSE nodata, or in no session / a session without standards): NaN"
         )
     stdout.print(
         f"mg# 5/50/95 %: {q.get('p5', float('nan')):.3f} / {q.get('p50', float('nan')):.3f} / "
@@ -197,6 +200,12 @@ def mgmap(
     """  # noqa: E501
     cal, drift, regions = load_calibration(calibration)
     if standards is not None or sessions is not None:
+        if drift is None:
+            # The line was fitted on BSE as measured: correcting drift now would shift mg#.
+            raise InputError(
+                f"{calibration}: fitted without standards, so --standards/--sessions cannot be "
+                "applied; calibrate again with --standards and --sessions"
+            )
         drift, regions = load_drift(standards, sessions)
     settings = load_config(MgMapConfig, config)
     if smooth is not None:

@@ -127,7 +127,10 @@ def load_drift(
         return None, None
     regions = read_sessions(sessions_path)  # type: ignore[arg-type]
     drift = fit_session_drift(read_standards(standards_path))
-    check_sessions_have_standards(list(regions["session"]), drift, str(standards_path))
+    # Sessions without standards (e.g. regions only used for training) are fine as long as
+    # nothing is calibrated or mapped there; their pixels stay NaN in the map.
+    if not set(drift.gain) & set(regions["session"]):
+        raise InputError(f"{standards_path}: no session of {sessions_path} has standards")
     return drift, regions
 
 
@@ -160,30 +163,45 @@ def _load_profiles(
             x, y = pts["x_um"].to_numpy(float), pts["y_um"].to_numpy(float)
             cols = (x - t.c) / t.a - 0.5
             rows = (y - t.f) / t.e - 0.5
-            if (cols.min() < 0) | (rows.min() < 0) | (cols.max() > w - 1) | (rows.max() > h - 1):
+            # Array coordinates of pixel centres; the mosaic spans -0.5 .. n - 0.5.
+            if (
+                (cols.min() < -0.5)
+                | (rows.min() < -0.5)
+                | (cols.max() > w - 0.5)
+                | (rows.max() > h - 0.5)
+            ):
                 raise InputError(f"profile {pid!r} lies (partly) outside {bse_path}")
             r0 = max(0, int(np.floor(rows.min())) - margin)
             c0 = max(0, int(np.floor(cols.min())) - margin)
             r1 = min(h, int(np.ceil(rows.max())) + margin + 1)
             c1 = min(w, int(np.ceil(cols.max())) + margin + 1)
             window = Window(c0, r0, c1 - c0, r1 - r0)
-            bse, _ = bse_src.read(window)
+            bse, valid = bse_src.read(window)
             mask, _ = mask_src.read(window)
             image = bse.astype(np.float64)
+            if valid is not None:  # BSE nodata (mosaic gaps) is no olivine grey
+                image[~valid] = np.nan
             if drift is not None and regions is not None:
-                if (session_index_points(regions, x, y) < 0).any():
+                at = session_index_points(regions, x, y)
+                if (at < 0).any():
                     raise InputError(f"profile {pid!r} has points outside every session")
+                names = list(regions["session"])
+                check_sessions_have_standards(
+                    sorted({names[i] for i in at}), drift, f"profile {pid!r}"
+                )
                 idx = session_index_grid(regions, t, r0, c0, r1 - r0, c1 - c0)
-                image = correct_bse(image, idx, drift, list(regions["session"]))
-                # Pixels of the window outside every session: take their nearest neighbour's
-                # value (they lie beyond the points' session, only smoothing reaches them).
-                missing = ~np.isfinite(image)
-                if missing.any():
-                    near = ndi.distance_transform_edt(
-                        missing, return_distances=False, return_indices=True
-                    )
-                    image = image[tuple(near)]
-            on_mask = (mask == 1).astype(np.float64)
+                image = correct_bse(image, idx, drift, names)
+            missing = ~np.isfinite(image)
+            if missing.all():
+                raise InputError(f"profile {pid!r}: no valid BSE around it in {bse_path}")
+            if missing.any():
+                # Nodata, or outside the points' sessions: the nearest valid value, so that
+                # smoothing does not spread NaN; such pixels never count as olivine.
+                near = ndi.distance_transform_edt(
+                    missing, return_distances=False, return_indices=True
+                )
+                image = image[tuple(near)]
+            on_mask = ((mask == 1) & ~missing).astype(np.float64)
             if sigma > 0:
                 image = masked_gaussian(image, on_mask, sigma)
             out.append(
@@ -342,6 +360,9 @@ def calibrate(
             f"registration round {i + 1}/{rounds}: "
             f"mg# = {cal.slope:.6f} * BSE + {cal.intercept:.4f}"
         )
+    # The filtered line is always the least-squares fit to the filtered BSE (also with
+    # --no-register, where the loop above does not run).
+    cal = LinearCalibration.fit(_stack(cal_profiles, "bse_filtered"), _stack(cal_profiles, "mg"))
     cal_raw = LinearCalibration.fit(_stack(cal_profiles, "bse"), _stack(cal_profiles, "mg"))
 
     metrics: dict[str, dict[str, dict[str, float]]] = {}

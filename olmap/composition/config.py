@@ -6,6 +6,7 @@ elsewhere; each comment says which (figures in docs/composition.md and docs/benc
 
 from __future__ import annotations
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -22,9 +23,10 @@ class LofConfig(BaseModel):
     # ...but when k nears a crystal's size every neighbourhood is the whole crystal and LOF
     # is ~1 everywhere: microlite cracks went 60 % -> 97 % flagged with k <= n/4.
     max_neighbor_fraction: float = Field(0.25, gt=0, le=1, description="k <= this x pixels")
-    # Grey levels per pixel of distance: the paper's raw features (row, col, BSE) weigh one
-    # grey level like one pixel.
-    bse_scale: float = Field(1.0, gt=0, description="grey levels -> feature units")
+    # Feature units per BSE unit: the paper's raw features (row, col, BSE) weigh one 8-bit
+    # grey level like one pixel. None = 1 for 8-bit rasters, 1/257 for 16-bit ones (the
+    # same weight per grey level of 256).
+    bse_scale: float | None = Field(None, gt=0, description="BSE units -> feature units")
     # scikit-learn's contamination="auto": outlier when LOF > 1.5 (Breunig et al. 2000).
     threshold: float = Field(1.5, gt=1.0, description="LOF above which a pixel is an outlier")
     # olmap: on a regular grid the density at stride s is 1/s² of the full one and LOF, a
@@ -33,6 +35,12 @@ class LofConfig(BaseModel):
     # ~12x faster. 1 = plain scikit-learn LOF on all pixels (tools/bench_mgmap.py).
     grid_stride: int = Field(4, ge=1, le=8, description="subsampling of the fitted pixels")
     min_pixels: int = Field(10, ge=3, description="crystals with fewer pixels are not filtered")
+
+    def resolved_bse_scale(self, dtype: str) -> float:
+        """``bse_scale`` for a BSE raster of ``dtype`` (see the field's comment)."""
+        if self.bse_scale is not None:
+            return self.bse_scale
+        return 1.0 / 257.0 if np.dtype(dtype).itemsize >= 2 else 1.0
 
 
 class ProfileConfig(BaseModel):
@@ -94,11 +102,13 @@ class MgMapConfig(BaseModel):
 
     lof: LofConfig = LofConfig()
     # olmap: mg# from one pixel carries the BSE noise (~3 grey levels = 0.008 mg#); a
-    # Gaussian of this sd over the clean pixels of the same crystal (normalised convolution,
-    # outliers and background excluded) cuts it ~3x. 0 = per-pixel values as in the paper.
+    # Gaussian of this sd over clean olivine pixels (normalised convolution, outliers and
+    # background excluded; touching crystals share their contact) cuts it ~3x. 0 = per-pixel
+    # values as in the paper.
     smooth_sigma_px: float = Field(1.0, ge=0, le=8)
     connectivity: int = Field(2, ge=1, le=2, description="1 = 4-neighbour, 2 = 8-neighbour")
     chunk: int = Field(2048, ge=64, description="pixels per side of the streamed blocks")
     # A component larger than this is no crystal (16 mm² at 1 µm/px) but a mis-segmented
-    # region; it is filtered chunk by chunk (approximately) so memory stays bounded.
+    # region; it is left unfiltered (with a warning) and never read whole, so memory stays
+    # bounded.
     max_crystal_pixels: int = Field(4096**2, ge=1024)

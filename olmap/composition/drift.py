@@ -66,16 +66,16 @@ def correct_bse(
 ) -> np.ndarray:
     """BSE on the reference scale: ``(bse - offset) / gain`` of each pixel's session.
 
-    Pixels in no session (``session_index == -1``) become NaN: they cannot be put on the
-    reference scale.
+    Pixels in no session (``session_index == -1``) or in a session without standards become
+    NaN: they cannot be put on the reference scale.
     """
-    gain = np.array([drift.gain[s] for s in sessions] + [np.nan])
-    offset = np.array([drift.offset[s] for s in sessions] + [np.nan])
+    gain = np.array([drift.gain.get(s, np.nan) for s in sessions] + [np.nan])
+    offset = np.array([drift.offset.get(s, np.nan) for s in sessions] + [np.nan])
     return (bse.astype(np.float64) - offset[session_index]) / gain[session_index]
 
 
 def check_sessions_have_standards(sessions: list[str], drift: SessionDrift, where: str) -> None:
-    """Raise one line when a session has no standards."""
+    """Raise one line when one of ``sessions`` has no standards."""
     missing = [s for s in sessions if s not in drift.gain]
     if missing:
         raise InputError(f"{where}: no standards for session(s) {', '.join(missing)}")

@@ -14,6 +14,7 @@ pixel (the sorted flat indices, ~1 % of olivine pixels).
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ from olmap.io.raster import WindowSource, check_coregistered, create_raster
 from olmap.io.resume import Checkpoint, RunInterrupted, interrupts_deferred
 from olmap.io.windows import block_windows, halo_window
 
+log = logging.getLogger(__name__)
+
 #: progress(stage, done, total)
 Progress = Callable[[str, int, int], None]
 
@@ -48,7 +51,8 @@ class MgMapResult:
     crystals_filtered: int  # crystals large enough for LOF
     olivine_pixels: int
     outlier_pixels: int
-    outside_sessions: int  # olivine pixels no session covers (NaN when drift is corrected)
+    unmapped: int  # olivine pixels without a BSE on the calibration's scale: nodata, or (with
+    # drift correction) in no session or a session without standards; NaN in the map
     mg_quantiles: dict[str, float] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -61,6 +65,7 @@ def crystal_outliers(
     config: MgMapConfig,
     progress: Progress | None = None,
     *,
+    bse_scale: float = 1.0,
     start: int = 0,
     found: list[np.ndarray] | None = None,
     stop: Callable[[int, list[np.ndarray]], bool] | None = None,
@@ -70,11 +75,14 @@ def crystal_outliers(
     Parameters
     ----------
     read_mask, read_bse : callable
-        ``read(window) -> ndarray``; the mask as bool (True = olivine).
+        ``read(window) -> ndarray``; the mask as bool (True = olivine), BSE as float with NaN
+        where it has no value (nodata, or not on the reference scale).
     height, width : int
         Mosaic shape (px).
     config : MgMapConfig
     progress : callable, optional
+    bse_scale : float
+        LOF feature units per BSE unit (``LofConfig.bse_scale`` resolved for the raster).
     start : int
         Crystals (in id order, of those large enough) already done by an interrupted run.
     found : list of ndarray, optional
@@ -100,7 +108,19 @@ def crystal_outliers(
         connectivity=config.connectivity,
         progress=(lambda d, t: progress("crystals", d, t)) if progress else None,
     )
-    chosen = np.flatnonzero(comps.area >= lof.min_pixels)
+    # A component larger than max_crystal_pixels is no crystal but a mis-segmented region:
+    # it is left unfiltered (and never read whole), so memory stays bounded.
+    chosen = np.flatnonzero(
+        (comps.area >= lof.min_pixels) & (comps.area <= config.max_crystal_pixels)
+    )
+    skipped = np.flatnonzero(comps.area > config.max_crystal_pixels)
+    for i in skipped:
+        log.warning(
+            "component at row %d, col %d has %d px (> max_crystal_pixels): not LOF-filtered",
+            comps.seed_row[i],
+            comps.seed_col[i],
+            comps.area[i],
+        )
     found = list(found or [])
     for n in range(start, chosen.size):
         i = chosen[n]
@@ -111,28 +131,21 @@ def crystal_outliers(
             (int(comps.seed_row[i]) - r0, int(comps.seed_col[i]) - c0),
             config.connectivity,
         )
-        rr, cc = np.nonzero(pix)
-        bse = read_bse(window)[rr, cc]
+        bse_window = read_bse(window)
+        # BSE nodata, or no session / no standards: no grey to judge (NaN in the map anyway).
+        rr, cc = np.nonzero(pix & np.isfinite(bse_window))
         rows, cols = rr + r0, cc + c0
-        flags = np.zeros(rr.size, dtype=bool)
-        groups = [np.arange(rr.size)]
-        if rr.size > config.max_crystal_pixels:
-            # No crystal (MgMapConfig.max_crystal_pixels): filtered chunk by chunk.
-            groups = _groups(
-                (rows // config.chunk) * (width // config.chunk + 1) + cols // config.chunk
-            )
-        for g in groups:
-            flags[g] = lof_outliers(
-                rows[g],
-                cols[g],
-                bse[g],
-                n_neighbors=lof.n_neighbors,
-                bse_scale=lof.bse_scale,
-                threshold=lof.threshold,
-                grid_stride=lof.grid_stride,
-                max_fraction=lof.max_neighbor_fraction,
-                min_pixels=lof.min_pixels,
-            )
+        flags = lof_outliers(
+            rows,
+            cols,
+            bse_window[rr, cc],
+            n_neighbors=lof.n_neighbors,
+            bse_scale=bse_scale,
+            threshold=lof.threshold,
+            grid_stride=lof.grid_stride,
+            max_fraction=lof.max_neighbor_fraction,
+            min_pixels=lof.min_pixels,
+        )
         found.append(rows[flags].astype(np.int64) * width + cols[flags])
         if progress:
             progress("outliers", n + 1, chosen.size)
@@ -156,12 +169,6 @@ def resume_path(out_path: str | Path) -> Path:
 def _stamp(path: Path) -> list:
     st = Path(path).stat()
     return [str(Path(path).resolve()), st.st_size, st.st_mtime_ns]
-
-
-def _groups(keys: np.ndarray) -> list[np.ndarray]:
-    order = np.argsort(keys, kind="stable")
-    bounds = np.flatnonzero(np.diff(keys[order])) + 1
-    return np.split(order, bounds)
 
 
 def outlier_window(
@@ -232,6 +239,7 @@ def mg_map(
     info = check_coregistered(bse_path, mask_path)
     h, w = info.shape
     sessions = list(regions["session"]) if regions is not None else []
+    bse_scale = config.lof.resolved_bse_scale(info.dtype)
     t0 = time.perf_counter()
     with WindowSource(bse_path) as bse_src, WindowSource(mask_path) as mask_src:
 
@@ -239,8 +247,18 @@ def mg_map(
             return mask_src.read(window)[0] == 1
 
         def read_bse(window):
+            """BSE as float64 on the scale the calibration was fitted on; NaN if unknown."""
             image, valid = bse_src.read(window)
-            return image if valid is None else np.where(valid, image, np.nan)
+            image = image.astype(np.float64)
+            if valid is not None:
+                image[~valid] = np.nan
+            if drift is not None:
+                r0, c0 = int(window.row_off), int(window.col_off)
+                idx = session_index_grid(
+                    regions, info.transform, r0, c0, int(window.height), int(window.width)
+                )
+                image = correct_bse(image, idx, drift, sessions)
+            return image
 
         # The LOF stage is the long one: its progress is saved every minute and on Ctrl-C,
         # and the same command continues from there (the map itself takes seconds per Gpx).
@@ -250,6 +268,8 @@ def mg_map(
                 "bse": _stamp(Path(bse_path)),
                 "mask": _stamp(Path(mask_path)),
                 "config": config.model_dump(exclude={"smooth_sigma_px"}),
+                "drift": drift.to_dict() if drift is not None else None,
+                "regions": regions.to_dict(orient="records") if regions is not None else None,
             },
             sort_keys=True,
         )
@@ -278,7 +298,7 @@ def mg_map(
             try:
                 flat, n_crystals, n_filtered = crystal_outliers(
                     read_mask, read_bse, h, w, config, progress,
-                    start=start, found=found, stop=stop,
+                    bse_scale=bse_scale, start=start, found=found, stop=stop,
                 )  # fmt: skip
             except _Stopped as exc:
                 raise RunInterrupted(
@@ -289,7 +309,7 @@ def mg_map(
         t1 = time.perf_counter()
         halo = int(np.ceil(4 * config.smooth_sigma_px))
         blocks = block_windows(h, w, config.chunk)
-        counts = {"olivine": 0, "outside": 0}
+        counts = {"olivine": 0, "unmapped": 0}
         hist = np.zeros(1001, dtype=np.int64)  # mg# in 0.001 bins, for the quantiles
         with (
             create_raster(
@@ -318,17 +338,14 @@ def mg_map(
                 ph, pw = int(padded.height), int(padded.width)
                 mask = read_mask(padded)
                 outlier = outlier_window(flat, w, r0, c0, ph, pw) & mask
-                bse = read_bse(padded).astype(np.float64)
-                if drift is not None:
-                    idx = session_index_grid(regions, info.transform, r0, c0, ph, pw)
-                    bse = correct_bse(bse, idx, drift, sessions)
+                bse = read_bse(padded)
                 valid = mask & ~outlier & np.isfinite(bse)
                 mg = calibration(smooth_over(bse, valid, config.smooth_sigma_px))[inner]
                 mg_ds.write(mg.astype(np.float32)[None], window=block)
                 out_ds.write(outlier[inner].astype(np.uint8)[None], window=block)
                 m = mask[inner]
                 counts["olivine"] += int(m.sum())
-                counts["outside"] += int((m & ~np.isfinite(bse[inner])).sum())
+                counts["unmapped"] += int((m & ~np.isfinite(bse[inner])).sum())
                 good = mg[np.isfinite(mg)]
                 hist += np.bincount(
                     np.clip(np.round(good * 1000), 0, 1000).astype(np.int64), minlength=1001
@@ -349,7 +366,7 @@ def mg_map(
         crystals_filtered=n_filtered,
         olivine_pixels=counts["olivine"],
         outlier_pixels=int(flat.size),
-        outside_sessions=counts["outside"],
+        unmapped=counts["unmapped"],
         mg_quantiles=quantiles,
         seconds={"outliers": round(t1 - t0, 2), "map": round(t2 - t1, 2)},
     )

@@ -99,7 +99,7 @@ def register_profile(
     max_across_px: float,
     step_px: float,
     line_width_px: float = 1.0,
-    prior_sd_px: tuple[float, float] = (5.0, 1.0),
+    prior_sd_px: tuple[float, float] = (3.0, 0.5),
     points_per_residual: float = 16.0,
     delta: float = 0.02,
     min_sigma: float = 0.002,

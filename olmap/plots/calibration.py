@@ -21,6 +21,7 @@ def write_calibration_plot(
     metrics: dict[str, dict[str, dict[str, float]]],
     path: str | Path,
     *,
+    bse_scale: str = "as measured",
     overwrite: bool = False,
 ) -> Path:
     """EPMA mg# against BSE: calibration and test points, outliers, and the fitted line.
@@ -61,11 +62,13 @@ def write_calibration_plot(
             lw=1,
             label=f"mg# = {cal.slope:.5f} BSE + {cal.intercept:.4f}",
         )
-        test = metrics.get(name, {}).get("test") or metrics.get(name, {}).get("calibration", {})
+        by_split = metrics.get(name, {})
+        split = "test" if "test" in by_split else "calibration"
         title = name.replace("_", " ")
-        if test:
-            title += f": test RMSE {test['rmse']:.4f}, R² {test['r2']:.4f}"
-        ax.set(xlabel="BSE (grey level, reference scale)", title=title)
+        if by_split.get(split):
+            m = by_split[split]
+            title += f": {split} RMSE {m['rmse']:.4f}, R² {m['r2']:.4f}"
+        ax.set(xlabel=f"BSE (grey level, {bse_scale})", title=title)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     axes[0].set_ylabel("EPMA mg#")

@@ -13,6 +13,7 @@ import rasterio
 
 from olmap.composition.calibrate import calibrate
 from olmap.composition.config import CalibrateConfig, RegistrationConfig
+from olmap.composition.regression import LinearCalibration
 
 
 def registration_errors(result, section_dir) -> pd.Series:
@@ -53,6 +54,13 @@ def test_registration_relocates_lines(calibrated, section_dir):
         sessions_path=section_dir / "sessions.csv",
         config=CalibrateConfig(registration=RegistrationConfig(enabled=False)),
     )
+    # The filtered line is the least-squares line of the filtered BSE, registered or not.
+    cal_points = fixed.points[fixed.points["split"] == "calibration"]
+    refit = LinearCalibration.fit(
+        cal_points["bse_filtered"].to_numpy(float), cal_points["mg_num"].to_numpy(float)
+    )
+    assert fixed.calibration.slope == pytest.approx(refit.slope, rel=1e-4)
+    assert fixed.calibration.intercept == pytest.approx(refit.intercept, rel=1e-4)
     given = registration_errors(fixed, section_dir)
     found = registration_errors(calibrated, section_dir)
     assert (fixed.profiles["shift_along_um"] == 0).all()
@@ -118,3 +126,19 @@ def test_cli_bad_profiles_one_line(section_dir, tmp_path):
     assert "epma.csv" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "c.json").exists()
+
+
+def test_cli_mgmap_refuses_drift_on_a_calibration_without_it(section_dir, tmp_path):
+    d = section_dir
+    res = olmap(
+        "calibrate", "--bse", d / "bse.tif", "--mask", d / "truth" / "olivine.tif",
+        "--profiles", d / "epma.csv", "--out", "raw.json", "--no-register", cwd=tmp_path,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    res = olmap(
+        "mgmap", "--bse", d / "bse.tif", "--mask", d / "truth" / "olivine.tif",
+        "--calibration", "raw.json", "--out", "mg.tif", "--standards", d / "standards.csv",
+        "--sessions", d / "sessions.csv", cwd=tmp_path,
+    )  # fmt: skip
+    assert res.returncode == 1 and "fitted without standards" in res.stderr
+    assert not (tmp_path / "mg.tif").exists()

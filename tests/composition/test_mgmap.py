@@ -140,3 +140,38 @@ def test_interrupted_run_resumes_to_the_same_result(mosaic):
         np.testing.assert_array_equal(ds.read(1), mg_ref)
     with rasterio.open(folder / "resumed.outliers.tif") as ds:
         np.testing.assert_array_equal(ds.read(1), out_ref)
+
+
+def test_nodata_and_ignore_pixels(mosaic, tmp_path):
+    """BSE nodata inside a crystal and 255 in the mask: no crash, NaN there, counted."""
+    folder, mg_true, _, drift, regions = mosaic
+    with rasterio.open(folder / "bse.tif") as ds:
+        bse = ds.read(1)
+    with rasterio.open(folder / "mask.tif") as ds:
+        mask = ds.read(1)
+    bse[40:60, 40:60] = 0  # a gap in the mosaic across the first crystal
+    mask[180:190, 120:130] = 255  # ignore: not olivine
+    write_raster(tmp_path / "bse.tif", bse, pixel_size_um=1.0, nodata=0)
+    write_raster(tmp_path / "mask.tif", mask, pixel_size_um=1.0)
+    result = mg_map(tmp_path / "bse.tif", tmp_path / "mask.tif", CAL, tmp_path / "mg.tif",
+                    drift=drift, regions=regions, config=MgMapConfig(chunk=64))  # fmt: skip
+    with rasterio.open(tmp_path / "mg.tif") as ds:
+        mg = ds.read(1)
+    assert np.isnan(mg[40:60, 40:60]).all() and np.isnan(mg[180:190, 120:130]).all()
+    assert result.unmapped == int((mask[40:60, 40:60] == 1).sum())
+    ok = np.isfinite(mg) & np.isfinite(mg_true)
+    assert np.sqrt(np.mean((mg[ok] - mg_true[ok]) ** 2)) <= 0.01
+
+
+def test_sixteen_bit_bse_gets_the_same_outliers(mosaic, tmp_path):
+    folder, _, _, _, _ = mosaic
+    with rasterio.open(folder / "bse.tif") as ds:
+        bse = ds.read(1).astype(np.uint16) * 257
+    write_raster(tmp_path / "bse16.tif", bse, pixel_size_um=1.0)
+    cal16 = LinearCalibration(CAL.slope / 257, CAL.intercept)
+    config = MgMapConfig(chunk=128)
+    r8 = mg_map(folder / "bse.tif", folder / "mask.tif", CAL, tmp_path / "a.tif", config=config)
+    r16 = mg_map(tmp_path / "bse16.tif", folder / "mask.tif", cal16, tmp_path / "b.tif",
+                 config=config)  # fmt: skip
+    with rasterio.open(r8.outliers_path) as a, rasterio.open(r16.outliers_path) as b:
+        assert np.array_equal(a.read(1), b.read(1))

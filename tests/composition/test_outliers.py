@@ -30,7 +30,7 @@ def test_lof_flags_cracks_not_olivine():
 
 
 def test_small_k_misses_long_cracks():
-    # Why k is 400 (LofConfig): with scikit-learn's default k = 20 a crack longer than k
+    # Why k is large (LofConfig: 800): with scikit-learn's default k = 20 a crack longer than k
     # pixels is a dense cluster of its own and LOF sees nothing wrong inside it.
     rows, cols, bse, artefact = cracked_crystal()
     assert lof_outliers(rows, cols, bse, n_neighbors=20, grid_stride=1)[artefact].mean() < 0.5
