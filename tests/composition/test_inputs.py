@@ -103,3 +103,16 @@ def test_drift_recovered_and_removed():
     # A pixel in no session cannot be corrected: NaN, never silently left as measured.
     idx[0, 0] = -1
     assert np.isnan(correct_bse(measured, idx, drift, ["1", "2"])[0, 0])
+
+
+def test_shipped_configs_are_the_defaults():
+    from pathlib import Path
+
+    from olmap.composition.config import CalibrateConfig, MgMapConfig
+    from olmap.io.config import load_config
+
+    folder = Path(__file__).resolve().parents[2] / "configs" / "composition"
+    assert load_config(CalibrateConfig, folder / "calibrate.yaml") == CalibrateConfig()
+    assert load_config(MgMapConfig, folder / "mgmap.yaml") == MgMapConfig()
+    with pytest.raises(InputError, match="n_neighbours"):
+        load_config(MgMapConfig, None, lof={"n_neighbours": 5})
