@@ -217,8 +217,8 @@ def mg_map(
     calibration : LinearCalibration
         From ``olmap calibrate``, on the reference BSE scale when ``drift`` is given.
     out_path : path-like
-        float32 mg# GeoTIFF (NaN where not olivine, on outliers, or outside every session
-        when drift is corrected).
+        float32 mg# GeoTIFF (NaN where not olivine, on outliers, on BSE nodata, and, when
+        drift is corrected, outside every session or in a session without standards).
     outliers_path : path-like, optional
         uint8 GeoTIFF, 1 = LOF outlier [default: ``OUT.outliers.tif`` beside ``out_path``].
     drift, regions : optional
