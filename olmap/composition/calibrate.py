@@ -9,6 +9,7 @@ calibration and test, filtered and not (seed 002 Table 4).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -463,8 +464,6 @@ def load_calibration(
     InputError
         When the file is missing, not JSON, or not an olmap calibration.
     """
-    import json
-
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: calibration file not found")

@@ -30,9 +30,15 @@ from olmap.composition.drift import SessionDrift, correct_bse, session_index_gri
 from olmap.composition.outliers import lof_outliers
 from olmap.composition.regression import LinearCalibration
 from olmap.crystals.label import component_pixels, label_components
-from olmap.io.outputs import check_outputs_distinct, check_writable, partial_name
+from olmap.io.outputs import check_outputs_distinct, check_writable
 from olmap.io.raster import WindowSource, check_coregistered, create_raster
-from olmap.io.resume import Checkpoint, RunInterrupted, interrupts_deferred
+from olmap.io.resume import (
+    Checkpoint,
+    RunInterrupted,
+    file_stamp,
+    interrupts_deferred,
+    progress_path,
+)
 from olmap.io.windows import block_windows, halo_window
 
 log = logging.getLogger(__name__)
@@ -160,17 +166,6 @@ class _Stopped(Exception):
         self.done = done
 
 
-def resume_path(out_path: str | Path) -> Path:
-    """Where ``olmap mgmap --out OUT`` keeps the outliers found so far while it runs."""
-    partial = partial_name(out_path)
-    return partial.with_name(partial.name + ".resume.npz")
-
-
-def _stamp(path: Path) -> list:
-    st = Path(path).stat()
-    return [str(Path(path).resolve()), st.st_size, st.st_mtime_ns]
-
-
 def outlier_window(
     flat: np.ndarray, width: int, row0: int, col0: int, height: int, wwidth: int
 ) -> np.ndarray:
@@ -265,15 +260,15 @@ def mg_map(
         fingerprint = json.dumps(
             {
                 "olmap": __version__,
-                "bse": _stamp(Path(bse_path)),
-                "mask": _stamp(Path(mask_path)),
+                "bse": [str(Path(bse_path).resolve()), *file_stamp(bse_path)],
+                "mask": [str(Path(mask_path).resolve()), *file_stamp(mask_path)],
                 "config": config.model_dump(exclude={"smooth_sigma_px"}),
                 "drift": drift.to_dict() if drift is not None else None,
                 "regions": regions.to_dict(orient="records") if regions is not None else None,
             },
             sort_keys=True,
         )
-        progress_file = resume_path(out_path)
+        progress_file = progress_path(out_path)
         progress_file.parent.mkdir(parents=True, exist_ok=True)
         ckpt = Checkpoint.load(progress_file.parent, fingerprint, progress_file.name)
         start, found = 0, []

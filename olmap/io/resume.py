@@ -21,9 +21,26 @@ from pathlib import Path
 import numpy as np
 
 from olmap.errors import OlmapError
+from olmap.io.outputs import partial_name
 
 CHECKPOINT_NAME = "checkpoint.npz"
+#: Suffix of the progress file kept beside a single-file output while it is built.
+PROGRESS_SUFFIX = ".resume.npz"
 log = logging.getLogger(__name__)
+
+
+def file_stamp(path: str | Path) -> tuple[int, int]:
+    """Size and modification time (ns) of a file: part of a job's fingerprint, so that a
+    checkpoint of a job on an input that has changed since is not resumed."""
+    st = Path(path).stat()
+    return st.st_size, st.st_mtime_ns
+
+
+def progress_path(out: str | Path) -> Path:
+    """Where a job writing the single file ``out`` keeps its progress while it runs:
+    beside the partial output (``OUT.partial`` + :data:`PROGRESS_SUFFIX`)."""
+    partial = partial_name(out)
+    return partial.with_name(partial.name + PROGRESS_SUFFIX)
 
 
 class RunInterrupted(OlmapError):

@@ -21,7 +21,7 @@ import torch
 from olmap import __version__
 from olmap.errors import InputError
 from olmap.io.outputs import atomic_path, check_outputs_distinct, check_writable
-from olmap.io.resume import StopFlag
+from olmap.io.resume import StopFlag, file_stamp
 from olmap.io.tables import write_table
 from olmap.plots.training import write_training_curves
 from olmap.segment.checkpoint import ModelMeta, build_model, read_checkpoint, save_checkpoint
@@ -294,11 +294,6 @@ class TrainReport:
     head_groups: list[list[int]] | None = None
 
 
-def _file_stamp(path: Path) -> list[int]:
-    stat = path.stat()
-    return [stat.st_size, stat.st_mtime_ns]
-
-
 def output_paths(out: Path) -> tuple[Path, Path, Path]:
     """The checkpoint, its curves table and plot, and the resume file of a training run."""
     stem = out.with_suffix("")
@@ -383,7 +378,7 @@ def train_from_dataset(
     train = ds.samples("train", cfg, train=True, fill=mean)
     val = ds.samples("val", cfg, train=False)
     # The resume fingerprint: the data (rebuilt in place -> other sizes/times) and the start.
-    stamps = {n: _file_stamp(ds.folder / n) for n in ("bse.npy", "labels.npy", "manifest.csv")}
+    stamps = {n: list(file_stamp(ds.folder / n)) for n in ("bse.npy", "labels.npy", "manifest.csv")}
     job = {"dataset": str(ds.folder.resolve()), "files": stamps, "init": str(choice.path)}
     if head_groups is not None:
         job["head"] = [head_classes, head_groups]

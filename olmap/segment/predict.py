@@ -43,7 +43,13 @@ from olmap.io.raster import (
     raster_inputs,
     update_raster,
 )
-from olmap.io.resume import Checkpoint, RunInterrupted, interrupts_deferred
+from olmap.io.resume import (
+    Checkpoint,
+    RunInterrupted,
+    file_stamp,
+    interrupts_deferred,
+    progress_path,
+)
 from olmap.segment.blend import WindowPlan, band_edges
 from olmap.segment.checkpoint import ModelMeta, load_checkpoint
 from olmap.segment.config import PREDICT_TILE, PredictConfig
@@ -54,7 +60,6 @@ log = logging.getLogger(__name__)
 
 #: Mask value of pixels without data (shared/CLI.md: 255 = ignore/nodata).
 NODATA = 255
-RESUME_SUFFIX = ".resume.npz"
 _M_MMAP_THRESHOLD = -3  # mallopt parameter (glibc malloc.h)
 
 
@@ -200,17 +205,6 @@ def predict_run_task(
     return list(_predict_blocks(model, Path(bse), plan, grid, run, settings, threshold))
 
 
-def _stamp(path: Path) -> tuple[int, int]:
-    st = path.stat()
-    return st.st_size, st.st_mtime_ns
-
-
-def resume_path(out_mask: str | Path) -> Path:
-    """Where the progress of ``olmap predict --out-mask OUT`` is kept while it runs."""
-    partial = partial_name(out_mask)
-    return partial.with_name(partial.name + RESUME_SUFFIX)
-
-
 def _open_outputs(
     stack: ExitStack,
     prob_tmp: Path,
@@ -352,8 +346,8 @@ def predict_mosaic(
     fingerprint = json.dumps(
         {
             "olmap": __version__,
-            "model": [str(model_path.resolve()), *_stamp(model_path)],
-            "bse": [str(bse.resolve()), *_stamp(bse)],
+            "model": [str(model_path.resolve()), *file_stamp(model_path)],
+            "bse": [str(bse.resolve()), *file_stamp(bse)],
             "prob": str(out_prob.resolve()),
             "settings": same_result,
             "threshold": threshold,
@@ -363,7 +357,7 @@ def predict_mosaic(
     prob_tmp, mask_tmp = partial_name(out_prob), partial_name(out_mask)
     for folder in {prob_tmp.parent, mask_tmp.parent}:
         folder.mkdir(parents=True, exist_ok=True)
-    progress_file = resume_path(out_mask)
+    progress_file = progress_path(out_mask)
     ckpt = Checkpoint.load(progress_file.parent, fingerprint, progress_file.name)
     # Per-block class counts: a block is counted exactly when it is marked done.
     counts = np.zeros((len(grid), 257), np.int64)
@@ -558,7 +552,7 @@ def _run_on_dask(
     try:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})))
         pending = iter(runs)
-        stamp = _stamp(model_path)
+        stamp = file_stamp(model_path)
 
         def submit(run: tuple[int, int, int]) -> Any:
             return client.submit(

@@ -12,11 +12,11 @@ import rasterio
 
 from olmap.composition.config import MgMapConfig
 from olmap.composition.drift import SessionDrift
-from olmap.composition.mgmap import mg_map, resume_path
+from olmap.composition.mgmap import mg_map
 from olmap.composition.regression import LinearCalibration
 from olmap.errors import OutputExistsError
 from olmap.io.raster import write_raster
-from olmap.io.resume import RunInterrupted
+from olmap.io.resume import RunInterrupted, progress_path
 
 CAL = LinearCalibration(-0.0025, 1.1)
 
@@ -126,7 +126,7 @@ def test_interrupted_run_resumes_to_the_same_result(mosaic):
     with pytest.raises(RunInterrupted, match="run the same command again"):
         mg_map(folder / "bse.tif", folder / "mask.tif", CAL, target, drift=drift,
                regions=regions, config=config, progress=ctrl_c_after_first_crystal)  # fmt: skip
-    assert resume_path(target).exists() and not target.exists()
+    assert progress_path(target).exists() and not target.exists()
     seen = []
 
     def record(stage, done, total):
@@ -135,7 +135,7 @@ def test_interrupted_run_resumes_to_the_same_result(mosaic):
     mg_map(folder / "bse.tif", folder / "mask.tif", CAL, target, drift=drift, regions=regions,
            config=config, progress=record)  # fmt: skip
     assert ("outliers", 1) not in seen and ("outliers", 2) in seen  # crystal 1 was not redone
-    assert not resume_path(target).exists()
+    assert not progress_path(target).exists()
     with rasterio.open(target) as ds:
         np.testing.assert_array_equal(ds.read(1), mg_ref)
     with rasterio.open(folder / "resumed.outliers.tif") as ds:

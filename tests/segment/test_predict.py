@@ -15,7 +15,7 @@ from rasterio.windows import Window
 
 from olmap.errors import InputError, OutputExistsError
 from olmap.io.raster import raster_info, read_raster, write_raster
-from olmap.io.resume import RunInterrupted
+from olmap.io.resume import RunInterrupted, progress_path
 from olmap.io.windows import sliding_windows
 from olmap.segment.blend import WindowPlan, accumulate_run, blend_weights, run_windows
 from olmap.segment.checkpoint import load_checkpoint, save_checkpoint
@@ -24,7 +24,7 @@ from olmap.segment.evaluate import evaluate_rasters
 from olmap.segment.infer import flip_averaged_probabilities
 from olmap.segment.job import synthetic_init_model
 from olmap.segment.model import Segmenter
-from olmap.segment.predict import predict_mosaic, resume_path
+from olmap.segment.predict import predict_mosaic
 
 ARCH = "deeplabv3_mobilenet_v3_large"
 # Small windows so the test mosaic (700 x 1100 px) has 2 bands x 3 blocks and ~180 windows.
@@ -190,7 +190,7 @@ def test_interrupted_run_resumes_to_the_same_result(
         predict_mosaic(
             model_file, bse, out / "p.tif", out / "m.tif", settings, progress=interrupt_after_two
         )
-    assert not (out / "m.tif").exists() and resume_path(out / "m.tif").exists()
+    assert not (out / "m.tif").exists() and progress_path(out / "m.tif").exists()
     done = []
     result = predict_mosaic(
         model_file, bse, out / "p.tif", out / "m.tif", settings, progress=done.append
@@ -198,7 +198,7 @@ def test_interrupted_run_resumes_to_the_same_result(
     assert result.resumed_blocks == 2 and len(done) == 1 + 4  # the resumed part, then 4 blocks
     for name in ("p.tif", "m.tif"):
         assert np.array_equal(read_raster(out / name), read_raster(full / name))
-    assert not resume_path(out / "m.tif").exists()
+    assert not progress_path(out / "m.tif").exists()
 
 
 def test_dask_local_cluster_matches_single_process(
