@@ -98,10 +98,13 @@ def distance_stats(d: np.ndarray) -> dict:
     }
 
 
-def registration_errors(points: pd.DataFrame, offsets: pd.DataFrame) -> dict:
+def registration_errors(
+    points: pd.DataFrame, offsets: pd.DataFrame, profiles: pd.DataFrame
+) -> dict:
     """Distance of the first point (registered and as given) to its true position."""
     first = points[points["point"] == points.groupby("profile_id")["point"].transform("min")]
     df = first.merge(offsets, on="profile_id", suffixes=("", "_true"))
+    df = df.merge(profiles[["profile_id", "shift_along_sd_um"]], on="profile_id")
     df["zoned"] = (df["mg_true_max"] - df["mg_true_min"]) > ZONED
     reg = np.hypot(df["x_um_registered"] - df["x0_um"], df["y_um_registered"] - df["y0_um"])
     given = np.hypot(df["x_um"] - df["x0_um"], df["y_um"] - df["y0_um"])
@@ -132,8 +135,10 @@ def registration_errors(points: pd.DataFrame, offsets: pd.DataFrame) -> dict:
             "zoned": bool(r.zoned),
             "given_um": rnd(g, 3),
             "registered_um": rnd(d, 3),
+            "registered_along_um": rnd(al, 3),
+            "along_sd_um": rnd(r.shift_along_sd_um, 3),
         }
-        for r, g, d in zip(df.itertuples(), given, reg, strict=True)
+        for r, g, d, al in zip(df.itertuples(), given, reg, along_reg, strict=True)
     ]
     return out
 
@@ -168,7 +173,7 @@ def bench_calibration(section: Path) -> tuple[dict, dict]:
                 f: {s: {k: rnd(v, 5) for k, v in m.items()} for s, m in splits.items()}
                 for f, splits in res.metrics.items()
             },
-            "registration_error": registration_errors(res.points, offsets),
+            "registration_error": registration_errors(res.points, offsets, res.profiles),
             "profiles": len(res.profiles),
             "seconds": round(seconds, 2),
         }

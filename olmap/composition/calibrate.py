@@ -31,6 +31,7 @@ from olmap.composition.drift import (
 )
 from olmap.composition.profiles import (
     LineGeometry,
+    Registration,
     interpolate_outliers,
     profile_outliers,
     register_profile,
@@ -56,8 +57,7 @@ class ProfileData:
     on_mask: np.ndarray  # 1.0 on the mask, 0.0 elsewhere
     row0: int
     col0: int
-    along_px: float = 0.0
-    across_px: float = 0.0
+    registration: Registration | None = None  # None: at the given positions
     samples: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
@@ -68,11 +68,18 @@ class ProfileData:
     def geometry(self) -> LineGeometry:
         return LineGeometry.of(self.rows, self.cols)
 
+    @property
+    def point_spacing_px(self) -> float:
+        """Median distance between consecutive points (px)."""
+        return float(np.median(np.hypot(np.diff(self.rows), np.diff(self.cols))))
+
     def shifted(self) -> tuple[np.ndarray, np.ndarray]:
-        g = self.geometry
+        if self.registration is None:
+            return self.rows, self.cols
+        g, r = self.geometry, self.registration
         return (
-            self.rows + self.along_px * g.along[0] + self.across_px * g.across[0],
-            self.cols + self.along_px * g.along[1] + self.across_px * g.across[1],
+            self.rows + r.along_px * g.along[0] + r.across_px * g.across[0],
+            self.cols + r.along_px * g.along[1] + r.across_px * g.across[1],
         )
 
 
@@ -351,8 +358,13 @@ def calibrate(
                 line_width_px=config.profile.line_width_um / px,
                 prior_sd_px=(reg.prior_along_um / px, reg.prior_across_um / px),
                 points_per_residual=reg.points_per_residual,
+                off_mask_penalty=reg.off_mask_penalty,
+                rim_gap_px=None
+                if reg.rim_gap_steps is None
+                else reg.rim_gap_steps * p.point_spacing_px,
+                rim_mg_step=reg.rim_mg_step,
             )
-            p.along_px, p.across_px = r.along_px, r.across_px
+            p.registration = r
             _sample(p, config, px)
         cal = LinearCalibration.fit(
             _stack(cal_profiles, "bse_filtered"), _stack(cal_profiles, "mg")
@@ -427,14 +439,19 @@ def _tables(
             )
         )
         res = p.mg - mg_pred
+        nan = float("nan")  # not registered: no shift, and no sd to give
+        reg = p.registration or Registration(0.0, 0.0, nan, nan, nan)
         profile_rows.append(
             {
                 "profile_id": p.profile_id,
                 "split": p.split,
                 "points": len(p.rows),
                 "outliers": int(s["outlier"].sum()),
-                "shift_along_um": round(p.along_px * px, 3),
-                "shift_across_um": round(p.across_px * px, 3),
+                "shift_along_um": round(reg.along_px * px, 3),
+                "shift_across_um": round(reg.across_px * px, 3),
+                # Posterior sd of the shift: large where nothing but bounds place the line.
+                "shift_along_sd_um": round(reg.sd_along_px * px, 3),
+                "shift_across_sd_um": round(reg.sd_across_px * px, 3),
                 "rmse": round(float(np.sqrt(np.nanmean(res**2))), 5),
                 "mean_residual": round(float(np.nanmean(res)), 5),
             }

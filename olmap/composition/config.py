@@ -80,6 +80,16 @@ class RegistrationConfig(BaseModel):
     # Residuals of neighbouring points are correlated; 16 points count as one independent
     # residual (measured best of 1-64 on synthetic sections; olmap.composition.profiles).
     points_per_residual: float = Field(16.0, ge=1)
+    # Analysts put every spot on clean olivine (seed 002 sect. 3.3 relocated the lines by
+    # eye on the BSE image): each point that a shift puts off the mask costs this much
+    # log-likelihood (olmap; 2, 3 and 5 gave the same synthetic errors, docs/composition.md).
+    off_mask_penalty: float = Field(3.0, ge=0)
+    # Profiles run rim to rim (seed 002 sect. 3.3): each end point lies within this many
+    # point spacings of the crystal's rim. null for profiles that stop short of the rims.
+    rim_gap_steps: float | None = Field(1.0, gt=0)
+    # mg# contrast marking the boundary where two olivine crystals touch (olmap; 5 sd of the
+    # smoothed BSE noise in mg#, 0.01-0.025 measured alike).
+    rim_mg_step: float = Field(0.015, gt=0)
     step_um: float = Field(0.25, gt=0, description="grid step of the search (µm)")
     iterations: int = Field(3, ge=1, le=10, description="register <-> refit rounds")
 

@@ -83,7 +83,59 @@ class Registration:
 
     along_px: float
     across_px: float
-    cost: float  # mean Huber loss of mg# residuals at the chosen shift
+    cost: float  # mean Huber loss of mg# residuals at the most likely shift
+    sd_along_px: float  # posterior standard deviation: how well the data pin the shift
+    sd_across_px: float
+
+
+def distance_to_rim(
+    on_mask: np.ndarray,
+    mg_image: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    direction: np.ndarray,
+    mg_end: float,
+    max_px: float,
+    *,
+    mg_step: float = 0.015,
+    step_px: float = 0.25,
+) -> np.ndarray:
+    """Distance from points to the crystal's rim, walking along ``direction``.
+
+    The rim is where the mask ends or, where two olivine crystals touch and the mask runs
+    on, where the mg# seen by BSE departs from the crystal's own by more than ``mg_step``.
+
+    Parameters
+    ----------
+    on_mask : ndarray (h, w) float
+        1 on olivine, 0 elsewhere.
+    mg_image : ndarray (h, w) float
+        mg# predicted from BSE by the current calibration.
+    rows, cols : ndarray (...)
+        Start points (array coordinates).
+    direction : ndarray (2,)
+        Unit (drow, dcol).
+    mg_end : float
+        mg# of the crystal at the start points (the measured end of the profile).
+    max_px : float
+        How far to walk (px).
+    mg_step : float
+        mg# contrast that marks the boundary between touching crystals.
+    step_px : float
+        Walking step (px).
+
+    Returns
+    -------
+    ndarray (...)
+        Distance (px); inf where no rim lies within ``max_px``.
+    """
+    t = np.arange(0.0, max_px + step_px / 2, step_px)
+    r = (rows[..., None] + t * direction[0]).ravel()
+    c = (cols[..., None] + t * direction[1]).ravel()
+    inside = ndi.map_coordinates(on_mask, [r, c], order=1, mode="constant", prefilter=False)
+    mg = ndi.map_coordinates(mg_image, [r, c], order=1, mode="nearest", prefilter=False)
+    beyond = ((inside < 0.5) | (np.abs(mg - mg_end) > mg_step)).reshape(*np.shape(rows), t.size)
+    return np.where(beyond.any(-1), t[beyond.argmax(-1)], np.inf)
 
 
 def register_profile(
@@ -101,18 +153,33 @@ def register_profile(
     line_width_px: float = 1.0,
     prior_sd_px: tuple[float, float] = (3.0, 0.5),
     points_per_residual: float = 16.0,
+    off_mask_penalty: float = 3.0,
+    rim_gap_px: float | None = None,
+    rim_mg_step: float = 0.015,
+    rim_miss_p: float = 0.05,
     delta: float = 0.02,
     min_sigma: float = 0.002,
 ) -> Registration:
     """Relocate one EPMA line on the BSE image (olmap; seed 002 did it by hand).
 
-    Every shift on a grid along and across the line is scored by how well the calibration
-    ``mg# = slope * BSE + intercept`` predicts the measured mg# there (Huber loss; points off
-    the olivine mask count as far off). The estimate is the mean shift weighted by the
-    likelihood ``exp(-n_eff (J - J_min) / (2 sigma²))`` times a Gaussian prior: where the
-    profile has zoning it sits at the sharp minimum; where it is flat and only the rims
-    constrain it, it is the middle of the shifts that keep every point on the crystal
-    instead of wherever noise puts the minimum.
+    Every shift on a grid along and across the line is scored by what an analyst relocating
+    the line by eye would use:
+
+    * **BSE**: how well the calibration ``mg# = slope * BSE + intercept`` predicts the
+      measured mg# there (Huber loss, tempered by ``points_per_residual``). This pins zoned
+      profiles.
+    * **Spots on olivine**: analysts place every spot on clean olivine, so each point whose
+      centre falls off the mask (a crack, a hole, the outline) divides the likelihood by
+      ``exp(off_mask_penalty)``.
+    * **Rims** (rim-to-rim profiles, ``rim_gap_px`` set): each end point lies within
+      ``rim_gap_px`` of the crystal's rim beyond it (:func:`distance_to_rim`); a shift that
+      breaks this keeps ``rim_miss_p`` of its likelihood, for lines that stop short of a rim.
+      Flat profiles carry no zoning, and cracks and rims are what place them.
+
+    times a Gaussian prior on the relocation error. The estimate is the posterior mean: where
+    the data pin the shift it is the sharp peak, where they only bound it (a flat profile
+    between two cracks) it is the middle of the bounds instead of wherever noise puts the
+    minimum. The posterior sd says which is which.
 
     Parameters
     ----------
@@ -121,7 +188,7 @@ def register_profile(
     on_mask : ndarray (h, w) float
         1 on olivine, 0 elsewhere (sampled bilinearly: 0.5 at the outline).
     rows, cols : ndarray (n,)
-        Given point positions (array coordinates).
+        Given point positions (array coordinates), in profile order.
     mg : ndarray (n,)
         Measured mg#.
     slope, intercept : float
@@ -129,8 +196,7 @@ def register_profile(
     max_along_px, max_across_px, step_px : float
         Search grid (px).
     line_width_px : float
-    delta : float
-        Huber threshold (mg#).
+        Width averaged across the line for the BSE term (px).
     prior_sd_px : (float, float)
         Standard deviation of the Gaussian prior on the shift along and across (px).
     points_per_residual : float
@@ -138,6 +204,18 @@ def register_profile(
         calibration does not fit and the smoothing make neighbouring residuals move together,
         and a likelihood that counted every point would be sure of noise. 16 recovered the
         synthetic relocation errors best (1, 4, 16, 32, 64 tried; docs/composition.md).
+    off_mask_penalty : float
+        Log-likelihood lost per point off the mask; finite, so that a mask error under one
+        spot cannot veto the true shift.
+    rim_gap_px : float or None
+        Largest distance from an end point to the rim beyond it (px); None for profiles
+        that are not rim to rim.
+    rim_mg_step : float
+        mg# contrast that marks the boundary between touching olivine crystals.
+    rim_miss_p : float
+        Likelihood kept by a shift whose end lies farther than ``rim_gap_px`` from a rim.
+    delta : float
+        Huber threshold (mg#).
     min_sigma : float
         Floor of the residual sd used in the likelihood (mg#): neighbouring points share
         smoothing, so the residuals are not independent.
@@ -159,13 +237,38 @@ def register_profile(
     n = rows.size
     sigma2 = max(2 * best, min_sigma**2)  # Huber ~ r²/2 near the minimum
     log_w = -n / points_per_residual * (loss - best) / (2 * sigma2)
+    # Spots sit on olivine: untempered, since it is a fact of how the line was measured, not
+    # a noisy residual.
+    log_w -= off_mask_penalty * (sample_line(on_mask, sr, sc, geom, 1.0) < 0.5).sum(1)
+    if rim_gap_px is not None:
+        mg_image = slope * image + intercept
+        # Walk out from the first point backwards and from the last point forwards; the
+        # crystal's own mg# there is that of the three end points.
+        for i, outward, end in ((0, -geom.along, mg[:3]), (-1, geom.along, mg[-3:])):
+            gap = distance_to_rim(
+                on_mask,
+                mg_image,
+                sr[:, i],
+                sc[:, i],
+                outward,
+                float(np.median(end)),
+                rim_gap_px + 1,
+                mg_step=rim_mg_step,
+            )
+            log_w += np.log(rim_miss_p + (1 - rim_miss_p) * (gap <= rim_gap_px))
     # Gaussian prior on the relocation error: along the line analysts are off by a few µm,
-    # across by about one; where the data cannot tell (a flat profile across the middle of a
-    # crystal), the prior keeps the given position.
+    # across by about one; where the data cannot tell, the prior keeps the given position.
     log_w -= 0.5 * ((a / prior_sd_px[0]) ** 2 + (c / prior_sd_px[1]) ** 2)
     weight = np.exp(log_w - log_w.max())
     weight /= weight.sum()
-    return Registration(float(weight @ a), float(weight @ c), best)
+    mean_a, mean_c = float(weight @ a), float(weight @ c)
+    return Registration(
+        along_px=mean_a,
+        across_px=mean_c,
+        cost=float(loss[np.argmax(log_w)]),
+        sd_along_px=float(np.sqrt(weight @ (a - mean_a) ** 2)),
+        sd_across_px=float(np.sqrt(weight @ (c - mean_c) ** 2)),
+    )
 
 
 def profile_outliers(

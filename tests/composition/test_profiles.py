@@ -7,6 +7,7 @@ import pytest
 
 from olmap.composition.profiles import (
     LineGeometry,
+    distance_to_rim,
     interpolate_outliers,
     profile_outliers,
     register_profile,
@@ -66,6 +67,61 @@ def test_registration_recovers_a_shift(along, across):
     found_c = given_c + reg.along_px * geom.along[1] + reg.across_px * geom.across[1]
     error = np.hypot(found_r - true_r, found_c - true_c).max()
     assert error < 0.75, (reg, error)
+
+
+def flat_line(along: float):
+    """An unzoned crystal (rows 20-179) between two touching olivines, and a line down it.
+
+    The mask runs on across both boundaries; only the BSE contrast (mg# 0.85 against 0.83
+    and 0.87) marks them. The true points start 2 px inside the top rim, 4 px apart, and stop
+    2 px short of the bottom rim; they are given ``along`` px further down.
+    """
+    mg_field = np.full((200, 60), 0.85)
+    mg_field[:20] = 0.83
+    mg_field[180:] = 0.87
+    mask = np.ones((200, 60))
+    bse = (mg_field - INTERCEPT) / SLOPE
+    bse = bse + np.random.default_rng(3).normal(0, 1.0, bse.shape)
+    true_r = np.arange(21.5, 179, 4.0)
+    mg = np.full(true_r.size, 0.85)
+    return bse, mask, true_r, mg, true_r + along
+
+
+@pytest.mark.parametrize("along", [2.5, -3.0])
+def test_rims_place_a_flat_profile(along):
+    bse, mask, true_r, mg, given_r = flat_line(along)
+    cols = np.full(true_r.size, 30.0)
+    kw = dict(max_along_px=8, max_across_px=1, step_px=0.25, line_width_px=1)
+    with_rims = register_profile(
+        bse, mask, given_r, cols, mg, SLOPE, INTERCEPT, rim_gap_px=4.0, **kw
+    )
+    geom = LineGeometry.of(given_r, cols)
+    found = given_r + with_rims.along_px * geom.along[0]
+    assert np.abs(found - true_r).max() < 0.75, with_rims
+    # Without the rims only the end points' BSE residuals bound the shift, and loosely: the
+    # prior keeps the line near where it was given, and the sd says the data barely place it.
+    loose = register_profile(bse, mask, given_r, cols, mg, SLOPE, INTERCEPT, rim_gap_px=None, **kw)
+    loose_error = np.abs(given_r + loose.along_px * geom.along[0] - true_r).max()
+    assert loose_error > np.abs(found - true_r).max() + 0.5
+    assert loose.sd_along_px > 1.5 * with_rims.sd_along_px
+
+
+def test_distance_to_rim_at_the_outline_and_between_touching_crystals():
+    mask = np.ones((20, 100))
+    mask[:, 80:] = 0.0
+    mg = np.full((20, 100), 0.85)
+    mg[:, 50:] = 0.80  # a touching crystal the mask does not separate
+    right = np.array([0.0, 1.0])
+    start_r, start_c = np.array([10.0, 10.0]), np.array([40.0, 60.0])
+    d = distance_to_rim(mask, mg, start_r, start_c, right, 0.85, 30.0)
+    # From col 40 the mg# crosses 0.85 - 0.015 between cols 49 and 50 (bilinear).
+    assert d[0] == pytest.approx(9.5, abs=0.25)
+    # From col 60 (mg# 0.80 there, which is 0.05 from 0.85) the step counts at once.
+    assert d[1] == 0.0
+    row, col = np.array([10.0]), np.array([60.0])
+    d = distance_to_rim(mask, mg, row, col, right, 0.80, 30.0)
+    assert d[0] == pytest.approx(19.5, abs=0.25)  # the outline between cols 79 and 80
+    assert np.isinf(distance_to_rim(mask, mg, row, col, right, 0.80, 10.0))
 
 
 def test_profile_outlier_is_flagged_and_interpolated():
