@@ -40,6 +40,11 @@ Sessions = Annotated[
 ]
 
 
+def _shift(value: float, sd: float) -> str:
+    """``+1.25 ± 0.40`` (µm); just the value where the line was not registered."""
+    return f"{value:+.2f}" if sd != sd else f"{value:+.2f} ± {sd:.2f}"
+
+
 def print_calibration_report(result: CalibrationResult, outputs: dict[str, Path]) -> None:
     """The paper's Table 4 (filtered / not filtered) and the per-profile relocation."""
     c = result.calibration
@@ -62,7 +67,7 @@ def print_calibration_report(result: CalibrationResult, outputs: dict[str, Path]
         "shift along µm",
         "shift across µm",
         "RMSE",
-        title="Profiles (shift applied to the given positions)",
+        title="Profiles (shift applied to the given positions ± posterior sd)",
     )
     for row in result.profiles.itertuples():
         prof.add_row(
@@ -70,8 +75,8 @@ def print_calibration_report(result: CalibrationResult, outputs: dict[str, Path]
             row.split,
             str(row.points),
             str(row.outliers),
-            f"{row.shift_along_um:+.2f}",
-            f"{row.shift_across_um:+.2f}",
+            _shift(row.shift_along_um, row.shift_along_sd_um),
+            _shift(row.shift_across_um, row.shift_across_sd_um),
             f"{row.rmse:.4f}",
         )
     stdout.print(prof)

@@ -112,7 +112,10 @@ class CalibrationResult:
                 "intercept": self.calibration_not_filtered.intercept,
             },
             "metrics": self.metrics,
-            "profiles": self.profiles.to_dict(orient="records"),
+            # null, not NaN (invalid JSON), where a line was not registered
+            "profiles": self.profiles.astype(object)
+            .where(self.profiles.notna(), None)
+            .to_dict(orient="records"),
             "drift": self.drift.to_dict() if self.drift else None,
             "sessions": self.sessions.to_dict(orient="records")
             if self.sessions is not None

@@ -67,6 +67,10 @@ def test_registration_relocates_lines(calibrated, section_dir):
     assert found.mean() < given.mean()
     worst = given.idxmax()  # the line placed furthest off (3.6 µm) comes back within 1 µm
     assert given[worst] > 3 and found[worst] < 1.0
+    # Each line's posterior sd along it is reported, and the errors are of that size.
+    sd = calibrated.profiles.set_index("profile_id")["shift_along_sd_um"]
+    assert ((sd > 0.05) & (sd < 2.0)).all()
+    assert (found <= 3 * sd.loc[found.index] + 0.5).all()
 
 
 def olmap(*args: str, cwd) -> subprocess.CompletedProcess:
@@ -135,6 +139,10 @@ def test_cli_mgmap_refuses_drift_on_a_calibration_without_it(section_dir, tmp_pa
         "--profiles", d / "epma.csv", "--out", "raw.json", "--no-register", cwd=tmp_path,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
+    # Standard JSON (no NaN): a line that was not registered has no shift sd.
+    text = (tmp_path / "raw.json").read_text()
+    profiles = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))["profiles"]
+    assert all(p["shift_along_sd_um"] is None and p["shift_along_um"] == 0 for p in profiles)
     res = olmap(
         "mgmap", "--bse", d / "bse.tif", "--mask", d / "truth" / "olivine.tif",
         "--calibration", "raw.json", "--out", "mg.tif", "--standards", d / "standards.csv",
