@@ -1,0 +1,269 @@
+"""``olmap crystals``: every olivine crystal of a mosaic as a catalogue row with its outline.
+
+mask (+ BSE, mg# map, LOF outliers) -> exact chunked connected components
+(:mod:`olmap.crystals.label`) -> each crystal read whole through its bounding box ->
+attributes (:mod:`olmap.crystals.measure`) -> class and zoning (:mod:`olmap.crystals.classify`)
+-> GeoDataFrame in µm. Memory: one chunk for the labelling, then one crystal at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+from affine import Affine
+from rasterio.windows import Window
+from rasterio.windows import transform as window_transform
+
+from olmap.composition.drift import session_index_points
+from olmap.crystals.classify import classify
+from olmap.crystals.config import ClassRules, CrystalsConfig, olivine_rules
+from olmap.crystals.instances import split_touching
+from olmap.crystals.label import Components, component_pixels, label_components
+from olmap.crystals.measure import CrystalArrays, measure_crystal
+from olmap.errors import InputError
+from olmap.io.raster import WindowSource, check_coregistered
+from olmap.io.sessions import read_sessions
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str, int, int], None]
+
+#: Column order of the catalogue (then mg_radial_*, geometry).
+COLUMNS = [
+    "id", "class", "zoning", "core_rim_ratio", "area_um2", "perimeter_um",
+    "equivalent_diameter_um", "major_axis_um", "minor_axis_um", "aspect_ratio",
+    "orientation_deg", "solidity", "roundness", "centroid_x_um", "centroid_y_um",
+    "bbox_xmin_um", "bbox_ymin_um", "bbox_xmax_um", "bbox_ymax_um",
+    "mg_mean", "mg_median", "mg_min", "mg_max", "mg_core", "mg_rim", "mantle_excess",
+    "pixels", "outlier_pixels", "touches_edge", "session", "component",
+]  # fmt: skip
+
+
+@dataclass
+class CatalogueResult:
+    """What ``olmap crystals`` found."""
+
+    catalogue: gpd.GeoDataFrame
+    components: int  # connected components of the mask
+    too_small: int  # components whose bounding box holds less than min_area_um2
+    too_large: int  # components over max_crystal_pixels: skipped with a warning
+    pixel_size_um: float
+    seconds: float
+
+
+def default_outliers_path(mgmap_path: str | Path) -> Path:
+    """``OUT.outliers.tif`` beside ``olmap mgmap --out OUT.tif``."""
+    p = Path(mgmap_path)
+    return p.with_name(p.stem + ".outliers.tif")
+
+
+def crystal_catalogue(
+    bse_path: str | Path,
+    mask_path: str | Path,
+    *,
+    mgmap_path: str | Path | None = None,
+    outliers_path: str | Path | None = None,
+    sessions_path: str | Path | None = None,
+    config: CrystalsConfig | None = None,
+    rules: ClassRules | None = None,
+    progress: Progress | None = None,
+) -> CatalogueResult:
+    """Measure and classify every crystal (connected component) of an olivine mask.
+
+    Parameters
+    ----------
+    bse_path, mask_path : path-like
+        BSE mosaic and olivine mask (1 = olivine) on the same grid.
+    mgmap_path : path-like, optional
+        ``olmap mgmap`` output (float32 mg#, NaN off olivine): mg# attributes, the radial
+        profile and complex zoning. Its ``.outliers.tif`` is used when present.
+    outliers_path : path-like, optional
+        uint8 raster, 1 = outlier pixel: left out of core, rim and mg# statistics.
+    sessions_path : path-like, optional
+        ``sessions.csv``: each crystal gets the session its centroid lies in.
+    config : CrystalsConfig, optional
+    rules : ClassRules, optional
+        Default: :func:`olmap.crystals.config.olivine_rules` (seed 002 Table 2).
+    progress : callable, optional
+        ``progress(stage, done, total)``; stages ``crystals`` (labelling chunks) and
+        ``measure``.
+
+    Returns
+    -------
+    CatalogueResult
+    """
+    config = config or CrystalsConfig()
+    rules = rules or olivine_rules()
+    t0 = time.perf_counter()
+    if mgmap_path is not None and outliers_path is None:
+        candidate = default_outliers_path(mgmap_path)
+        outliers_path = candidate if candidate.exists() else None
+    paths = [p for p in (bse_path, mask_path, mgmap_path, outliers_path) if p is not None]
+    info = check_coregistered(*paths)
+    px = info.pixel_size_um or 1.0
+    h, w = info.shape
+    regions = read_sessions(sessions_path) if sessions_path is not None else None
+
+    # Each source holds a GDAL environment: an ExitStack closes them in reverse order.
+    with ExitStack() as stack:
+        named = {"mask": mask_path, "bse": bse_path, "mg": mgmap_path, "outliers": outliers_path}
+        sources = {
+            k: stack.enter_context(WindowSource(p)) for k, p in named.items() if p is not None
+        }
+
+        def read_mask(window: Window) -> np.ndarray:
+            return sources["mask"].read(window)[0] == 1
+
+        comps = label_components(
+            read_mask,
+            h,
+            w,
+            chunk=config.chunk,
+            connectivity=config.connectivity,
+            progress=(lambda d, t: progress("crystals", d, t)) if progress else None,
+        )
+        bbox_um2 = (comps.row1 - comps.row0) * (comps.col1 - comps.col0) * px * px
+        # The area inside the outline never exceeds the bounding box: skipping these is exact.
+        chosen = np.flatnonzero(bbox_um2 > config.min_area_um2)
+        rows = []
+        for n, k in enumerate(chosen, 1):
+            rows.append(_measure(k, comps, sources, info.transform, px, config))
+            if progress:
+                progress("measure", n, len(chosen))
+
+    table = pd.DataFrame([r for part in rows if part is not None for r in part])
+    too_large = int(sum(r is None for r in rows))
+    if table.empty:
+        table = pd.DataFrame(columns=[c for c in COLUMNS if c not in ("id", "class", "zoning")])
+        table["geometry"] = []
+    table = table[table["area_um2"].astype(float) > config.min_area_um2].reset_index(drop=True)
+    # Ids 1..n in raster order of the components, then of the crystals within each.
+    table.insert(0, "id", np.arange(1, len(table) + 1, dtype=np.int64))
+    labels = classify(table, rules)
+    table["class"], table["zoning"] = labels["class"], labels["zoning"]
+    if regions is not None and len(table):
+        at = session_index_points(
+            regions, table["centroid_x_um"].to_numpy(float), table["centroid_y_um"].to_numpy(float)
+        )
+        names = np.array([*regions["session"].astype(str), ""], dtype=object)
+        table["session"] = names[at]  # -1 (no session) picks the trailing ""
+    else:
+        table["session"] = ""
+    radial = [c for c in table.columns if c.startswith("mg_radial_")]
+    radial.sort(key=lambda c: int(c.rsplit("_", 1)[1]))
+    table = table[[*COLUMNS, *radial, "geometry"]]
+    catalogue = gpd.GeoDataFrame(table, geometry="geometry", crs=None)
+    return CatalogueResult(
+        catalogue=catalogue,
+        components=len(comps),
+        too_small=len(comps) - len(chosen),
+        too_large=too_large,
+        pixel_size_um=px,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def _measure(
+    k: int,
+    comps: Components,
+    sources: dict[str, WindowSource],
+    transform: Affine,
+    px: float,
+    config: CrystalsConfig,
+) -> list[dict] | None:
+    """Attribute rows of the crystals of component index ``k``; None if it is too large."""
+    if comps.area[k] > config.max_crystal_pixels:
+        log.warning(
+            "component at row %d, col %d has %d px (> max_crystal_pixels): not measured",
+            comps.seed_row[k],
+            comps.seed_col[k],
+            comps.area[k],
+        )
+        return None
+    # A margin of background around the crystal: the crack closing and the distance
+    # transform must see the outline (the mosaic border counts as outline).
+    pad = config.close_cracks_px + 2
+    r0, c0 = max(0, int(comps.row0[k]) - pad), max(0, int(comps.col0[k]) - pad)
+    r1 = min(comps.height, int(comps.row1[k]) + pad)
+    c1 = min(comps.width, int(comps.col1[k]) + pad)
+    window = Window(c0, r0, c1 - c0, r1 - r0)
+    mask = sources["mask"].read(window)[0] == 1
+    component = component_pixels(
+        mask, (int(comps.seed_row[k]) - r0, int(comps.seed_col[k]) - c0), config.connectivity
+    )
+    bse, valid = sources["bse"].read(window)
+    bse = bse.astype(np.float64)
+    if valid is not None:
+        bse[~valid] = np.nan
+    mg = outliers = None
+    if "mg" in sources:
+        mg = sources["mg"].read(window)[0].astype(np.float64)  # NaN where not mapped
+    if "outliers" in sources:
+        outliers = sources["outliers"].read(window)[0] == 1
+    if config.split_touching:
+        # The step threshold is in 8-bit grey levels.
+        scale = 1 / 257 if np.dtype(sources["bse"].info.dtype) == np.uint16 else 1.0
+        parts = split_touching(
+            component,
+            bse * scale,
+            sigma_px=config.split_sigma_px,
+            h_min=config.split_h_min,
+            boundary_step=config.split_boundary_step,
+        )
+    else:
+        parts = component.astype(np.int32)
+    wt = window_transform(window, transform)
+    rows = []
+    for label in range(1, int(parts.max()) + 1):
+        crystal = parts == label
+        if not crystal.any():
+            continue
+        row = measure_crystal(
+            CrystalArrays(crystal, bse, mg, outliers),
+            wt,
+            px,
+            rim_exclude_px=config.rim_exclude_px,
+            external_only=config.external_outline,
+            close_cracks_px=config.close_cracks_px,
+            radial_bins=config.radial_bins,
+            connectivity=config.connectivity,
+        )
+        rr, cc = np.nonzero(crystal)
+        x0, y0 = transform * (c0 + int(cc.min()), r0 + int(rr.min()))
+        x1, y1 = transform * (c0 + int(cc.max()) + 1, r0 + int(rr.max()) + 1)
+        edge = (
+            (r0 + rr.min() == 0)
+            | (c0 + cc.min() == 0)
+            | (r0 + rr.max() == comps.height - 1)
+            | (c0 + cc.max() == comps.width - 1)
+        )
+        row.update(
+            component=k + 1,
+            bbox_xmin_um=min(x0, x1),
+            bbox_xmax_um=max(x0, x1),
+            bbox_ymin_um=min(y0, y1),
+            bbox_ymax_um=max(y0, y1),
+            touches_edge=bool(edge),
+        )
+        rows.append(row)
+    return rows
+
+
+def check_mask_values(mask_path: str | Path) -> None:
+    """Refuse a mask that is plainly not a 0/1 olivine mask (e.g. a BSE image)."""
+    with WindowSource(mask_path) as src:
+        h, w = src.info.shape
+        sample = src.read(Window(0, 0, min(w, 1024), min(h, 1024)))[0]
+    values = np.unique(sample[np.isfinite(sample)])
+    if values.size > 16:
+        raise InputError(
+            f"{mask_path}: {values.size} distinct values in the first 1024² px; "
+            "expected an olivine mask (1 = olivine)"
+        )
