@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from olmap import __version__
 from olmap.cli import calibrate as calibrate_cmd
+from olmap.cli import crystals as crystals_cmd
 from olmap.cli import dataset as dataset_cmd
 from olmap.cli import demo as demo_cmd
 from olmap.cli import eds as eds_cmd
@@ -49,6 +50,7 @@ app.command("evaluate")(train_cmd.evaluate)
 app.command("predict")(predict_cmd.predict)
 app.command("calibrate")(calibrate_cmd.calibrate)
 app.command("mgmap")(calibrate_cmd.mgmap)
+app.command("crystals")(crystals_cmd.crystals)
 
 
 def _version(value: bool) -> None:

@@ -8,6 +8,7 @@ attributes (:mod:`olmap.crystals.measure`) -> class and zoning (:mod:`olmap.crys
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -29,8 +30,13 @@ from olmap.crystals.instances import split_touching
 from olmap.crystals.label import Components, component_pixels, label_components
 from olmap.crystals.measure import CrystalArrays, measure_crystal
 from olmap.errors import InputError
+from olmap.io.outputs import atomic_dir
 from olmap.io.raster import WindowSource, check_coregistered
 from olmap.io.sessions import read_sessions
+from olmap.io.vector import write_catalogue, write_qupath_geojson
+from olmap.plots.crops import write_crystal_crops
+from olmap.plots.crystals import write_crystal_statistics
+from olmap.plots.overview import plot_overview
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
@@ -107,6 +113,7 @@ def crystal_catalogue(
         outliers_path = candidate if candidate.exists() else None
     paths = [p for p in (bse_path, mask_path, mgmap_path, outliers_path) if p is not None]
     info = check_coregistered(*paths)
+    check_mask_values(mask_path)
     px = info.pixel_size_um or 1.0
     h, w = info.shape
     regions = read_sessions(sessions_path) if sessions_path is not None else None
@@ -267,3 +274,78 @@ def check_mask_values(mask_path: str | Path) -> None:
             f"{mask_path}: {values.size} distinct values in the first 1024² px; "
             "expected an olivine mask (1 = olivine)"
         )
+
+
+def write_crystals(
+    result: CatalogueResult,
+    out_dir: str | Path,
+    *,
+    bse_path: str | Path,
+    transform: Affine,
+    qupath: bool = False,
+    crops: bool = False,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> dict[str, Path]:
+    """Write the catalogue folder; it appears complete or not at all.
+
+    ``crystals.gpkg`` (layer ``crystals``), ``crystals.geojson``, ``crystals.csv``,
+    ``crystals.parquet``, ``overview.png`` (outlines by group on the BSE), ``stats/`` (counts,
+    size distribution and mg# histograms per group, CSV and PNG), ``summary.json`` and,
+    optionally, ``crystals.qupath.geojson`` (pixel coordinates) and ``crops/<group>/<id>.png``.
+
+    Parameters
+    ----------
+    result : CatalogueResult
+    out_dir : path-like
+    bse_path : path-like
+        For the overview and the crops.
+    transform : Affine
+        The mosaic's transform (µm), for QuPath's pixel coordinates and the crops.
+    qupath, crops : bool
+    overwrite : bool
+        Replace an existing folder written by olmap.
+    progress : callable, optional
+        ``progress("crops", done, total)``.
+
+    Returns
+    -------
+    dict
+        Name -> final path.
+    """
+    out_dir = Path(out_dir)
+    cat = result.catalogue
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+        written = write_catalogue(cat, tmp)
+        for path in write_crystal_statistics(cat, tmp / "stats"):
+            written[f"stats/{path.name}"] = path
+        written["overview"] = plot_overview(cat, bse_path, tmp / "overview.png")
+        if qupath:
+            written["qupath"] = write_qupath_geojson(
+                cat, tmp / "crystals.qupath.geojson", transform
+            )
+        if crops:
+            write_crystal_crops(
+                cat,
+                bse_path,
+                transform,
+                tmp / "crops",
+                progress=(lambda d, t: progress("crops", d, t)) if progress else None,
+            )
+            written["crops"] = tmp / "crops"
+        summary = {
+            "components": result.components,
+            "crystals": len(cat),
+            "too_small": result.too_small,
+            "too_large": result.too_large,
+            "pixel_size_um": result.pixel_size_um,
+            "seconds": round(result.seconds, 2),
+            "counts": cat.groupby(["class", "zoning"]).size().rename("n").reset_index().to_dict(
+                orient="records"
+            )
+            if len(cat)
+            else [],
+        }
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        written["summary"] = tmp / "summary.json"
+    return {k: out_dir / Path(v).relative_to(tmp) for k, v in written.items()}
