@@ -19,25 +19,7 @@ import pandas as pd
 import rasterio
 from rasterio import features
 
-
-def match_crystals(pred_ids: np.ndarray, true_ids: np.ndarray) -> pd.DataFrame:
-    """Best IoU partner of every true id among predicted ids (both label images, 0 = none).
-
-    Returns one row per true id with ``pred_id`` (0 if no overlap) and ``iou``.
-    """
-    t, p = true_ids.ravel(), pred_ids.ravel()
-    t_area = pd.Series(t[t > 0]).value_counts()
-    p_area = pd.Series(p[p > 0]).value_counts()
-    both = (t > 0) & (p > 0)
-    pairs = pd.DataFrame({"t": t[both], "p": p[both]}).value_counts().rename("inter").reset_index()
-    pairs["iou"] = pairs["inter"] / (
-        t_area.loc[pairs["t"]].to_numpy() + p_area.loc[pairs["p"]].to_numpy() - pairs["inter"]
-    )
-    best = pairs.sort_values("iou").groupby("t").tail(1).set_index("t")
-    out = pd.DataFrame(index=t_area.index.sort_values())
-    out["pred_id"] = best["p"].reindex(out.index).fillna(0).astype(np.int64)
-    out["iou"] = best["iou"].reindex(out.index).fillna(0.0)
-    return out
+from olmap.crystals.evaluate import match_instances
 
 
 def evaluate(section: Path, catalogue: gpd.GeoDataFrame) -> dict:
@@ -57,7 +39,7 @@ def evaluate(section: Path, catalogue: gpd.GeoDataFrame) -> dict:
     )
     truth = pd.read_csv(section / "truth" / "crystals.csv").set_index("id")
     truth = truth[truth["size_class"].notna() & truth.index.isin(np.unique(true_ids))]
-    m = match_crystals(pred_ids, true_ids).reindex(truth.index)
+    m = match_instances(pred_ids, true_ids).reindex(truth.index)
     truth["iou"] = m["iou"].fillna(0.0)
     truth["pred_id"] = m["pred_id"].fillna(0).astype(np.int64)
     cat = catalogue.set_index("id")

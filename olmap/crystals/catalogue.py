@@ -243,8 +243,8 @@ def _measure(
             connectivity=config.connectivity,
         )
         rr, cc = np.nonzero(crystal)
-        x0, y0 = transform * (c0 + int(cc.min()), r0 + int(rr.min()))
-        x1, y1 = transform * (c0 + int(cc.max()) + 1, r0 + int(rr.max()) + 1)
+        x0, y0 = transform @ (c0 + int(cc.min()), r0 + int(rr.min()))
+        x1, y1 = transform @ (c0 + int(cc.max()) + 1, r0 + int(rr.max()) + 1)
         edge = (
             (r0 + rr.min() == 0)
             | (c0 + cc.min() == 0)
@@ -340,9 +340,11 @@ def write_crystals(
             "too_large": result.too_large,
             "pixel_size_um": result.pixel_size_um,
             "seconds": round(result.seconds, 2),
-            "counts": cat.groupby(["class", "zoning"]).size().rename("n").reset_index().to_dict(
-                orient="records"
-            )
+            "counts": cat.groupby(["class", "zoning"])
+            .size()
+            .rename("n")
+            .reset_index()
+            .to_dict(orient="records")
             if len(cat)
             else [],
         }

@@ -94,6 +94,10 @@ def split_touching(
         return labels
     parts = segmentation.watershed(grad, markers, mask=region)
     rag = graph.rag_boundary(parts, grad)
+    # Node 0 is the background around the crystal: merging through it would join crystals
+    # that only share the outline's low gradient.
+    if rag.has_node(0):
+        rag.remove_node(0)
     merged = graph.merge_hierarchical(
         parts,
         rag,

@@ -40,15 +40,22 @@ def outline_distance(
     ndarray of float64 (h, w)
         Euclidean distance (px) to the nearest pixel outside; 0 outside.
     """
+    solid = external_solid(crystal, close_cracks_px) if external_only else crystal
+    return ndi.distance_transform_edt(np.pad(np.asarray(solid, bool), 1))[1:-1, 1:-1]
+
+
+def external_solid(crystal: np.ndarray, close_cracks_px: int = 2) -> np.ndarray:
+    """Everything inside the crystal's external outline: holes filled, open cracks closed.
+
+    Cracks reaching the outline are closed over ``close_cracks_px`` (px; a 1-px notch stays
+    at a crack's mouth); inclusions and cracks inside are holes and are filled.
+    """
     solid = np.asarray(crystal, bool)
-    if external_only:
-        if close_cracks_px > 0:
-            r = int(close_cracks_px)
-            padded = np.pad(solid, r)
-            closed = ndi.binary_closing(padded, morphology.disk(r))[r:-r, r:-r]
-            solid = solid | closed
-        solid = ndi.binary_fill_holes(solid)
-    return ndi.distance_transform_edt(np.pad(solid, 1))[1:-1, 1:-1]
+    if close_cracks_px > 0:
+        r = int(close_cracks_px)
+        closed = ndi.binary_closing(np.pad(solid, r), morphology.disk(r))[r:-r, r:-r]
+        solid = solid | closed
+    return ndi.binary_fill_holes(solid)
 
 
 def core_rim_masks(
@@ -148,7 +155,7 @@ def orientation_deg(orientation_rad: float) -> float:
     """
     # Major axis direction in (row, col) is (cos θ, sin θ); on the map (x, y) = (col, -row).
     angle = np.degrees(np.arctan2(-np.cos(orientation_rad), np.sin(orientation_rad)))
-    return float(angle % 180.0)
+    return float(np.round(angle, 6) % 180.0)  # rounding first: -1e-15 must not become 180
 
 
 def crystal_polygon(
@@ -216,7 +223,8 @@ def measure_crystal(
     -------
     dict
         ``geometry`` and the attributes: ``pixels``, ``area_um2`` (inside the external outline:
-        holes count, as for a crystal's size), ``perimeter_um`` (of that outline),
+        inclusions and cracks count, as for a crystal's size; shape attributes are of that
+        outline too), ``perimeter_um``,
         ``equivalent_diameter_um``, ``major_axis_um``, ``minor_axis_um``, ``aspect_ratio``,
         ``orientation_deg``, ``solidity``, ``roundness`` (4πA/P²), ``centroid_x_um``,
         ``centroid_y_um``, ``core_rim_ratio``, ``mg_mean``, ``mg_median``, ``mg_min``,
@@ -225,14 +233,16 @@ def measure_crystal(
     """
     crystal = np.asarray(arrays.crystal, bool)
     px = float(pixel_size_um)
-    filled = ndi.binary_fill_holes(crystal)
-    props = measure.regionprops(filled.astype(np.uint8))[0]
+    # Size and shape are those of the external outline: inclusions and cracks are part of
+    # the crystal section, not of its shape.
+    solid = external_solid(crystal, close_cracks_px) if external_only else crystal
+    props = measure.regionprops(solid.astype(np.uint8))[0]
     own = measure.regionprops(crystal.astype(np.uint8))[0]
     area_px = float(props.area)
     perimeter_px = float(props.perimeter)
     major, minor = float(props.axis_major_length), float(props.axis_minor_length)
     cy, cx = own.centroid
-    x_um, y_um = transform * (cx + 0.5, cy + 0.5)
+    x_um, y_um = transform @ (cx + 0.5, cy + 0.5)
 
     distance = outline_distance(
         crystal, external_only=external_only, close_cracks_px=close_cracks_px
@@ -279,7 +289,11 @@ def measure_crystal(
                 mg_core=_finite_mean(mg[core]),
                 mg_rim=_finite_mean(mg[rim]),
             )
-            profile = radial_profile(mg, distance, inner if inner.any() else clean, radial_bins)
+            # Bins span the measured depth: from b px inside the outline to the centre.
+            if inner.any():
+                profile = radial_profile(mg, distance - rim_exclude_px, inner, radial_bins)
+            else:
+                profile = radial_profile(mg, distance, clean, radial_bins)
     out.update({f"mg_radial_{i}": float(v) for i, v in enumerate(profile)})
     out["mantle_excess"] = mantle_excess(profile)
     out["geometry"] = crystal_polygon(crystal, transform, connectivity)

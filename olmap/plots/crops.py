@@ -75,8 +75,8 @@ def write_crystal_crops(
     with WindowSource(bse_path) as src:
         h, w = src.info.shape
         for i, (row, group) in enumerate(zip(catalogue.itertuples(), groups, strict=True), 1):
-            ca, ra = inverse * (row.bbox_xmin_um, row.bbox_ymax_um)
-            cb, rb = inverse * (row.bbox_xmax_um, row.bbox_ymin_um)
+            ca, ra = inverse @ (row.bbox_xmin_um, row.bbox_ymax_um)
+            cb, rb = inverse @ (row.bbox_xmax_um, row.bbox_ymin_um)
             c0 = max(0, int(np.floor(min(ca, cb))) - margin_px)
             r0 = max(0, int(np.floor(min(ra, rb))) - margin_px)
             c1 = min(w, int(np.ceil(max(ca, cb))) + margin_px)

@@ -37,7 +37,7 @@ def plot_overview(
         factor = max(1.0, scale)
         shape = (max(1, round(ds.height / factor)), max(1, round(ds.width / factor)))
         grey = ds.read(1, out_shape=shape, resampling=Resampling.average).astype(np.float32)
-        transform: Affine = ds.transform * Affine.scale(ds.width / shape[1], ds.height / shape[0])
+        transform: Affine = ds.transform @ Affine.scale(ds.width / shape[1], ds.height / shape[0])
     finite = grey[np.isfinite(grey)]
     lo, hi = np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0)
     fig = Figure(figsize=(10, 10 * shape[0] / shape[1] + 0.6), dpi=shape[1] / 10)
@@ -60,7 +60,7 @@ def plot_overview(
         ]
         lines = []
         for ring in rings:
-            cols, rows = inverse * (ring[:, 0], ring[:, 1])
+            cols, rows = inverse @ (ring[:, 0], ring[:, 1])
             lines.append(np.c_[np.asarray(cols) - 0.5, np.asarray(rows) - 0.5])
         # A dark halo keeps every colour visible on bright and dark grains alike.
         ax.add_collection(LineCollection(lines, colors="black", linewidths=1.4, alpha=0.6))
