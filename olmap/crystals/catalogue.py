@@ -223,6 +223,8 @@ def _measure(
             sigma_px=config.split_sigma_px,
             h_min=config.split_h_min,
             boundary_step=config.split_boundary_step,
+            max_solidity_loss=config.split_max_solidity_loss,
+            min_solidity=config.split_min_solidity,
         )
     else:
         parts = component.astype(np.int32)

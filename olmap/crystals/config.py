@@ -40,6 +40,11 @@ class CrystalsConfig(BaseModel):
     split_sigma_px: float = Field(0.7, gt=0)
     split_h_min: float = Field(1.0, gt=0)
     split_boundary_step: float = Field(3.0, gt=0)
+    # Sharp zoning is a BSE step too: pieces less solid than this (rings, arcs) rejoin their
+    # neighbour, and adjacent pieces whose union loses less solidity than the loss are one
+    # crystal (olmap; 0.5-0.7 and 0-0.02 tried, docs/crystals.md).
+    split_min_solidity: float = Field(0.6, ge=0, le=1)
+    split_max_solidity_loss: float = Field(0.005, ge=0, le=1)
     chunk: int = Field(2048, ge=64, description="labelling chunk side (px)")
     # A component larger than this is no crystal but a mis-segmented region; it is skipped
     # with a warning (and counted) rather than read whole, so memory stays bounded.

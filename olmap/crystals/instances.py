@@ -5,13 +5,16 @@ olivine mask, and the paper counted them as one crystal (seed 002 sect. 3.9). Ea
 its own mg#, so its BSE grey level changes in a step where it meets another. olmap splits a
 component along such steps: a watershed of the BSE gradient over-segments it, and adjacent
 regions are merged back unless the mean gradient along their shared boundary is a step
-(:func:`split_touching`). Cracks are bridged first, so they never split a crystal.
+(:func:`split_touching`). Cracks are bridged first, so they never split a crystal, and since
+sharp zoning is a step too, pieces that are not convex enough to be crystals (rings, arcs) are
+joined again (:func:`merge_concave`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
+from scipy.spatial import ConvexHull, QhullError
 from skimage import graph, morphology, segmentation
 
 from olmap.composition.calibrate import masked_gaussian
@@ -54,6 +57,8 @@ def split_touching(
     h_min: float = 1.0,
     boundary_step: float = 3.0,
     close_cracks_px: int = 1,
+    max_solidity_loss: float = 0.005,
+    min_solidity: float = 0.6,
 ) -> np.ndarray:
     """Label the crystals of one connected component along the BSE steps between them.
 
@@ -73,6 +78,10 @@ def split_touching(
     close_cracks_px : int
         Radius (px) over which cracks are bridged, so that the two sides of a crack are
         neighbours and merge.
+    max_solidity_loss, min_solidity : float
+        Regions less solid than ``min_solidity`` (a ring or an arc of a zoned crystal), and
+        regions whose union is about as convex as they are, are rejoined
+        (:func:`merge_concave`): zoning steps, not crystal contacts, made them.
 
     Returns
     -------
@@ -108,7 +117,113 @@ def split_touching(
         weight_func=_weight_boundary,
     )
     # merge_hierarchical numbers regions from 0, including the background: renumber the
-    # crystal's pixels 1..n.
-    _, inverse = np.unique(merged[crystal], return_inverse=True)
-    labels[crystal] = inverse.astype(np.int32) + 1
+    # region's pixels 1..n.
+    parts = np.zeros(region.shape, np.int32)
+    _, inverse = np.unique(merged[region], return_inverse=True)
+    parts[region] = inverse.astype(np.int32) + 1
+    if parts.max() > 1:
+        parts = merge_concave(parts, max_solidity_loss, min_solidity)
+    labels[crystal] = parts[crystal]
     return labels
+
+
+def _corners(pixels: np.ndarray) -> np.ndarray:
+    """Corner points of the outer pixels of a region (rows, cols), for its convex hull."""
+    edge = pixels & ~ndi.binary_erosion(pixels)
+    r, c = np.nonzero(edge)
+    return np.concatenate([np.c_[r + dr, c + dc] for dr in (0, 1) for dc in (0, 1)]).astype(float)
+
+
+def _solidity(points: np.ndarray, area: float) -> float:
+    try:
+        return area / ConvexHull(points).volume  # in 2-D, "volume" is the area
+    except QhullError:  # a line of pixels
+        return 1.0
+
+
+def merge_concave(
+    parts: np.ndarray, max_solidity_loss: float = 0.005, min_solidity: float = 0.6
+) -> np.ndarray:
+    """Join adjacent regions whose union is as convex as they are: pieces of one crystal.
+
+    Crystals are convex; zoning steps cut a crystal into a core and rings, arcs or slivers.
+    First every region less solid (area / convex-hull area) than ``min_solidity`` joins the
+    neighbour it shares most boundary with. Then, greedily, the adjacent pair whose union
+    loses least solidity against the more convex of the two is merged while that loss is
+    below ``max_solidity_loss``: a sliver that fills the outline of its crystal. Two
+    crystals side by side make a concave union and stay apart.
+
+    Parameters
+    ----------
+    parts : ndarray of int (h, w)
+        Regions 1..n, 0 = background.
+    max_solidity_loss : float
+    min_solidity : float
+
+    Returns
+    -------
+    ndarray of int32
+        Regions renumbered 1..m (m <= n).
+    """
+    parts = parts.astype(np.int32, copy=True)
+    ids = [int(i) for i in np.unique(parts) if i]
+    pixels = {i: parts == i for i in ids}
+    area = {i: float(pixels[i].sum()) for i in ids}
+    corners = {i: _corners(pixels[i]) for i in ids}
+    solidity = {i: _solidity(corners[i], area[i]) for i in ids}
+
+    def neighbours(i: int) -> set[int]:
+        ring = ndi.binary_dilation(pixels[i]) & ~pixels[i]
+        return {int(j) for j in np.unique(parts[ring]) if j}
+
+    def contact(i: int, j: int) -> int:
+        """Pixels of ``j`` beside ``i``: the length of their shared boundary."""
+        return int((ndi.binary_dilation(pixels[i]) & pixels[j]).sum())
+
+    def merge(i: int, j: int, union_solidity: float | None = None) -> None:
+        parts[pixels[j]] = i
+        pixels[i] = pixels[i] | pixels.pop(j)
+        area[i] += area.pop(j)
+        corners[i] = _corners(pixels[i])
+        corners.pop(j)
+        solidity.pop(j)
+        solidity[i] = _solidity(corners[i], area[i]) if union_solidity is None else union_solidity
+        for k in adjacent.pop(j):
+            if k != i:
+                adjacent[k].discard(j)
+                adjacent[k].add(i)
+                adjacent[i].add(k)
+        adjacent[i].discard(j)
+        adjacent[i].discard(i)
+
+    adjacent = {i: neighbours(i) for i in ids}
+    # No crystal is that concave: a ring or an arc of a zoned crystal joins the neighbour it
+    # shares most boundary with, the least convex first.
+    while True:
+        concave = [i for i in adjacent if solidity[i] < min_solidity and adjacent[i]]
+        if not concave:
+            break
+        i = min(concave, key=lambda k: solidity[k])
+        j = max(adjacent[i], key=lambda k: contact(i, k))
+        merge(j, i)
+    union_cache: dict[tuple[int, int], float] = {}
+    while True:
+        best, best_pair = max_solidity_loss, None
+        for i in adjacent:
+            for j in adjacent[i]:
+                if j <= i:
+                    continue
+                key = (i, j)
+                if key not in union_cache:
+                    pts = np.concatenate([corners[i], corners[j]])
+                    union_cache[key] = _solidity(pts, area[i] + area[j])
+                loss = max(solidity[i], solidity[j]) - union_cache[key]
+                if loss < best:
+                    best, best_pair = loss, key
+        if best_pair is None:
+            break
+        i, j = best_pair
+        merge(i, j, union_cache[best_pair])
+        union_cache = {k: v for k, v in union_cache.items() if i not in k and j not in k}
+    _, inverse = np.unique(parts, return_inverse=True)
+    return inverse.reshape(parts.shape).astype(np.int32)

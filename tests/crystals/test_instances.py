@@ -40,3 +40,16 @@ def test_no_contrast_no_split():
     crystal[15:45, 60:115] = True
     labels = split_touching(crystal, noisy(np.full(crystal.shape, 130.0), 2))
     assert labels.max() == 1  # the paper's behaviour: one component, one crystal
+
+
+def test_sharp_zoning_rings_do_not_split_a_crystal():
+    """A mantle with sharp steps (complex zoning) is a ring: no crystal is that concave."""
+    yy, xx = np.mgrid[0:160, 0:160]
+    d = 70 - np.maximum(np.abs(yy - 80), np.abs(xx - 80))  # depth inside a 140-px square
+    crystal = d > 0
+    bse = np.where((d > 12) & (d < 30), 110.0, 135.0)  # Mg-rich mantle, 25 grey-level steps
+    labels = split_touching(crystal, noisy(bse, 3))
+    assert labels.max() == 1
+    # Without the convexity check the steps cut it into core and ring(s).
+    unchecked = split_touching(crystal, noisy(bse, 3), min_solidity=0.0, max_solidity_loss=0.0)
+    assert unchecked.max() > 1
