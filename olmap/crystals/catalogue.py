@@ -21,7 +21,6 @@ import numpy as np
 import pandas as pd
 from affine import Affine
 from rasterio.windows import Window
-from rasterio.windows import transform as window_transform
 
 from olmap.composition.drift import session_index_points
 from olmap.crystals.classify import classify
@@ -31,7 +30,7 @@ from olmap.crystals.label import Components, component_pixels, label_components
 from olmap.crystals.measure import CrystalArrays, measure_crystal
 from olmap.errors import InputError
 from olmap.io.outputs import atomic_dir
-from olmap.io.raster import WindowSource, check_coregistered
+from olmap.io.raster import WindowSource, check_coregistered, window_affine
 from olmap.io.sessions import read_sessions
 from olmap.io.vector import write_catalogue, write_qupath_geojson
 from olmap.plots.crops import write_crystal_crops
@@ -228,7 +227,7 @@ def _measure(
         )
     else:
         parts = component.astype(np.int32)
-    wt = window_transform(window, transform)
+    wt = window_affine(window, transform)
     rows = []
     for label in range(1, int(parts.max()) + 1):
         crystal = parts == label

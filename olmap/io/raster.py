@@ -96,6 +96,15 @@ def micrometre_transform(height: int, pixel_size_um: float) -> Affine:
     return Affine(pixel_size_um, 0.0, 0.0, 0.0, -pixel_size_um, height * pixel_size_um)
 
 
+def window_affine(window: Window, transform: Affine) -> Affine:
+    """Transform of ``window`` of a raster with ``transform``.
+
+    :func:`rasterio.windows.transform` does the same with ``Affine * tuple``, which affine
+    3 warns about.
+    """
+    return transform @ Affine.translation(window.col_off, window.row_off)
+
+
 def pixel_size_from_transform(transform: Affine, *, path: str | Path = "raster") -> float | None:
     """Pixel side in µm from a north-up, square-pixel transform; ``None`` if identity.
 

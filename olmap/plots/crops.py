@@ -12,10 +12,9 @@ from affine import Affine
 from PIL import Image
 from rasterio import features
 from rasterio.windows import Window
-from rasterio.windows import transform as window_transform
 from scipy import ndimage as ndi
 
-from olmap.io.raster import WindowSource
+from olmap.io.raster import WindowSource, window_affine
 from olmap.plots.crystals import GROUP_COLOURS, crystal_group
 
 
@@ -86,7 +85,7 @@ def write_crystal_crops(
             inside = features.rasterize(
                 [(row.geometry, 1)],
                 out_shape=grey.shape,
-                transform=window_transform(window, transform),
+                transform=window_affine(window, transform),
                 dtype="uint8",
             ).astype(bool)
             outline = inside & ~ndi.binary_erosion(inside)
