@@ -111,14 +111,13 @@ def crystals(
 
     Example: olmap crystals --bse bse.tif --mask pred_mask.tif --mgmap mgnum.tif --out catalogue/
     """
-    settings = load_config(CrystalsConfig, config)
-    update = {"split_touching": split}
-    if connectivity is not None:
-        update["connectivity"] = connectivity
-    if min_area is not None:
-        update["min_area_um2"] = min_area
-    settings = settings.model_copy(update=update)
-    CrystalsConfig.model_validate(settings.model_dump())  # options are validated too
+    settings = load_config(
+        CrystalsConfig,
+        config,
+        split_touching=split,
+        connectivity=connectivity,
+        min_area_um2=min_area,
+    )
     rules = load_class_rules(classes) if classes is not None else None
     check_outputs_distinct([out], [p for p in (bse, mask, mgmap, outliers, sessions) if p])
     check_writable(out, overwrite=overwrite)  # fail before the work, not after

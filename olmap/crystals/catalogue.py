@@ -224,6 +224,10 @@ def _measure(
             boundary_step=config.split_boundary_step,
             max_solidity_loss=config.split_max_solidity_loss,
             min_solidity=config.split_min_solidity,
+            shape_split_solidity=config.split_shape_below_solidity,
+            shape_split_h_px=config.split_shape_h_px,
+            shape_split_loss=config.split_shape_max_loss,
+            shape_split_min_pixels=config.split_shape_min_pixels,
         )
     else:
         parts = component.astype(np.int32)

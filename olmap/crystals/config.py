@@ -45,6 +45,14 @@ class CrystalsConfig(BaseModel):
     # crystal (olmap; 0.5-0.7 and 0-0.02 tried, docs/crystals.md).
     split_min_solidity: float = Field(0.6, ge=0, le=1)
     split_max_solidity_loss: float = Field(0.005, ge=0, le=1)
+    # Touching crystals of similar mg# (no BSE step): pieces of >= split_shape_min_pixels
+    # less solid than this are cut at their necks (distance-transform watershed from maxima
+    # deeper than split_shape_h_px), keeping cuts whose parts are clearly more convex than
+    # their union (olmap; docs/crystals.md). null skips it.
+    split_shape_below_solidity: float | None = Field(0.9, ge=0, le=1)
+    split_shape_h_px: float = Field(1.0, gt=0)
+    split_shape_max_loss: float = Field(0.03, ge=0, le=1)
+    split_shape_min_pixels: int = Field(1000, ge=16)
     chunk: int = Field(2048, ge=64, description="labelling chunk side (px)")
     # A component larger than this is no crystal but a mis-segmented region; it is skipped
     # with a warning (and counted) rather than read whole, so memory stays bounded.

@@ -7,7 +7,8 @@ component along such steps: a watershed of the BSE gradient over-segments it, an
 regions are merged back unless the mean gradient along their shared boundary is a step
 (:func:`split_touching`). Cracks are bridged first, so they never split a crystal, and since
 sharp zoning is a step too, pieces that are not convex enough to be crystals (rings, arcs) are
-joined again (:func:`merge_concave`).
+joined again (:func:`merge_concave`). Crystals of similar mg# show no step; a piece too
+concave for one crystal is cut at its necks instead (:func:`split_concave`).
 """
 
 from __future__ import annotations
@@ -59,6 +60,10 @@ def split_touching(
     close_cracks_px: int = 1,
     max_solidity_loss: float = 0.005,
     min_solidity: float = 0.6,
+    shape_split_solidity: float | None = 0.9,
+    shape_split_h_px: float = 1.0,
+    shape_split_loss: float = 0.03,
+    shape_split_min_pixels: int = 1000,
 ) -> np.ndarray:
     """Label the crystals of one connected component along the BSE steps between them.
 
@@ -82,6 +87,10 @@ def split_touching(
         Regions less solid than ``min_solidity`` (a ring or an arc of a zoned crystal), and
         regions whose union is about as convex as they are, are rejoined
         (:func:`merge_concave`): zoning steps, not crystal contacts, made them.
+    shape_split_solidity, shape_split_h_px, shape_split_loss, shape_split_min_pixels
+        Then pieces of at least ``shape_split_min_pixels`` px less solid than
+        ``shape_split_solidity`` are cut at their necks (:func:`split_concave`): touching
+        crystals without a BSE step. None skips this.
 
     Returns
     -------
@@ -123,8 +132,64 @@ def split_touching(
     parts[region] = inverse.astype(np.int32) + 1
     if parts.max() > 1:
         parts = merge_concave(parts, max_solidity_loss, min_solidity)
+    if shape_split_solidity is not None:
+        parts = split_concave(
+            parts, shape_split_solidity, shape_split_h_px, shape_split_loss, shape_split_min_pixels
+        )
     labels[crystal] = parts[crystal]
     return labels
+
+
+def split_concave(
+    parts: np.ndarray,
+    below_solidity: float = 0.9,
+    h_px: float = 1.0,
+    max_solidity_loss: float = 0.03,
+    min_pixels: int = 1000,
+) -> np.ndarray:
+    """Cut pieces that are too concave to be one crystal at their necks.
+
+    Touching crystals of similar mg# show no BSE step, but crystals are convex and two side
+    by side make a concave union. A piece of at least ``min_pixels`` px less solid than
+    ``below_solidity`` is cut by a watershed of its distance transform (holes filled) from
+    the maxima deeper than ``h_px``; the cuts are then undone (:func:`merge_concave`) between
+    parts whose union loses less than ``max_solidity_loss`` of solidity, so only cuts
+    between clearly convex parts remain. Smaller pieces (microlites) are left alone: their
+    outlines are too coarse in pixels for their necks to mean much.
+
+    Parameters
+    ----------
+    parts : ndarray of int (h, w)
+        Pieces 1..n, 0 = background.
+    below_solidity, h_px, max_solidity_loss : float
+    min_pixels : int
+
+    Returns
+    -------
+    ndarray of int32
+        Pieces renumbered 1..m (m >= n).
+    """
+    out = parts.copy()
+    next_id = int(parts.max()) + 1
+    for i in range(1, int(parts.max()) + 1):
+        piece = parts == i
+        if piece.sum() < min_pixels:
+            continue
+        pts = _corners(piece)
+        if _solidity(pts, float(piece.sum())) >= below_solidity:
+            continue
+        solid = ndi.binary_fill_holes(piece)
+        dist = ndi.distance_transform_edt(np.pad(solid, 1))[1:-1, 1:-1]
+        markers, n = ndi.label(morphology.h_maxima(dist, h_px) & solid)
+        if n <= 1:
+            continue
+        cut = segmentation.watershed(-dist, markers, mask=solid) * piece
+        cut = merge_concave(cut, max_solidity_loss, 0.0)
+        for j in range(2, int(cut.max()) + 1):
+            out[cut == j] = next_id
+            next_id += 1
+    _, inverse = np.unique(out, return_inverse=True)
+    return inverse.reshape(out.shape).astype(np.int32)
 
 
 def _corners(pixels: np.ndarray) -> np.ndarray:

@@ -88,3 +88,10 @@ def test_bad_rules_are_one_clear_line(tmp_path):
         ClassRules.model_validate(
             {"classes": [{"name": "a"}], "zoning": {"classes": ["b"], "rules": [{"name": "z"}]}}
         )
+
+
+def test_shipped_crystals_config_is_the_default():
+    from olmap.crystals.config import CrystalsConfig
+    from olmap.io.config import load_config
+
+    assert load_config(CrystalsConfig, CONFIGS / "crystals" / "crystals.yaml") == CrystalsConfig()

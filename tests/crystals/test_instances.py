@@ -34,12 +34,18 @@ def test_one_crystal_with_zoning_and_a_crack_stays_whole():
     assert (labels > 0).sum() == crystal.sum()
 
 
-def test_no_contrast_no_split():
-    crystal = np.zeros((60, 120), bool)
-    crystal[5:55, 5:60] = True
-    crystal[15:45, 60:115] = True
-    labels = split_touching(crystal, noisy(np.full(crystal.shape, 130.0), 2))
-    assert labels.max() == 1  # the paper's behaviour: one component, one crystal
+def test_without_contrast_a_neck_still_splits():
+    """Two crystals of the same mg# meeting at a short contact: a concave union."""
+    yy, xx = np.mgrid[0:100, 0:180]
+    crystal = (np.hypot(yy - 50, xx - 50) < 40) | (np.hypot(yy - 50, xx - 128) < 40)
+    flat = noisy(np.full(crystal.shape, 130.0), 2)
+    labels = split_touching(crystal, flat)
+    assert labels.max() == 2 and labels[50, 50] != labels[50, 128]
+    # One convex crystal of the same size is never cut.
+    disc = np.hypot(yy - 50, xx - 90) < 45
+    assert split_touching(disc, flat).max() == 1
+    # Without the shape step nothing separates them (the paper: one component, one crystal).
+    assert split_touching(crystal, flat, shape_split_solidity=None).max() == 1
 
 
 def test_sharp_zoning_rings_do_not_split_a_crystal():
