@@ -10,9 +10,15 @@ from rich.table import Table
 
 from olmap.cli._console import progress_bar, stdout
 from olmap.cli._options import Overwrite
-from olmap.crystals.catalogue import CatalogueResult, crystal_catalogue, write_crystals
+from olmap.crystals.catalogue import (
+    CatalogueResult,
+    check_rule_attributes,
+    crystal_catalogue,
+    write_crystals,
+)
 from olmap.crystals.classify import load_class_rules
 from olmap.crystals.config import CrystalsConfig
+from olmap.errors import InputError
 from olmap.io.config import load_config
 from olmap.io.outputs import check_outputs_distinct, check_writable
 from olmap.io.raster import raster_info
@@ -42,7 +48,7 @@ def print_report(result: CatalogueResult, written: dict[str, Path], out: Path) -
         + f"); {int(cat['touches_edge'].sum()) if len(cat) else 0:,} touch the mosaic edge; "
         f"{result.seconds:.1f} s"
     )
-    files = sorted(p.name for p in written.values() if p.parent == out)
+    files = sorted(p.name for p in written.values() if p.resolve().parent == out)
     stdout.print(f"Wrote {out}/ ({', '.join(files)}, stats/)")
 
 
@@ -85,18 +91,20 @@ def crystals(
         typer.Option("--min-area", min=0.0, help="Smallest crystal catalogued (µm²)."),
     ] = None,
     split: Annotated[
-        bool,
+        bool | None,
         typer.Option(
             "--split/--no-split",
             help="Split touching crystals along BSE steps (--no-split: one per component, as "
-            "the paper).",
+            "the paper) [default: split, or split_touching of --config].",
+            show_default=False,
         ),
-    ] = True,
+    ] = None,
     qupath: Annotated[
         bool, typer.Option("--qupath", help="Also crystals.qupath.geojson in pixel units.")
     ] = False,
     crops: Annotated[
-        bool, typer.Option("--crops", help="Also a BSE crop per crystal, a folder per class.")
+        bool,
+        typer.Option("--crops", help="Also a BSE crop per crystal, a folder per class and zoning."),
     ] = False,
     overwrite: Overwrite = False,
 ) -> None:
@@ -119,6 +127,11 @@ def crystals(
         min_area_um2=min_area,
     )
     rules = load_class_rules(classes) if classes is not None else None
+    if rules is not None:
+        try:
+            check_rule_attributes(rules, settings)
+        except InputError as exc:
+            raise InputError(f"{classes}: {exc}") from exc
     check_outputs_distinct([out], [p for p in (bse, mask, mgmap, outliers, sessions) if p])
     check_writable(out, overwrite=overwrite)  # fail before the work, not after
     with progress_bar("crystals", total=None) as advance:

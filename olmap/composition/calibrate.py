@@ -174,6 +174,12 @@ def _load_profiles(
             x, y = pts["x_um"].to_numpy(float), pts["y_um"].to_numpy(float)
             cols = (x - t.c) / t.a - 0.5
             rows = (y - t.f) / t.e - 0.5
+            # The rim term walks up to one point spacing (and a pixel) beyond a shifted end:
+            # the window must hold that walk, or its border would pass for a rim.
+            rim_px = 0
+            if reg.enabled and reg.rim_gap_steps is not None and len(x) > 1:
+                spacing = float(np.median(np.hypot(np.diff(x), np.diff(y)))) / px
+                rim_px = int(np.ceil(reg.rim_gap_steps * spacing)) + 2
             # Array coordinates of pixel centres; the mosaic spans -0.5 .. n - 0.5.
             if (
                 (cols.min() < -0.5)
@@ -182,10 +188,10 @@ def _load_profiles(
                 | (rows.max() > h - 0.5)
             ):
                 raise InputError(f"profile {pid!r} lies (partly) outside {bse_path}")
-            r0 = max(0, int(np.floor(rows.min())) - margin)
-            c0 = max(0, int(np.floor(cols.min())) - margin)
-            r1 = min(h, int(np.ceil(rows.max())) + margin + 1)
-            c1 = min(w, int(np.ceil(cols.max())) + margin + 1)
+            r0 = max(0, int(np.floor(rows.min())) - margin - rim_px)
+            c0 = max(0, int(np.floor(cols.min())) - margin - rim_px)
+            r1 = min(h, int(np.ceil(rows.max())) + margin + rim_px + 1)
+            c1 = min(w, int(np.ceil(cols.max())) + margin + rim_px + 1)
             window = Window(c0, r0, c1 - c0, r1 - r0)
             bse, valid = bse_src.read(window)
             mask, _ = mask_src.read(window)
@@ -363,7 +369,7 @@ def calibrate(
                 points_per_residual=reg.points_per_residual,
                 off_mask_penalty=reg.off_mask_penalty,
                 rim_gap_px=None
-                if reg.rim_gap_steps is None
+                if reg.rim_gap_steps is None or len(p.rows) < 2
                 else reg.rim_gap_steps * p.point_spacing_px,
                 rim_mg_step=reg.rim_mg_step,
             )

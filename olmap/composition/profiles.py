@@ -262,12 +262,14 @@ def register_profile(
     weight = np.exp(log_w - log_w.max())
     weight /= weight.sum()
     mean_a, mean_c = float(weight @ a), float(weight @ c)
+    # A posterior narrower than the grid still has the grid's resolution: sd >= step/sqrt(12).
+    floor = step_px / np.sqrt(12)
     return Registration(
         along_px=mean_a,
         across_px=mean_c,
         cost=float(loss[np.argmax(log_w)]),
-        sd_along_px=float(np.sqrt(weight @ (a - mean_a) ** 2)),
-        sd_across_px=float(np.sqrt(weight @ (c - mean_c) ** 2)),
+        sd_along_px=max(float(np.sqrt(weight @ (a - mean_a) ** 2)), floor),
+        sd_across_px=max(float(np.sqrt(weight @ (c - mean_c) ** 2)), floor),
     )
 
 

@@ -57,7 +57,7 @@ class CatalogueResult:
 
     catalogue: gpd.GeoDataFrame
     components: int  # connected components of the mask
-    too_small: int  # components whose bounding box holds less than min_area_um2
+    too_small: int  # components and pieces not above min_area_um2
     too_large: int  # components over max_crystal_pixels: skipped with a warning
     pixel_size_um: float
     seconds: float
@@ -106,6 +106,7 @@ def crystal_catalogue(
     """
     config = config or CrystalsConfig()
     rules = rules or olivine_rules()
+    check_rule_attributes(rules, config)
     t0 = time.perf_counter()
     if mgmap_path is not None and outliers_path is None:
         candidate = default_outliers_path(mgmap_path)
@@ -149,7 +150,9 @@ def crystal_catalogue(
     if table.empty:
         table = pd.DataFrame(columns=[c for c in COLUMNS if c not in ("id", "class", "zoning")])
         table["geometry"] = []
-    table = table[table["area_um2"].astype(float) > config.min_area_um2].reset_index(drop=True)
+    keep = table["area_um2"].astype(float) > config.min_area_um2
+    dropped = int((~keep).sum())
+    table = table[keep].reset_index(drop=True)
     # Ids 1..n in raster order of the components, then of the crystals within each.
     table.insert(0, "id", np.arange(1, len(table) + 1, dtype=np.int64))
     labels = classify(table, rules)
@@ -169,7 +172,7 @@ def crystal_catalogue(
     return CatalogueResult(
         catalogue=catalogue,
         components=len(comps),
-        too_small=len(comps) - len(chosen),
+        too_small=len(comps) - len(chosen) + dropped,
         too_large=too_large,
         pixel_size_um=px,
         seconds=time.perf_counter() - t0,
@@ -185,12 +188,15 @@ def _measure(
     config: CrystalsConfig,
 ) -> list[dict] | None:
     """Attribute rows of the crystals of component index ``k``; None if it is too large."""
-    if comps.area[k] > config.max_crystal_pixels:
+    bbox_px = int(comps.row1[k] - comps.row0[k]) * int(comps.col1[k] - comps.col0[k])
+    if bbox_px > config.max_crystal_pixels:
+        # Its window is what would be read (four rasters and float copies), not its pixels: a
+        # thin diagonal artefact has few pixels and a mosaic-sized bounding box.
         log.warning(
-            "component at row %d, col %d has %d px (> max_crystal_pixels): not measured",
+            "component at row %d, col %d spans %d px (> max_crystal_pixels): not measured",
             comps.seed_row[k],
             comps.seed_col[k],
-            comps.area[k],
+            bbox_px,
         )
         return None
     # A margin of background around the crystal: the crack closing and the distance
@@ -210,12 +216,16 @@ def _measure(
         bse[~valid] = np.nan
     mg = outliers = None
     if "mg" in sources:
-        mg = sources["mg"].read(window)[0].astype(np.float64)  # NaN where not mapped
+        mg, mg_valid = sources["mg"].read(window)
+        mg = mg.astype(np.float64)  # NaN where not mapped
+        if mg_valid is not None:  # a map with a numeric nodata value
+            mg[~mg_valid] = np.nan
     if "outliers" in sources:
         outliers = sources["outliers"].read(window)[0] == 1
     if config.split_touching:
         # The step threshold is in 8-bit grey levels.
-        scale = 1 / 257 if np.dtype(sources["bse"].info.dtype) == np.uint16 else 1.0
+        bse_dtype = np.dtype(sources["bse"].info.dtype)
+        scale = 1 / 257 if bse_dtype.kind in "iu" and bse_dtype.itemsize >= 2 else 1.0
         parts = split_touching(
             component,
             bse * scale,
@@ -228,6 +238,8 @@ def _measure(
             shape_split_h_px=config.split_shape_h_px,
             shape_split_loss=config.split_shape_max_loss,
             shape_split_min_pixels=config.split_shape_min_pixels,
+            # No split leaves a piece too small to be catalogued: its pixels join a neighbour.
+            min_piece_pixels=int(config.min_area_um2 / (px * px)) + 1,
         )
     else:
         parts = component.astype(np.int32)
@@ -266,6 +278,23 @@ def _measure(
         )
         rows.append(row)
     return rows
+
+
+def catalogue_attributes(config: CrystalsConfig) -> set[str]:
+    """Numeric columns a class rule may read."""
+    text = {"id", "class", "zoning", "session", "touches_edge"}
+    radial = {f"mg_radial_{i}" for i in range(config.radial_bins)}
+    return (set(COLUMNS) - text) | radial
+
+
+def check_rule_attributes(rules: ClassRules, config: CrystalsConfig) -> None:
+    """Refuse rules that read attributes the catalogue does not have, before any work."""
+    unknown = rules.attributes() - catalogue_attributes(config)
+    if unknown:
+        raise InputError(
+            f"class rules read {', '.join(sorted(unknown))}, not catalogue attributes "
+            "(see docs/crystals.md for the columns)"
+        )
 
 
 def check_mask_values(mask_path: str | Path) -> None:

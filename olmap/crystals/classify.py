@@ -85,8 +85,8 @@ def classify(table: pd.DataFrame, rules: ClassRules) -> pd.DataFrame:
     -------
     DataFrame
         ``class`` (``unclassified`` where no class rule holds) and ``zoning`` (``""`` for
-        classes without zoning; ``unclassified`` where no zoning rule holds, e.g. a phenocryst
-        whose core/rim ratio could not be measured), indexed like ``table``.
+        classes without zoning, and where no zoning rule holds, e.g. a phenocryst whose
+        core/rim ratio could not be measured), indexed like ``table``.
 
     Examples
     --------
@@ -102,5 +102,6 @@ def classify(table: pd.DataFrame, rules: ClassRules) -> pd.DataFrame:
     if rules.zoning is not None:
         zoned = np.isin(classes, rules.zoning.classes)
         if zoned.any():
-            zoning[zoned] = _first_match(rules.zoning.rules, table[zoned], UNCLASSIFIED)
+            # No zoning rule holds (e.g. no BSE in core or rim): left empty, not guessed.
+            zoning[zoned] = _first_match(rules.zoning.rules, table[zoned], "")
     return pd.DataFrame({"class": classes, "zoning": zoning}, index=table.index)

@@ -64,6 +64,7 @@ def split_touching(
     shape_split_h_px: float = 1.0,
     shape_split_loss: float = 0.03,
     shape_split_min_pixels: int = 1000,
+    min_piece_pixels: int = 1,
 ) -> np.ndarray:
     """Label the crystals of one connected component along the BSE steps between them.
 
@@ -91,6 +92,8 @@ def split_touching(
         Then pieces of at least ``shape_split_min_pixels`` px less solid than
         ``shape_split_solidity`` are cut at their necks (:func:`split_concave`): touching
         crystals without a BSE step. None skips this.
+    min_piece_pixels : int
+        Pieces smaller than this join the neighbour they touch most (:func:`absorb_small`).
 
     Returns
     -------
@@ -136,8 +139,10 @@ def split_touching(
         parts = split_concave(
             parts, shape_split_solidity, shape_split_h_px, shape_split_loss, shape_split_min_pixels
         )
+    if min_piece_pixels > 1 and parts.max() > 1:
+        parts = absorb_small(np.where(crystal, parts, 0), min_piece_pixels)
     labels[crystal] = parts[crystal]
-    return labels
+    return _renumber(labels)
 
 
 def split_concave(
@@ -188,8 +193,41 @@ def split_concave(
         for j in range(2, int(cut.max()) + 1):
             out[cut == j] = next_id
             next_id += 1
-    _, inverse = np.unique(out, return_inverse=True)
-    return inverse.reshape(out.shape).astype(np.int32)
+    return _renumber(out)
+
+
+def _renumber(parts: np.ndarray) -> np.ndarray:
+    """Labels 1..n in order of the old ones; 0 stays background (even if absent)."""
+    out = np.zeros(parts.shape, np.int32)
+    fg = parts > 0
+    _, inverse = np.unique(parts[fg], return_inverse=True)
+    out[fg] = inverse.astype(np.int32) + 1
+    return out
+
+
+def absorb_small(parts: np.ndarray, min_pixels: int) -> np.ndarray:
+    """Join every piece under ``min_pixels`` to the neighbour it touches most.
+
+    A split must not leave slivers smaller than a catalogued crystal: their pixels would
+    belong to no crystal. Isolated small pieces (no neighbour) stay.
+    """
+    parts = parts.astype(np.int32, copy=True)
+    while True:
+        ids, counts = np.unique(parts[parts > 0], return_counts=True)
+        small = [(c, i) for i, c in zip(ids, counts, strict=True) if c < min_pixels]
+        moved = False
+        for _, i in sorted(small):
+            piece = parts == i
+            if not piece.any():
+                continue
+            ring = ndi.binary_dilation(piece, np.ones((3, 3), bool)) & ~piece
+            around = parts[ring]
+            around = around[(around > 0) & (around != i)]
+            if around.size:
+                parts[piece] = np.bincount(around).argmax()
+                moved = True
+        if not moved:
+            return _renumber(parts)
 
 
 def _corners(pixels: np.ndarray) -> np.ndarray:
@@ -290,5 +328,4 @@ def merge_concave(
         i, j = best_pair
         merge(i, j, union_cache[best_pair])
         union_cache = {k: v for k, v in union_cache.items() if i not in k and j not in k}
-    _, inverse = np.unique(parts, return_inverse=True)
-    return inverse.reshape(parts.shape).astype(np.int32)
+    return _renumber(parts)

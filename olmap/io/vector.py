@@ -11,6 +11,7 @@ reads any of the GIS formats back.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -70,7 +71,7 @@ _FORMATS = (".gpkg", ".geojson", ".parquet")
 
 # Column types of the catalogue schema, restored on reading: GeoJSON has no integer width
 # (GDAL reads small integers as int32) and a column of nulls has no type at all.
-_INT_COLUMNS = ("id", "outlier_pixels", "pixels")
+_INT_COLUMNS = ("id", "outlier_pixels", "pixels", "component")
 _BOOL_COLUMNS = ("touches_edge",)
 _STR_COLUMNS = ("class", "zoning", "session")
 _FLOAT_COLUMNS = (
@@ -96,8 +97,9 @@ _FLOAT_COLUMNS = (
     "mg_max",
     "mg_core",
     "mg_rim",
-    *(f"mg_radial_{k}" for k in range(10)),
+    "mantle_excess",
 )
+_RADIAL = re.compile(r"mg_radial_\d+")
 
 # QuPath wants a UUID per object; deriving it from the crystal id keeps the output
 # reproducible (same catalogue, same file) and lets re-imported objects be matched.
@@ -358,7 +360,8 @@ def _single_parts(geometry: gpd.GeoSeries) -> gpd.GeoSeries:
 
 
 def _restore_types(catalogue: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    for col in _FLOAT_COLUMNS:
+    radial = [c for c in catalogue.columns if _RADIAL.fullmatch(str(c))]
+    for col in (*_FLOAT_COLUMNS, *radial):
         if col in catalogue.columns and catalogue[col].dtype != np.float64:
             catalogue[col] = pd.to_numeric(catalogue[col]).astype(np.float64)
     for col in _INT_COLUMNS + _BOOL_COLUMNS:

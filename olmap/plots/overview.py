@@ -45,8 +45,10 @@ def plot_overview(
     ax.imshow(grey, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
     groups = crystal_group(catalogue) if len(catalogue) else pd.Series([], dtype=object)
     colours = group_colours(groups.unique())
-    if "phenocryst (none)" in colours:
-        colours["phenocryst (none)"] = "#ffffff"  # as in the paper's Fig. 9B
+    # On BSE the paper's own colours read best (Fig. 9B): white for no zoning, yellow for
+    # normal (the statistics plots, on white, use grey and gold).
+    paper = {"phenocryst (none)": "#ffffff", "phenocryst (normal)": "#ffff00"}
+    colours.update({g: c for g, c in paper.items() if g in colours})
     inverse = ~transform
     handles = []
     for group, colour in colours.items():

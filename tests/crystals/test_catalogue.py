@@ -52,6 +52,17 @@ def test_catalogue_finds_the_true_crystals(catalogue, section_dir):
     assert matched.mean() >= 0.9
     got = cat.set_index("id").loc[match.loc[matched, "pred_id"], "class"].to_numpy()
     assert (got == truth.loc[matched, "size_class"].to_numpy()).mean() >= 0.97
+    # touches_edge: a pixel on the mosaic's border, i.e. the bounding box reaches it.
+    with rasterio.open(section_dir / "bse.tif") as src:
+        right, bottom = src.bounds.right, src.bounds.bottom
+        left, top = src.bounds.left, src.bounds.top
+    edge = (
+        np.isclose(cat["bbox_xmin_um"], left)
+        | np.isclose(cat["bbox_xmax_um"], right)
+        | np.isclose(cat["bbox_ymin_um"], bottom)
+        | np.isclose(cat["bbox_ymax_um"], top)
+    )
+    assert edge.any() and (cat["touches_edge"] == edge).all()
     # Every crystal lies in a session, and mg# comes from the map.
     assert (cat["session"] != "").all()
     assert cat["mg_mean"].between(0.65, 0.95).all()
@@ -141,3 +152,20 @@ def test_cli_bad_input_is_one_line(section_dir, tmp_path):
     assert "small_mask.tif" in res.stderr and "Traceback" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "c").exists()
+
+
+def test_cli_config_settings_hold_unless_an_option_overrides(section_dir, tmp_path):
+    (tmp_path / "c.yaml").write_text("split_touching: false\n")
+    d = section_dir
+    base = ("crystals", "--bse", d / "bse.tif", "--mask", d / "truth" / "olivine.tif")
+    res = olmap(*base, "--config", "c.yaml", "--out", "a", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    plain = pd.read_csv(tmp_path / "a" / "crystals.csv")
+    assert plain["component"].is_unique  # the config's split_touching: false held
+    res = olmap(*base, "--config", "c.yaml", "--split", "--out", "b", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert not pd.read_csv(tmp_path / "b" / "crystals.csv")["component"].is_unique
+    # Rules that read a column the catalogue lacks fail at once, naming the file.
+    (tmp_path / "r.yaml").write_text("classes:\n  - name: a\n    when: {areaa: {gt: 1}}\n")
+    res = olmap(*base, "--classes", "r.yaml", "--out", "c", cwd=tmp_path)
+    assert res.returncode == 1 and "r.yaml" in res.stderr and "areaa" in res.stderr

@@ -60,3 +60,10 @@ def test_sharp_zoning_rings_do_not_split_a_crystal():
     # steps cut it into core and rings.
     unchecked = split_touching(crystal, noisy(bse, 3), min_solidity=0.0, max_solidity_loss=-1.0)
     assert unchecked.max() > 1
+
+
+def test_a_crystal_filling_its_window_is_kept():
+    """No background pixel in the window (a crop inside a phenocryst): still one crystal."""
+    crystal = np.ones((60, 60), bool)
+    labels = split_touching(crystal, noisy(np.full(crystal.shape, 120.0), 4))
+    assert labels.min() == 1 and labels.max() == 1
