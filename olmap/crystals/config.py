@@ -39,7 +39,7 @@ class CrystalsConfig(BaseModel):
     split_touching: bool = True
     split_sigma_px: float = Field(0.7, gt=0)
     split_h_min: float = Field(1.0, gt=0)
-    split_boundary_step: float = Field(3.0, gt=0)
+    split_boundary_step: float = Field(2.0, gt=0)
     # Sharp zoning is a BSE step too: pieces less solid than this (rings, arcs) rejoin their
     # neighbour, and adjacent pieces whose union loses less solidity than the loss are one
     # crystal (olmap; 0.5-0.7 and 0-0.02 tried, docs/crystals.md).
@@ -54,8 +54,9 @@ class CrystalsConfig(BaseModel):
     split_shape_max_loss: float = Field(0.03, ge=0, le=1)
     split_shape_min_pixels: int = Field(1000, ge=16)
     chunk: int = Field(2048, ge=64, description="labelling chunk side (px)")
-    # A component larger than this is no crystal but a mis-segmented region; it is skipped
-    # with a warning (and counted) rather than read whole, so memory stays bounded.
+    # A component whose bounding box spans more pixels than this is no crystal but a
+    # mis-segmented region (or a thin artefact across the mosaic); it is skipped with a
+    # warning (and counted) rather than read whole, so memory stays bounded.
     max_crystal_pixels: int = Field(4096 * 4096, ge=1)
 
 

@@ -56,7 +56,7 @@ def split_touching(
     *,
     sigma_px: float = 0.7,
     h_min: float = 1.0,
-    boundary_step: float = 3.0,
+    boundary_step: float = 2.0,
     close_cracks_px: int = 1,
     max_solidity_loss: float = 0.005,
     min_solidity: float = 0.6,
