@@ -180,8 +180,8 @@ def split_concave(
         piece = parts == i
         if piece.sum() < min_pixels:
             continue
-        pts = _corners(piece)
-        if _solidity(pts, float(piece.sum())) >= below_solidity:
+        hull_area = _pixel_hulls(piece.astype(np.int32))[1][1]
+        if hull_area == 0 or piece.sum() / hull_area >= below_solidity:
             continue
         solid = ndi.binary_fill_holes(piece)
         dist = ndi.distance_transform_edt(np.pad(solid, 1))[1:-1, 1:-1]
@@ -230,18 +230,49 @@ def absorb_small(parts: np.ndarray, min_pixels: int) -> np.ndarray:
             return _renumber(parts)
 
 
-def _corners(pixels: np.ndarray) -> np.ndarray:
-    """Corner points of the outer pixels of a region (rows, cols), for its convex hull."""
-    edge = pixels & ~ndi.binary_erosion(pixels)
-    r, c = np.nonzero(edge)
-    return np.concatenate([np.c_[r + dr, c + dc] for dr in (0, 1) for dc in (0, 1)]).astype(float)
-
-
-def _solidity(points: np.ndarray, area: float) -> float:
+def _hull(points: np.ndarray) -> tuple[np.ndarray, float]:
+    """Vertices and area of the convex hull of ``points`` (a line of pixels: area 0)."""
     try:
-        return area / ConvexHull(points).volume  # in 2-D, "volume" is the area
-    except QhullError:  # a line of pixels
-        return 1.0
+        hull = ConvexHull(points)
+    except QhullError:
+        return points, 0.0
+    return points[hull.vertices], float(hull.volume)  # in 2-D, "volume" is the area
+
+
+def _pixel_hulls(parts: np.ndarray) -> dict[int, tuple[np.ndarray, float]]:
+    """Convex hull (vertices, area) of every region's pixel squares, from its outer pixels."""
+    padded = np.pad(parts, 1)  # the window's border is an outline too
+    outer = (ndi.grey_erosion(padded, size=3) != padded) | (
+        ndi.grey_dilation(padded, size=3) != padded
+    )
+    r, c = np.nonzero(outer & (padded > 0))
+    ids = padded[r, c]
+    r, c = r - 1, c - 1
+    if ids.size == 0:
+        return {}
+    order = np.argsort(ids, kind="stable")
+    r, c, ids = r[order], c[order], ids[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(ids)) + 1]
+    out = {}
+    for rr, cc, i in zip(
+        np.split(r, starts[1:]), np.split(c, starts[1:]), ids[starts], strict=True
+    ):
+        corners = np.concatenate([np.c_[rr + dr, cc + dc] for dr in (0, 1) for dc in (0, 1)])
+        out[int(i)] = _hull(corners.astype(float))
+    return out
+
+
+def _contacts(parts: np.ndarray) -> dict[tuple[int, int], int]:
+    """Shared boundary (4-neighbour pixel pairs) of every pair of adjacent regions."""
+    pairs = []
+    for a, b in ((parts[:, :-1], parts[:, 1:]), (parts[:-1, :], parts[1:, :])):
+        touch = (a != b) & (a > 0) & (b > 0)
+        pairs.append(np.c_[np.minimum(a[touch], b[touch]), np.maximum(a[touch], b[touch])])
+    both = np.concatenate(pairs)
+    if both.size == 0:
+        return {}
+    keys, counts = np.unique(both, axis=0, return_counts=True)
+    return {(int(i), int(j)): int(n) for (i, j), n in zip(keys, counts, strict=True)}
 
 
 def merge_concave(
@@ -269,37 +300,42 @@ def merge_concave(
         Regions renumbered 1..m (m <= n).
     """
     parts = parts.astype(np.int32, copy=True)
-    ids = [int(i) for i in np.unique(parts) if i]
-    pixels = {i: parts == i for i in ids}
-    area = {i: float(pixels[i].sum()) for i in ids}
-    corners = {i: _corners(pixels[i]) for i in ids}
-    solidity = {i: _solidity(corners[i], area[i]) for i in ids}
+    ids, counts = np.unique(parts[parts > 0], return_counts=True)
+    area = {int(i): float(n) for i, n in zip(ids, counts, strict=True)}
+    # The hull of a union is the hull of the two hulls' vertices: merges need no pixels.
+    hulls = _pixel_hulls(parts)
+    solidity = {i: area[i] / hulls[i][1] if hulls[i][1] > 0 else 1.0 for i in area}
+    contact = _contacts(parts)
+    adjacent: dict[int, set[int]] = {i: set() for i in area}
+    for i, j in contact:
+        adjacent[i].add(j)
+        adjacent[j].add(i)
+    owner = {i: i for i in area}  # region -> the region it was merged into
 
-    def neighbours(i: int) -> set[int]:
-        ring = ndi.binary_dilation(pixels[i]) & ~pixels[i]
-        return {int(j) for j in np.unique(parts[ring]) if j}
+    def key(i: int, j: int) -> tuple[int, int]:
+        return (i, j) if i < j else (j, i)
 
-    def contact(i: int, j: int) -> int:
-        """Pixels of ``j`` beside ``i``: the length of their shared boundary."""
-        return int((ndi.binary_dilation(pixels[i]) & pixels[j]).sum())
+    def union_hull(i: int, j: int) -> tuple[np.ndarray, float]:
+        return _hull(np.concatenate([hulls[i][0], hulls[j][0]]))
 
-    def merge(i: int, j: int, union_solidity: float | None = None) -> None:
-        parts[pixels[j]] = i
-        pixels[i] = pixels[i] | pixels.pop(j)
+    def merge(i: int, j: int, hull: tuple[np.ndarray, float]) -> None:
+        """Region ``j`` joins region ``i``."""
         area[i] += area.pop(j)
-        corners[i] = _corners(pixels[i])
-        corners.pop(j)
+        hulls[i] = hull
+        hulls.pop(j)
         solidity.pop(j)
-        solidity[i] = _solidity(corners[i], area[i]) if union_solidity is None else union_solidity
+        solidity[i] = area[i] / hull[1] if hull[1] > 0 else 1.0
         for k in adjacent.pop(j):
-            if k != i:
-                adjacent[k].discard(j)
-                adjacent[k].add(i)
-                adjacent[i].add(k)
+            if k == i:
+                continue
+            adjacent[k].discard(j)
+            adjacent[k].add(i)
+            adjacent[i].add(k)
+            contact[key(i, k)] = contact.get(key(i, k), 0) + contact.pop(key(j, k), 0)
         adjacent[i].discard(j)
-        adjacent[i].discard(i)
+        contact.pop(key(i, j), None)
+        owner[j] = i
 
-    adjacent = {i: neighbours(i) for i in ids}
     # No crystal is that concave: a ring or an arc of a zoned crystal joins the neighbour it
     # shares most boundary with, the least convex first.
     while True:
@@ -307,25 +343,32 @@ def merge_concave(
         if not concave:
             break
         i = min(concave, key=lambda k: solidity[k])
-        j = max(adjacent[i], key=lambda k: contact(i, k))
-        merge(j, i)
-    union_cache: dict[tuple[int, int], float] = {}
+        j = max(adjacent[i], key=lambda k: contact.get(key(i, k), 0))
+        merge(j, i, union_hull(i, j))
+    union_cache: dict[tuple[int, int], tuple[np.ndarray, float]] = {}
     while True:
         best, best_pair = max_solidity_loss, None
         for i in adjacent:
             for j in adjacent[i]:
                 if j <= i:
                     continue
-                key = (i, j)
-                if key not in union_cache:
-                    pts = np.concatenate([corners[i], corners[j]])
-                    union_cache[key] = _solidity(pts, area[i] + area[j])
-                loss = max(solidity[i], solidity[j]) - union_cache[key]
+                if (i, j) not in union_cache:
+                    union_cache[(i, j)] = union_hull(i, j)
+                hull_area = union_cache[(i, j)][1]
+                union_solidity = (area[i] + area[j]) / hull_area if hull_area > 0 else 1.0
+                loss = max(solidity[i], solidity[j]) - union_solidity
                 if loss < best:
-                    best, best_pair = loss, key
+                    best, best_pair = loss, (i, j)
         if best_pair is None:
             break
         i, j = best_pair
         merge(i, j, union_cache[best_pair])
         union_cache = {k: v for k, v in union_cache.items() if i not in k and j not in k}
-    return _renumber(parts)
+
+    lut = np.zeros(int(parts.max()) + 1, np.int32)
+    for i in owner:
+        root = i
+        while owner[root] != root:
+            root = owner[root]
+        lut[i] = root
+    return _renumber(lut[parts])
