@@ -43,7 +43,7 @@ def print_report(result: CatalogueResult, written: dict[str, Path], out: Path) -
     stdout.print(table)
     stdout.print(
         f"{result.components:,} components of the mask -> {len(cat):,} crystals "
-        f"({result.too_small:,} components under the minimum area"
+        f"({result.too_small:,} under the minimum area"
         + (f", {result.too_large:,} too large to measure" if result.too_large else "")
         + f"); {int(cat['touches_edge'].sum()) if len(cat) else 0:,} touch the mosaic edge; "
         f"{result.seconds:.1f} s"
