@@ -112,7 +112,26 @@ def split_touching(
     seeds = morphology.h_minima(np.where(region, grad, grad.max()), h_min) & region
     markers, n = ndi.label(seeds)
     if n <= 1:
-        return labels
+        # No BSE step to split along; the shape may still show two crystals.
+        parts = region.astype(np.int32)
+    else:
+        parts = _merge_by_contrast(grad, markers, region, boundary_step)
+        if parts.max() > 1:
+            parts = merge_concave(parts, max_solidity_loss, min_solidity)
+    if shape_split_solidity is not None:
+        parts = split_concave(
+            parts, shape_split_solidity, shape_split_h_px, shape_split_loss, shape_split_min_pixels
+        )
+    if min_piece_pixels > 1 and parts.max() > 1:
+        parts = absorb_small(np.where(crystal, parts, 0), min_piece_pixels)
+    labels[crystal] = parts[crystal]
+    return _renumber(labels)
+
+
+def _merge_by_contrast(
+    grad: np.ndarray, markers: np.ndarray, region: np.ndarray, boundary_step: float
+) -> np.ndarray:
+    """Watershed of the gradient from ``markers``, merged back where boundaries are no step."""
     parts = segmentation.watershed(grad, markers, mask=region)
     rag = graph.rag_boundary(parts, grad)
     # Node 0 is the background around the crystal: merging through it would join crystals
@@ -133,16 +152,7 @@ def split_touching(
     parts = np.zeros(region.shape, np.int32)
     _, inverse = np.unique(merged[region], return_inverse=True)
     parts[region] = inverse.astype(np.int32) + 1
-    if parts.max() > 1:
-        parts = merge_concave(parts, max_solidity_loss, min_solidity)
-    if shape_split_solidity is not None:
-        parts = split_concave(
-            parts, shape_split_solidity, shape_split_h_px, shape_split_loss, shape_split_min_pixels
-        )
-    if min_piece_pixels > 1 and parts.max() > 1:
-        parts = absorb_small(np.where(crystal, parts, 0), min_piece_pixels)
-    labels[crystal] = parts[crystal]
-    return _renumber(labels)
+    return parts
 
 
 def split_concave(
