@@ -6,8 +6,9 @@ elsewhere; each comment says which (figures in docs/composition.md and docs/benc
 
 from __future__ import annotations
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+
+from olmap.io.raster import grey_level_scale
 
 
 class LofConfig(BaseModel):
@@ -24,8 +25,8 @@ class LofConfig(BaseModel):
     # is ~1 everywhere: microlite cracks went 60 % -> 97 % flagged with k <= n/4.
     max_neighbor_fraction: float = Field(0.25, gt=0, le=1, description="k <= this x pixels")
     # Feature units per BSE unit: the paper's raw features (row, col, BSE) weigh one 8-bit
-    # grey level like one pixel. None = 1 for 8-bit rasters, 1/257 for 16-bit ones (the
-    # same weight per grey level of 256).
+    # grey level like one pixel. None = 1 for 8-bit (and float) rasters, 1/257 for 16-bit
+    # ones (the same weight per grey level of 256; olmap.io.raster.grey_level_scale).
     bse_scale: float | None = Field(None, gt=0, description="BSE units -> feature units")
     # scikit-learn's contamination="auto": outlier when LOF > 1.5 (Breunig et al. 2000).
     threshold: float = Field(1.5, gt=1.0, description="LOF above which a pixel is an outlier")
@@ -40,7 +41,7 @@ class LofConfig(BaseModel):
         """``bse_scale`` for a BSE raster of ``dtype`` (see the field's comment)."""
         if self.bse_scale is not None:
             return self.bse_scale
-        return 1.0 / 257.0 if np.dtype(dtype).itemsize >= 2 else 1.0
+        return grey_level_scale(dtype)
 
 
 class ProfileConfig(BaseModel):

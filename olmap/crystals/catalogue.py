@@ -30,7 +30,12 @@ from olmap.crystals.label import Components, component_pixels, label_components
 from olmap.crystals.measure import CrystalArrays, measure_crystal
 from olmap.errors import InputError
 from olmap.io.outputs import atomic_dir
-from olmap.io.raster import WindowSource, check_coregistered, window_affine
+from olmap.io.raster import (
+    WindowSource,
+    check_coregistered,
+    grey_level_scale,
+    window_affine,
+)
 from olmap.io.sessions import read_sessions
 from olmap.io.vector import write_catalogue, write_qupath_geojson
 from olmap.plots.crops import write_crystal_crops
@@ -224,8 +229,7 @@ def _measure(
         outliers = sources["outliers"].read(window)[0] == 1
     if config.split_touching:
         # The step threshold is in 8-bit grey levels.
-        bse_dtype = np.dtype(sources["bse"].info.dtype)
-        scale = 1 / 257 if bse_dtype.kind in "iu" and bse_dtype.itemsize >= 2 else 1.0
+        scale = grey_level_scale(sources["bse"].info.dtype)
         parts = split_touching(
             component,
             bse * scale,

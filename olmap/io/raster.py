@@ -96,6 +96,16 @@ def micrometre_transform(height: int, pixel_size_um: float) -> Affine:
     return Affine(pixel_size_um, 0.0, 0.0, 0.0, -pixel_size_um, height * pixel_size_um)
 
 
+def grey_level_scale(dtype: str | np.dtype) -> float:
+    """Factor that puts a BSE raster of ``dtype`` on 8-bit grey levels.
+
+    1/257 for integer rasters of 16 bits or more (65535 / 255), 1 otherwise: 8-bit rasters
+    are grey levels already, and float rasters are taken to hold them.
+    """
+    dt = np.dtype(dtype)
+    return 1.0 / 257.0 if dt.kind in "iu" and dt.itemsize >= 2 else 1.0
+
+
 def window_affine(window: Window, transform: Affine) -> Affine:
     """Transform of ``window`` of a raster with ``transform``.
 

@@ -367,6 +367,13 @@ def _save(fig: Figure, path: str | Path) -> Path:
     return path
 
 
+def _stairs(ax: Axes, counts: np.ndarray, edges: np.ndarray, colour: str, label: str) -> None:
+    """A filled step histogram with its outline (one group's panel)."""
+    ax.stairs(counts, edges, fill=True, color=colour, alpha=0.35)
+    ax.stairs(counts, edges, color=colour, lw=1.2, label=label)
+    ax.set_ylim(bottom=0)
+
+
 def plot_size_distribution(catalogue: pd.DataFrame, path: str | Path) -> Path:
     """Write the area histogram of each group as a PNG, one panel per group (Fig. 11).
 
@@ -390,23 +397,9 @@ def plot_size_distribution(catalogue: pd.DataFrame, path: str | Path) -> Path:
         rows = table[table["group"] == g]
         edges = np.r_[rows["bin_lo_um2"].to_numpy(), rows["bin_hi_um2"].iloc[-1]]
         n = int(rows["count"].sum())
-        ax.stairs(
-            rows["count"].to_numpy(),
-            edges,
-            fill=True,
-            color=colours[g],
-            alpha=0.35,
-        )
-        ax.stairs(
-            rows["count"].to_numpy(),
-            edges,
-            color=colours[g],
-            lw=1.2,
-            label=f"{g}: {_crystals(n)}",
-        )
         ax.set_ylabel("crystals")
-        ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
+        _stairs(ax, rows["count"].to_numpy(), edges, colours[g], f"{g}: {_crystals(n)}")
         ax.legend(fontsize=8, loc="upper right")
     if not groups:
         _no_data(axes[0], "no crystals")
@@ -450,15 +443,8 @@ def plot_mg_histogram(catalogue: pd.DataFrame, path: str | Path) -> Path | None:
             ax.set_title(g, fontsize=9, loc="left")
             _no_data(ax, "no mg#")
             continue
-        ax.stairs(rows["count"].to_numpy(), edges, fill=True, color=colours[g], alpha=0.35)
-        ax.stairs(
-            rows["count"].to_numpy(),
-            edges,
-            color=colours[g],
-            lw=1.2,
-            label=f"{g}: {_crystals(len(values))}, mean mg# {values.mean():.3f}",
-        )
-        ax.set_ylim(bottom=0)
+        label = f"{g}: {_crystals(len(values))}, mean mg# {values.mean():.3f}"
+        _stairs(ax, rows["count"].to_numpy(), edges, colours[g], label)
         ax.legend(fontsize=8, loc="upper left")
     axes[-1].set_xlabel("mg#")
     n = int(table["count"].sum())
