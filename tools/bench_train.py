@@ -73,7 +73,9 @@ def recall_by_size(pred: np.ndarray, truth: np.ndarray, instances: np.ndarray) -
     return out
 
 
-def held_out_scores(model_path: Path, section: Path, mask: Path, threshold: float | None) -> dict:
+def held_out_scores(
+    model_path: Path, section: Path, mask: Path, threshold: float | None, device: str = "cpu"
+) -> dict:
     """Scores of a model on the test session against the ground truth, with BSE drift."""
     info = raster_info(section / "bse.tif")
     sessions = read_sessions(section / "sessions.csv")
@@ -83,7 +85,7 @@ def held_out_scores(model_path: Path, section: Path, mask: Path, threshold: floa
     phases = read_raster(section / "truth" / "phases.tif", window=win, bands=1)
     labels = read_raster(mask, window=win, bands=1)
     instances = read_raster(section / "truth" / "instances.tif", window=win, bands=1)
-    model, meta = load_checkpoint(model_path)
+    model, meta = load_checkpoint(model_path, device=device)
     t = meta.threshold if threshold is None else threshold
     # Binary models: olivine probability >= threshold; multi-class: most probable class.
     names = meta.class_names

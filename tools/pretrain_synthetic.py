@@ -23,6 +23,7 @@ import json
 import shutil
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -87,7 +88,10 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--steps-per-epoch", type=int, default=100)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers")
+    parser.add_argument(
+        "--gen-workers", type=int, default=1, help="processes generating sections in parallel"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--init", type=Path, default=None, help="continue from an olmap checkpoint (same classes)"
@@ -97,17 +101,24 @@ def main() -> None:
     torch.set_num_threads(max(torch.get_num_threads(), 1))
     t0 = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="olmap-pretrain-"))
+    seeds = [FIRST_SEED + i for i in range(args.sections)]
     try:
-        bse_list, phase_list = [], []
-        seeds = [FIRST_SEED + i for i in range(args.sections)]
-        for seed in [*seeds, VAL_SEED]:
-            bse, phases, names = section_arrays(work / f"s{seed}", varied_config(seed, args.size))
-            bse_list.append(bse)
-            phase_list.append(phases)
-            shutil.rmtree(work / f"s{seed}")
-            print(f"section {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
+        # Sections are independent: on a many-core machine (a lent GPU's host) they are
+        # generated in parallel processes; the arrays come back in seed order either way.
+        with ProcessPoolExecutor(max_workers=max(args.gen_workers, 1)) as pool:
+            futures = [
+                pool.submit(section_arrays, work / f"s{seed}", varied_config(seed, args.size))
+                for seed in [*seeds, VAL_SEED]
+            ]
+            results = []
+            for seed, future in zip([*seeds, VAL_SEED], futures, strict=True):
+                results.append(future.result())
+                print(f"section {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    bse_list = [bse for bse, _, _ in results]
+    phase_list = [phases for _, phases, _ in results]
+    names = results[0][2]
     bse_all, phases_all = np.stack(bse_list), np.stack(phase_list)
     n_train = len(seeds)
     train_ids = list(range(n_train))
