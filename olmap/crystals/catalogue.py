@@ -242,6 +242,10 @@ def _measure(
             shape_split_h_px=config.split_shape_h_px,
             shape_split_loss=config.split_shape_max_loss,
             shape_split_min_pixels=config.split_shape_min_pixels,
+            notch_depth_px=config.split_notch_depth_px,
+            notch_gap_ratio=config.split_notch_gap_ratio,
+            notch_min_solidity=config.split_notch_min_solidity,
+            notch_max_part_pixels=int(config.split_notch_max_area_um2 / (px * px)),
             # No split leaves a piece too small to be catalogued: its pixels join a neighbour.
             min_piece_pixels=int(config.min_area_um2 / (px * px)) + 1,
         )

@@ -53,6 +53,16 @@ class CrystalsConfig(BaseModel):
     split_shape_h_px: float = Field(1.0, gt=0)
     split_shape_max_loss: float = Field(0.03, ge=0, le=1)
     split_shape_min_pixels: int = Field(1000, ge=16)
+    # A small crystal grown onto a larger one of similar mg#: cut off along the line between
+    # the two notches (>= split_notch_depth_px deep) it makes in their outline, when both
+    # parts are convex (solidity >= split_notch_min_solidity) and the notches cover at least
+    # split_notch_gap_ratio of the smaller part (olmap; docs/crystals.md). null skips it.
+    split_notch_depth_px: float | None = Field(1.5, gt=0)
+    split_notch_gap_ratio: float = Field(0.15, ge=0)
+    split_notch_min_solidity: float = Field(0.8, ge=0, le=1)
+    # Only microlites are cut off this way (seed 002 Table 2: A <= 1,000 µm²): cracks and
+    # inclusions notch larger crystals too.
+    split_notch_max_area_um2: float = Field(1000.0, gt=0)
     chunk: int = Field(2048, ge=64, description="labelling chunk side (px)")
     # A component whose bounding box spans more pixels than this is no crystal but a
     # mis-segmented region (or a thin artefact across the mosaic); it is skipped with a

@@ -8,12 +8,20 @@ regions are merged back unless the mean gradient along their shared boundary is 
 (:func:`split_touching`). Cracks are bridged first, so they never split a crystal, and since
 sharp zoning is a step too, pieces that are not convex enough to be crystals (rings, arcs) are
 joined again (:func:`merge_concave`). Crystals of similar mg# show no step; a piece too
-concave for one crystal is cut at its necks instead (:func:`split_concave`).
+concave for one crystal is cut at its necks instead (:func:`split_concave`), and a small
+crystal grown onto a larger one is cut off along the line between the two notches it makes in
+their outline (:func:`split_at_notches`).
 """
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
+import shapely
+import shapely.geometry
+import shapely.ops
+from rasterio import features
 from scipy import ndimage as ndi
 from scipy.spatial import ConvexHull, QhullError
 from skimage import graph, morphology, segmentation
@@ -64,6 +72,10 @@ def split_touching(
     shape_split_h_px: float = 1.0,
     shape_split_loss: float = 0.03,
     shape_split_min_pixels: int = 1000,
+    notch_depth_px: float | None = None,
+    notch_gap_ratio: float = 0.15,
+    notch_min_solidity: float = 0.8,
+    notch_max_part_pixels: int = 1000,
     min_piece_pixels: int = 1,
 ) -> np.ndarray:
     """Label the crystals of one connected component along the BSE steps between them.
@@ -92,6 +104,9 @@ def split_touching(
         Then pieces of at least ``shape_split_min_pixels`` px less solid than
         ``shape_split_solidity`` are cut at their necks (:func:`split_concave`): touching
         crystals without a BSE step. None skips this.
+    notch_depth_px, notch_gap_ratio, notch_min_solidity, notch_max_part_pixels
+        Then a small crystal grown onto a larger one is cut off between the notches it makes
+        in the outline (:func:`split_at_notches`). None skips this.
     min_piece_pixels : int
         Pieces smaller than this join the neighbour they touch most (:func:`absorb_small`).
 
@@ -124,6 +139,16 @@ def split_touching(
         )
     if min_piece_pixels > 1 and parts.max() > 1:
         parts = absorb_small(np.where(crystal, parts, 0), min_piece_pixels)
+    if notch_depth_px is not None:
+        # On whole pieces only: unabsorbed slivers would make notches of their own.
+        parts = split_at_notches(
+            np.where(crystal, parts, 0),
+            notch_depth_px,
+            notch_gap_ratio,
+            notch_min_solidity,
+            min_piece_pixels,
+            notch_max_part_pixels,
+        )
     labels[crystal] = parts[crystal]
     return _renumber(labels)
 
@@ -203,6 +228,171 @@ def split_concave(
         for j in range(2, int(cut.max()) + 1):
             out[cut == j] = next_id
             next_id += 1
+    return _renumber(out)
+
+
+def _outline(piece: np.ndarray) -> shapely.Polygon | None:
+    """The outer ring of a piece's largest polygon, in pixel coordinates (x = col, y = row)."""
+    shapes = features.shapes(piece.astype(np.uint8), mask=piece, connectivity=8)
+    polys = [shapely.Polygon(g["coordinates"][0]) for g, _ in shapes]
+    if not polys:
+        return None
+    poly = max(polys, key=lambda g: g.area)
+    return poly if poly.is_valid else shapely.make_valid(poly).buffer(0)
+
+
+def _notch_points(poly: shapely.Polygon, min_depth_px: float, most: int) -> list[np.ndarray]:
+    """The deepest outline vertex of each notch (hull minus outline) at least this deep."""
+    hull = poly.convex_hull
+    notches = hull.difference(poly)
+    ring = np.asarray(poly.exterior.coords)[:-1]
+    depth = shapely.distance(hull.exterior, shapely.points(ring))
+    points = []
+    for notch in getattr(notches, "geoms", [notches]):
+        if notch.is_empty or notch.area <= 0:
+            continue
+        near = shapely.distance(notch, shapely.points(ring)) < 1e-6
+        if not near.any():
+            continue
+        k = np.flatnonzero(near)[np.argmax(depth[near])]
+        if depth[k] >= min_depth_px:
+            points.append((depth[k], ring[k]))
+    points.sort(key=lambda t: -t[0])
+    return [pt for _, pt in points[:most]]
+
+
+def _on_outline(point: np.ndarray, outside: np.ndarray) -> bool:
+    """Whether a pixel corner (x, y) touches a pixel outside the component."""
+    x, y = (int(v) for v in np.rint(point))
+    near = outside[max(y - 1, 0) : y + 1, max(x - 1, 0) : x + 1]
+    return bool(near.any())
+
+
+def _best_notch_cut(
+    poly: shapely.Polygon,
+    outside: np.ndarray,
+    min_depth_px: float,
+    min_gap_ratio: float,
+    min_part_solidity: float,
+    min_part_area: float,
+    max_part_area: float,
+) -> shapely.Polygon | None:
+    """One side of the best straight cut between two notches, or None if no cut qualifies."""
+    # Notches of the component's outline only: corners between pieces are no crystal contact.
+    points = [pt for pt in _notch_points(poly, min_depth_px, most=10) if _on_outline(pt, outside)]
+    if len(points) < 2:
+        return None
+    hull_area = poly.convex_hull.area
+    inside = poly.buffer(0.5)
+    best, best_score = None, min_gap_ratio
+    for p, q in itertools.combinations(points, 2):
+        length = float(np.hypot(*(q - p)))
+        if length == 0:
+            continue
+        u = (q - p) / length
+        # Extended half a pixel past both notches, so the line crosses the outline.
+        cut = shapely.LineString([p - 0.5 * u, q + 0.5 * u])
+        if not inside.covers(shapely.LineString([p, q])):
+            continue
+        pieces = shapely.ops.split(poly, cut)
+        if len(pieces.geoms) != 2:
+            continue
+        a, b = pieces.geoms
+        small = min(a.area, b.area)
+        if small < min_part_area or small > max_part_area:
+            continue
+        if min(a.area / a.convex_hull.area, b.area / b.convex_hull.area) < min_part_solidity:
+            continue
+        # A straight cut through one convex crystal leaves the two hulls filling the union's
+        # hull; a crystal grown onto another leaves the notches on either side of it.
+        gap = hull_area - a.convex_hull.area - b.convex_hull.area
+        score = gap / small
+        if score > best_score:
+            best, best_score = a, score
+    return best
+
+
+def _bridged(mask: np.ndarray, radius: int) -> np.ndarray:
+    """``mask`` with gaps up to ``2 * radius`` px wide closed (the window's edge is open)."""
+    if radius <= 0:
+        return mask
+    r = int(radius)
+    return ndi.binary_closing(np.pad(mask, r), morphology.disk(r))[r:-r, r:-r] | mask
+
+
+def split_at_notches(
+    parts: np.ndarray,
+    min_depth_px: float = 1.5,
+    min_gap_ratio: float = 0.15,
+    min_part_solidity: float = 0.8,
+    min_piece_pixels: int = 1,
+    max_part_pixels: int = 1000,
+    max_cuts: int = 8,
+    bridge_px: int = 2,
+) -> np.ndarray:
+    """Cut a small crystal grown onto a larger one off along the line between its notches.
+
+    A microlite on a phenocryst's edge, of about the same mg#, shows neither a BSE step nor a
+    neck, and barely lowers the solidity of the union. But it makes two notches in the
+    outline where its sides meet the phenocryst's, and the straight line between them
+    separates two convex parts whose hulls leave those notches uncovered. For each piece,
+    every pair of notches at least ``min_depth_px`` deep (from the convex hull) is tried as a
+    straight cut; the cut is kept when both parts are at least ``min_part_solidity`` solid and
+    ``min_piece_pixels`` large, and the notches it leaves (the union's hull minus the parts'
+    hulls) cover at least ``min_gap_ratio`` of the smaller part, which must be a microlite
+    (at most ``max_part_pixels``). A straight cut through one convex crystal leaves no such
+    gap; a cut between crystals larger than microlites is left to the BSE and to
+    :func:`split_concave`, as cracks and inclusions notch large crystals too. Only notches of
+    the component's outline count (not corners between pieces), and cracks and gaps up to
+    ``2 * bridge_px`` px wide are closed before the outline is read. Cuts repeat on the
+    parts, at most ``max_cuts`` per piece.
+
+    Parameters
+    ----------
+    parts : ndarray of int (h, w)
+        Pieces 1..n, 0 = background.
+    min_depth_px, min_gap_ratio, min_part_solidity : float
+    min_piece_pixels, max_part_pixels, max_cuts, bridge_px : int
+
+    Returns
+    -------
+    ndarray of int32
+        Pieces renumbered 1..m (m >= n).
+    """
+    out = parts.astype(np.int32, copy=True)
+    next_id = int(out.max()) + 1
+    queue = list(range(1, next_id))
+    outside = ~ndi.binary_fill_holes(_bridged(out > 0, bridge_px))
+    cuts: dict[int, int] = {}
+    while queue:
+        i = queue.pop()
+        piece = out == i
+        if piece.sum() < 2 * max(min_piece_pixels, 8) or cuts.get(i, 0) >= max_cuts:
+            continue
+        # Cracks reaching the outline are notches too, narrow ones: bridged first.
+        poly = _outline(ndi.binary_fill_holes(_bridged(piece, bridge_px)))
+        if poly is None or poly.geom_type != "Polygon":
+            continue
+        side = _best_notch_cut(
+            poly,
+            outside,
+            min_depth_px,
+            min_gap_ratio,
+            min_part_solidity,
+            float(min_piece_pixels),
+            float(max_part_pixels),
+        )
+        if side is None:
+            continue
+        in_side = features.rasterize([side], out_shape=piece.shape, fill=0, dtype="uint8") == 1
+        moved = piece & ~in_side
+        if not moved.any() or moved.sum() == piece.sum():
+            continue
+        out[moved] = next_id
+        cuts[i] = cuts.get(i, 0) + 1
+        cuts[next_id] = cuts[i]
+        queue += [i, next_id]
+        next_id += 1
     return _renumber(out)
 
 

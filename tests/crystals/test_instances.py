@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from olmap.crystals.instances import split_touching
+from olmap.crystals.instances import split_at_notches, split_touching
 
 
 def noisy(image: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -67,3 +67,47 @@ def test_a_crystal_filling_its_window_is_kept():
     crystal = np.ones((60, 60), bool)
     labels = split_touching(crystal, noisy(np.full(crystal.shape, 120.0), 4))
     assert labels.min() == 1 and labels.max() == 1
+
+
+def microlite_on_phenocryst() -> tuple[np.ndarray, np.ndarray]:
+    """A 90 x 60 px phenocryst with a 16 x 14 px microlite half sunk into its top edge."""
+    crystal = np.zeros((90, 130), bool)
+    crystal[20:80, 20:110] = True  # phenocryst
+    microlite = np.zeros_like(crystal)
+    microlite[10:24, 50:66] = True  # sticks out 10 px above the edge
+    return crystal | microlite, microlite
+
+
+def test_a_microlite_on_a_phenocryst_edge_is_cut_off_without_contrast():
+    """Same mg#, no neck: only the two notches where their outlines meet tell them apart."""
+    crystal, microlite = microlite_on_phenocryst()
+    flat = noisy(np.full(crystal.shape, 130.0), 5)
+    labels = split_touching(crystal, flat, notch_depth_px=1.5, min_piece_pixels=101)
+    assert labels.max() == 2
+    small = labels[14, 58]
+    # The cut runs between the notches, along the phenocryst's edge (row 20).
+    cut_off = labels == small
+    assert cut_off.sum() == (microlite & ~(np.arange(90) >= 20)[:, None]).sum()
+    # Without the notch step the union is convex enough to stay one crystal.
+    whole = split_touching(crystal, flat, notch_depth_px=None, min_piece_pixels=101)
+    assert whole.max() == 1
+
+
+def test_notches_cut_off_microlites_only():
+    """Cracks reaching the outline, and crystals larger than a microlite, are not cut off."""
+    flat = noisy(np.full((50, 50), 130.0), 6)
+    # A microlite (912 px) notched 10 px deep by two cracks, 2 px wide, from opposite sides:
+    # the line between their tips would leave two convex halves, but no gap between them.
+    cracked = np.zeros((50, 50), bool)
+    cracked[10:38, 8:42] = True
+    cracked[10:20, 24:26] = False
+    cracked[28:38, 24:26] = False
+    assert split_touching(cracked, flat, notch_depth_px=1.5, min_piece_pixels=101).max() == 1
+    assert split_at_notches(cracked.astype(np.int32), min_gap_ratio=0.0, bridge_px=0).max() == 1
+    # The microlite's piece above the cut would be 160 px: over a 150-px microlite limit.
+    crystal, _ = microlite_on_phenocryst()
+    flat = noisy(np.full(crystal.shape, 130.0), 7)
+    kept = split_touching(
+        crystal, flat, notch_depth_px=1.5, notch_max_part_pixels=150, min_piece_pixels=101
+    )
+    assert kept.max() == 1
