@@ -120,10 +120,7 @@ def split_touching(
     if crystal.sum() < 16:
         return labels
     grad = bse_gradient(bse, crystal, sigma_px)
-    region = crystal
-    if close_cracks_px > 0:
-        r = int(close_cracks_px)
-        region = crystal | ndi.binary_closing(np.pad(crystal, r), morphology.disk(r))[r:-r, r:-r]
+    region = _bridged(crystal, close_cracks_px)
     seeds = morphology.h_minima(np.where(region, grad, grad.max()), h_min) & region
     markers, n = ndi.label(seeds)
     if n <= 1:
@@ -241,34 +238,46 @@ def _outline(piece: np.ndarray) -> shapely.Polygon | None:
     return poly if poly.is_valid else shapely.make_valid(poly).buffer(0)
 
 
-def _notch_points(poly: shapely.Polygon, min_depth_px: float, most: int) -> list[np.ndarray]:
-    """The deepest outline vertex of each notch (hull minus outline) at least this deep."""
+def _notch_points(
+    poly: shapely.Polygon, outside: np.ndarray, min_depth_px: float, most: int
+) -> list[np.ndarray]:
+    """The deepest vertex of each notch (hull minus outline) at least ``min_depth_px`` deep.
+
+    Only vertices on the component's outline count (a corner between two pieces is no
+    crystal contact); ``outside`` is padded by one pixel (see :func:`_on_outline`).
+    """
     hull = poly.convex_hull
-    notches = hull.difference(poly)
     ring = np.asarray(poly.exterior.coords)[:-1]
     depth = shapely.distance(hull.exterior, shapely.points(ring))
+    deep = [k for k in np.flatnonzero(depth >= min_depth_px) if _on_outline(ring[k], outside)]
+    if len(deep) < 2:
+        return []
+    deep = np.asarray(deep)
+    deep_points = shapely.points(ring[deep])
     points = []
+    notches = hull.difference(poly)
     for notch in getattr(notches, "geoms", [notches]):
         if notch.is_empty or notch.area <= 0:
             continue
-        near = shapely.distance(notch, shapely.points(ring)) < 1e-6
-        if not near.any():
-            continue
-        k = np.flatnonzero(near)[np.argmax(depth[near])]
-        if depth[k] >= min_depth_px:
+        near = shapely.distance(notch, deep_points) < 1e-6
+        if near.any():
+            k = deep[near][np.argmax(depth[deep[near]])]
             points.append((depth[k], ring[k]))
     points.sort(key=lambda t: -t[0])
     return [pt for _, pt in points[:most]]
 
 
 def _on_outline(point: np.ndarray, outside: np.ndarray) -> bool:
-    """Whether a pixel corner (x, y) touches a pixel outside the component."""
+    """Whether a pixel corner (x, y) touches a pixel outside the component.
+
+    ``outside`` is padded by one pixel of True, so that the window's edge counts as outside:
+    the pixels around corner (x, y) are rows y..y+1, columns x..x+1 of the padded array.
+    """
     x, y = (int(v) for v in np.rint(point))
-    near = outside[max(y - 1, 0) : y + 1, max(x - 1, 0) : x + 1]
-    return bool(near.any())
+    return bool(outside[y : y + 2, x : x + 2].any())
 
 
-def _best_notch_cut(
+def _notch_cuts(
     poly: shapely.Polygon,
     outside: np.ndarray,
     min_depth_px: float,
@@ -276,15 +285,14 @@ def _best_notch_cut(
     min_part_solidity: float,
     min_part_area: float,
     max_part_area: float,
-) -> shapely.Polygon | None:
-    """One side of the best straight cut between two notches, or None if no cut qualifies."""
-    # Notches of the component's outline only: corners between pieces are no crystal contact.
-    points = [pt for pt in _notch_points(poly, min_depth_px, most=10) if _on_outline(pt, outside)]
+) -> list[shapely.Polygon]:
+    """The smaller sides of the straight cuts between two notches that qualify, best first."""
+    points = _notch_points(poly, outside, min_depth_px, most=10)
     if len(points) < 2:
-        return None
+        return []
     hull_area = poly.convex_hull.area
     inside = poly.buffer(0.5)
-    best, best_score = None, min_gap_ratio
+    scored = []
     for p, q in itertools.combinations(points, 2):
         length = float(np.hypot(*(q - p)))
         if length == 0:
@@ -297,19 +305,17 @@ def _best_notch_cut(
         pieces = shapely.ops.split(poly, cut)
         if len(pieces.geoms) != 2:
             continue
-        a, b = pieces.geoms
-        small = min(a.area, b.area)
-        if small < min_part_area or small > max_part_area:
+        small, large = sorted(pieces.geoms, key=lambda g: g.area)
+        if small.area < min_part_area or small.area > max_part_area:
             continue
-        if min(a.area / a.convex_hull.area, b.area / b.convex_hull.area) < min_part_solidity:
+        if min(g.area / g.convex_hull.area for g in (small, large)) < min_part_solidity:
             continue
         # A straight cut through one convex crystal leaves the two hulls filling the union's
         # hull; a crystal grown onto another leaves the notches on either side of it.
-        gap = hull_area - a.convex_hull.area - b.convex_hull.area
-        score = gap / small
-        if score > best_score:
-            best, best_score = a, score
-    return best
+        gap = hull_area - small.convex_hull.area - large.convex_hull.area
+        if gap / small.area > min_gap_ratio:
+            scored.append((gap / small.area, small))
+    return [g for _, g in sorted(scored, key=lambda t: -t[0])]
 
 
 def _bridged(mask: np.ndarray, radius: int) -> np.ndarray:
@@ -318,6 +324,16 @@ def _bridged(mask: np.ndarray, radius: int) -> np.ndarray:
         return mask
     r = int(radius)
     return ndi.binary_closing(np.pad(mask, r), morphology.disk(r))[r:-r, r:-r] | mask
+
+
+def _cut_pixels(piece: np.ndarray, side: shapely.Polygon) -> np.ndarray:
+    """The piece's pixels whose centres lie in ``side``, as one 8-connected part."""
+    moved = piece & (features.rasterize([side], out_shape=piece.shape, fill=0, dtype="uint8") == 1)
+    parts, n = ndi.label(moved, np.ones((3, 3), bool))
+    if n > 1:
+        # A slanted cut can strand single pixels beyond it: they stay with the piece.
+        moved = parts == np.bincount(parts.ravel())[1:].argmax() + 1
+    return moved
 
 
 def split_at_notches(
@@ -336,15 +352,16 @@ def split_at_notches(
     neck, and barely lowers the solidity of the union. But it makes two notches in the
     outline where its sides meet the phenocryst's, and the straight line between them
     separates two convex parts whose hulls leave those notches uncovered. For each piece,
-    every pair of notches at least ``min_depth_px`` deep (from the convex hull) is tried as a
-    straight cut; the cut is kept when both parts are at least ``min_part_solidity`` solid and
-    ``min_piece_pixels`` large, and the notches it leaves (the union's hull minus the parts'
-    hulls) cover at least ``min_gap_ratio`` of the smaller part, which must be a microlite
-    (at most ``max_part_pixels``). A straight cut through one convex crystal leaves no such
-    gap; a cut between crystals larger than microlites is left to the BSE and to
-    :func:`split_concave`, as cracks and inclusions notch large crystals too. Only notches of
-    the component's outline count (not corners between pieces), and cracks and gaps up to
-    ``2 * bridge_px`` px wide are closed before the outline is read. Cuts repeat on the
+    the deepest points of its (up to ten deepest) notches at least ``min_depth_px`` deep
+    (from the convex hull) are paired, and the straight cut between a pair is kept when both
+    parts are at least ``min_part_solidity`` solid, the smaller is a microlite of
+    ``min_piece_pixels`` to ``max_part_pixels`` px, and the notches it leaves (the union's
+    hull minus the parts' hulls) cover more than ``min_gap_ratio`` of the smaller part. A
+    straight cut through one convex crystal leaves no such gap; a cut between crystals larger
+    than microlites is left to the BSE and to :func:`split_concave`, as cracks and
+    inclusions notch large crystals too. Only notches of the component's outline count (not
+    corners between pieces), and gaps up to ``2 * bridge_px`` px wide are closed before the
+    outline is read, so that the inside of a narrow crack is no notch. Cuts repeat on the
     parts, at most ``max_cuts`` per piece.
 
     Parameters
@@ -360,39 +377,49 @@ def split_at_notches(
         Pieces renumbered 1..m (m >= n).
     """
     out = parts.astype(np.int32, copy=True)
+    outside = np.pad(~ndi.binary_fill_holes(_bridged(out > 0, bridge_px)), 1, constant_values=True)
+    boxes = {i + 1: box for i, box in enumerate(ndi.find_objects(out)) if box is not None}
+    queue = sorted(boxes)
     next_id = int(out.max()) + 1
-    queue = list(range(1, next_id))
-    outside = ~ndi.binary_fill_holes(_bridged(out > 0, bridge_px))
     cuts: dict[int, int] = {}
+    margin = max(bridge_px, 0) + 2
     while queue:
         i = queue.pop()
-        piece = out == i
-        if piece.sum() < 2 * max(min_piece_pixels, 8) or cuts.get(i, 0) >= max_cuts:
+        if cuts.get(i, 0) >= max_cuts:
             continue
-        # Cracks reaching the outline are notches too, narrow ones: bridged first.
+        # Each piece is worked on inside its bounding box (plus a margin for the bridging).
+        r0, c0 = (max(b.start - margin, 0) for b in boxes[i])
+        r1, c1 = (min(b.stop + margin, n) for b, n in zip(boxes[i], out.shape, strict=True))
+        window = out[r0:r1, c0:c1]  # a view: cuts write through
+        piece = window == i
+        if piece.sum() < 2 * max(min_piece_pixels, 8):
+            continue
         poly = _outline(ndi.binary_fill_holes(_bridged(piece, bridge_px)))
         if poly is None or poly.geom_type != "Polygon":
             continue
-        side = _best_notch_cut(
+        # Polygon corners (x, y) of the window are rows/columns of `outside` shifted by r0/c0.
+        sides = _notch_cuts(
             poly,
-            outside,
+            outside[r0 : r1 + 2, c0 : c1 + 2],
             min_depth_px,
             min_gap_ratio,
             min_part_solidity,
             float(min_piece_pixels),
             float(max_part_pixels),
         )
-        if side is None:
-            continue
-        in_side = features.rasterize([side], out_shape=piece.shape, fill=0, dtype="uint8") == 1
-        moved = piece & ~in_side
-        if not moved.any() or moved.sum() == piece.sum():
-            continue
-        out[moved] = next_id
-        cuts[i] = cuts.get(i, 0) + 1
-        cuts[next_id] = cuts[i]
-        queue += [i, next_id]
-        next_id += 1
+        for side in sides:
+            moved = _cut_pixels(piece, side)
+            n_moved, n_kept = int(moved.sum()), int(piece.sum() - moved.sum())
+            # In pixels, as catalogued: no part under the minimum area, the cut one a microlite.
+            if min(n_moved, n_kept) < min_piece_pixels or n_moved > max_part_pixels:
+                continue
+            window[moved] = next_id
+            boxes[next_id] = boxes[i]
+            cuts[i] = cuts.get(i, 0) + 1
+            cuts[next_id] = cuts[i]
+            queue += [i, next_id]
+            next_id += 1
+            break
     return _renumber(out)
 
 

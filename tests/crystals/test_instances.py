@@ -111,3 +111,16 @@ def test_notches_cut_off_microlites_only():
         crystal, flat, notch_depth_px=1.5, notch_max_part_pixels=150, min_piece_pixels=101
     )
     assert kept.max() == 1
+
+
+def test_no_cut_leaves_a_piece_under_the_minimum_area():
+    """A 100-px microlite above the edge is cut off only if it may be catalogued (> 100 px)."""
+    crystal = np.zeros((90, 130), bool)
+    crystal[20:80, 20:110] = True
+    crystal[10:24, 50:60] = True  # 10 x 10 px above the edge
+    flat = noisy(np.full(crystal.shape, 130.0), 8)
+    for min_piece in (101, 90):
+        labels = split_touching(crystal, flat, notch_depth_px=1.5, min_piece_pixels=min_piece)
+        sizes = np.bincount(labels.ravel())[1:]
+        assert sizes.min() >= min_piece
+    assert labels.max() == 2 and sizes.min() == 100  # cut off once 100 px is enough
