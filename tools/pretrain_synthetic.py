@@ -51,6 +51,7 @@ def section_arrays(folder: Path, cfg: SynthConfig) -> tuple[np.ndarray, np.ndarr
     phases_path = folder / "truth" / "phases.tif"
     phases = read_raster(phases_path)[0]
     names = class_names(raster_info(phases_path))
+    shutil.rmtree(folder)  # ~20 MB a section on disk: only the arrays are kept
     return bse, phases, [names[c] for c in sorted(names)]
 
 
@@ -111,9 +112,13 @@ def main() -> None:
                 for seed in [*seeds, VAL_SEED]
             ]
             results = []
-            for seed, future in zip([*seeds, VAL_SEED], futures, strict=True):
-                results.append(future.result())
-                print(f"section {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
+            try:
+                for seed, future in zip([*seeds, VAL_SEED], futures, strict=True):
+                    results.append(future.result())
+                    print(f"section {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
+            except BaseException:
+                pool.shutdown(cancel_futures=True)  # one failed: do not wait for the rest
+                raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
     bse_list = [bse for bse, _, _ in results]
