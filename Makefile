@@ -3,7 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test lint format bench clean browser
+
+# The viewer's browser test drives Debian's Chromium through Playwright (never a downloaded
+# browser). Installed once, as root or through sudo.
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +27,12 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/olmap demo --out olmap-demo --overwrite
 
-test: $(VENV)/.installed-dev lint
-	$(BIN)/python -m pytest
+test: $(VENV)/.installed-dev lint browser
+	OLMAP_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest
+
+browser:
+	@test -x $(CHROMIUM) || { echo "installing Debian's chromium for the viewer's browser test"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check olmap tests tools

@@ -20,6 +20,7 @@ from olmap.cli import masks as masks_cmd
 from olmap.cli import mosaic as mosaic_cmd
 from olmap.cli import predict as predict_cmd
 from olmap.cli import synth as synth_cmd
+from olmap.cli import tiles as tiles_cmd
 from olmap.cli import train as train_cmd
 from olmap.cli._console import STATE, configure_logging, stderr
 from olmap.errors import OlmapError
@@ -51,6 +52,8 @@ app.command("predict")(predict_cmd.predict)
 app.command("calibrate")(calibrate_cmd.calibrate)
 app.command("mgmap")(calibrate_cmd.mgmap)
 app.command("crystals")(crystals_cmd.crystals)
+app.command("tiles")(tiles_cmd.tiles)
+app.command("serve")(tiles_cmd.serve)
 
 
 def _version(value: bool) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -13,8 +13,13 @@ from olmap.cli._options import Overwrite
 from olmap.io.raster import check_single_band
 from olmap.segment.blend import BLENDS
 from olmap.segment.config import PredictConfig
-from olmap.segment.infer import AMP_DTYPES
-from olmap.segment.predict import PredictResult, fixed_mmap_threshold, predict_mosaic
+
+if TYPE_CHECKING:
+    from olmap.segment.predict import PredictResult
+
+# torch is imported when a command runs, not when the CLI starts: `olmap tiles` and the
+# other commands that need no model stay light (torch alone takes ~640 MB of RSS).
+AMP_NAMES = ("fp16", "bf16", "fp32")
 
 
 def print_predict_report(result: PredictResult) -> None:
@@ -90,7 +95,7 @@ def predict(
         bool, typer.Option("--flips", help="Average the 4 flips of each window (4x time).")
     ] = False,
     amp: Annotated[
-        str, typer.Option("--amp", help=f"Precision on CUDA: {', '.join(AMP_DTYPES)}.")
+        str, typer.Option("--amp", help=f"Precision on CUDA: {', '.join(AMP_NAMES)}.")
     ] = "fp16",
     overwrite: Overwrite = False,
 ) -> None:
@@ -116,6 +121,8 @@ def predict(
         amp=amp,
         device=device,
     )
+    from olmap.segment.predict import fixed_mmap_threshold, predict_mosaic
+
     info = check_single_band(bse, "BSE mosaic")
     fixed_mmap_threshold()  # peak memory must not creep up with the mosaic (docs/inference.md)
     with progress_bar("predict", total=info.height * info.width / 1e6, unit="Mpx") as advance:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -18,9 +18,10 @@ from olmap.io.resume import interrupts_deferred
 from olmap.io.tables import write_json
 from olmap.plots.training import write_threshold_sweep
 from olmap.segment.config import TrainConfig
-from olmap.segment.evaluate import evaluate_rasters
-from olmap.segment.job import InitChoice, train_from_dataset
-from olmap.segment.train import EpochRecord
+
+if TYPE_CHECKING:  # torch is imported when a command runs (see olmap/cli/predict.py)
+    from olmap.segment.job import InitChoice
+    from olmap.segment.train import EpochRecord
 
 
 def _fmt(value: float, digits: int = 4) -> str:
@@ -133,6 +134,8 @@ def train(
     check_outputs_distinct([out], [dataset, config, weights])
     check_writable(out, overwrite=overwrite)
 
+    from olmap.segment.job import train_from_dataset
+
     def on_init(choice: InitChoice) -> None:
         colour = "yellow" if choice.kind in ("synthetic", "none") else "green"
         stderr.print(f"[{colour}]init:[/] {choice.note}", soft_wrap=True)
@@ -238,6 +241,8 @@ def evaluate(
     check_outputs_distinct(outputs, [*raster_inputs(pred, ref), sessions])
     for path in outputs:
         check_writable(path, overwrite=overwrite)
+    from olmap.segment.evaluate import evaluate_rasters
+
     info = raster_info(ref)
     with progress_bar("evaluate", total=info.height * info.width / 1e6, unit="Mpx") as advance:
         report = evaluate_rasters(

@@ -144,8 +144,11 @@ def gdal_env() -> Iterator[None]:
 
 
 @contextmanager
-def open_raster(path: str | Path) -> Iterator[rasterio.io.DatasetReader]:
-    """Open a raster for reading, turning GDAL's failures into one clear :class:`InputError`."""
+def open_raster(path: str | Path, **options: Any) -> Iterator[rasterio.io.DatasetReader]:
+    """Open a raster for reading, turning GDAL's failures into one clear :class:`InputError`.
+
+    ``options`` go to :func:`rasterio.open` (e.g. ``overview_level=0``: the first overview).
+    """
     path = Path(path)
     if not path.exists():
         raise InputFileNotFoundError(path, "raster")
@@ -153,7 +156,7 @@ def open_raster(path: str | Path) -> Iterator[rasterio.io.DatasetReader]:
         with gdal_env(), warnings.catch_warnings():
             # Plain images have no georeference; olmap asks for a pixel size instead.
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path) as ds:
+            with rasterio.open(path, **options) as ds:
                 yield ds
     except RasterioIOError as exc:
         raise InputError(f"{path}: not a readable raster ({first_line(exc)})") from exc

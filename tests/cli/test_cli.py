@@ -25,7 +25,9 @@ def test_help_lists_commands_with_descriptions():
     res = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})  # one line per command
     assert res.exit_code == 0
     for cmd, text in [
-        ("demo", "Demo on a built-in synthetic section: generate, preview, summarise."),
+        ("demo", "Demo on a built-in synthetic section: from EDS and BSE to crystals and a web"),
+        ("tiles", "Cloud-optimised GeoTIFFs, XYZ tiles and an offline web viewer of a section."),
+        ("serve", "Serve a viewer site over HTTP and print its URL; Ctrl-C stops."),
         ("info", "Show a raster's shape"),
         ("masks", "Label map from EDS element maps by element-ratio rules"),
         ("eds", "Element count maps from a Bruker .bcf hypermap"),
@@ -136,7 +138,7 @@ def test_bad_values_give_one_line_and_debug_gives_the_traceback(tmp_path):
     assert res.returncode != 0 and "Traceback" in res.stderr
 
 
-def test_demo_writes_previews_and_a_summary(tmp_path):
+def test_demo_runs_the_stages_and_ends_with_the_viewer(tmp_path):
     out = tmp_path / "demo"
     # an interrupted earlier demo left an unfinished section: the demo resumes, no --overwrite
     (out / "section.partial").mkdir(parents=True)
@@ -146,6 +148,20 @@ def test_demo_writes_previews_and_a_summary(tmp_path):
         png = out / "previews" / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     assert "Olivine crystals" in res.output and "Previews" in res.output
+    for name in (
+        "mask.tif",
+        "prob.tif",
+        "calibration.json",
+        "mgnum.tif",
+        "catalogue/crystals.gpkg",
+        "site/tiles/prob/0/0/0.png",
+        "site/tiles/mgnum/0/0/0.png",
+        "site/data/crystals.js",
+    ):
+        assert (out / name).is_file(), name
+    last = res.output.strip().splitlines()[-2:]
+    assert last[0].startswith("Viewer: ") and last[0].endswith("site/index.html")
+    assert last[1].startswith("Serve it with: olmap serve")
 
 
 def test_synth_section_reads_a_config_file_and_options_override_it(tmp_path):
