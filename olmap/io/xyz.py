@@ -13,13 +13,16 @@ docs/benchmarks.md ("Tiles and viewer") compares them on a 400 Mpx section.
 
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import rasterio
 from PIL import Image
+from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from olmap.errors import InputError, MissingExtraError
@@ -78,9 +81,9 @@ def write_xyz_rasterio(
     Zoom levels whose scale is the full resolution or one of the COG's overviews (factors
     2, 4, 8, ... as :func:`olmap.io.cog.write_cog` makes them) are cut from that level,
     pixel for pixel; the few levels above the smallest overview are shrunk from it in memory
-    by 2 x 2 means. GDAL sizes an overview by rounding (1,100 px / 8 -> 137 px), so at such
-    levels a tile may sit up to half a tile pixel off towards the raster's far edge; libvips
-    shrinks exactly.
+    by 2 x 2 means. GDAL truncates an overview's size (1,100 px / 8 -> 137 px, not 138): such
+    an overview is read with decimation instead, and its tiles may sit up to half a tile
+    pixel off towards the raster's far edge; libvips shrinks exactly.
 
     Parameters
     ----------
@@ -107,9 +110,14 @@ def write_xyz_rasterio(
     cog, out_dir = Path(cog), Path(out_dir)
     height, width, count = _check_display(cog)
     spec = PyramidSpec(height=height, width=width, tile_size=tile_size)
-    with open_raster(cog) as ds:
-        factors = [f for f in ds.overviews(1) if f & (f - 1) == 0]
-    levels = {1: None, **{f: i for i, f in enumerate(factors)}}
+    # Overviews usable pixel for pixel: a power-of-two factor whose size is the tile grid's
+    # (GDAL truncates: 2,049 px / 2 -> 1,024 px, one short of the grid's 1,025).
+    levels: dict[int, int | None] = {1: None}
+    with rasterio.open(cog) as ds:
+        for i, f in enumerate(ds.overviews(1)):
+            with rasterio.open(cog, overview_level=i) as ov:
+                if ov.shape == (math.ceil(height / f), math.ceil(width / f)):
+                    levels[f] = i
 
     def save(tile_data: np.ndarray, zoom: int, x: int, y: int) -> None:
         tile = np.zeros((count, tile_size, tile_size), np.uint8)
@@ -120,31 +128,44 @@ def write_xyz_rasterio(
         # A row of tiles per task: each task opens its own GDAL handle (a dataset must not be
         # shared between threads) and reads neighbouring tiles from the same COG blocks.
         zoom, y = item
-        level = levels[spec.scale(zoom)]
+        s = spec.scale(zoom)
+        exact = s in levels
         (out_dir / str(zoom) / str(y)).mkdir(parents=True, exist_ok=True)
-        options = {} if level is None else {"overview_level": level}
-        with open_raster(cog, **options) as ds:
+        options = {"overview_level": levels[s]} if exact and levels[s] is not None else {}
+        # rasterio.open, not open_raster: warning filters are process-wide, not per thread.
+        with rasterio.open(cog, **options) as ds:
             _, cols = spec.grid(zoom)
             for x in range(cols):
-                c0, r0 = x * tile_size, y * tile_size
-                window = Window(
-                    c0, r0, min(tile_size, ds.width - c0), min(tile_size, ds.height - r0)
-                )
-                save(ds.read(window=window), zoom, x, y)
+                if exact:
+                    c0, r0 = x * tile_size, y * tile_size
+                    window = Window(
+                        c0, r0, min(tile_size, ds.width - c0), min(tile_size, ds.height - r0)
+                    )
+                    save(ds.read(window=window), zoom, x, y)
+                else:  # no exact overview: GDAL decimates from the nearest one
+                    window, shape = spec.source_window(zoom, x, y)
+                    save(
+                        ds.read(
+                            window=window, out_shape=(count, *shape), resampling=Resampling.average
+                        ),
+                        zoom,
+                        x,
+                        y,
+                    )
         return cols
 
-    direct = [z for z in range(spec.max_zoom + 1) if spec.scale(z) in levels]
+    smallest = max(levels)
+    small_enough = (height // smallest) * (width // smallest) <= 4096**2
+    direct = [z for z in range(spec.max_zoom + 1) if spec.scale(z) <= smallest or not small_enough]
     rows = [(z, y) for z in sorted(direct, reverse=True) for y in range(spec.grid(z)[0])]
     for _, n in ordered_map(cut_row, rows, workers=workers, lookahead=2):
         if progress is not None:
             progress(n)
     above = [z for z in range(spec.max_zoom + 1) if z not in direct]
     if above:
-        base = max(levels)  # the smallest level the file has
+        base = smallest  # levels above the smallest exact one: 2 x 2 means in memory
         options = {} if levels[base] is None else {"overview_level": levels[base]}
         with open_raster(cog, **options) as ds:
-            if ds.width * ds.height > 4096**2:
-                raise InputError(f"{cog}: needs overviews (olmap.io.cog.write_cog makes them)")
             image = ds.read().astype(np.float64)
         weight = np.ones(image.shape[1:], np.float64)
         scale = base
@@ -185,31 +206,44 @@ def write_xyz_vips(
         raise MissingExtraError("pyvips (with pyvips-binary)", "vips") from exc
     image = pyvips.Image.new_from_file(str(cog), access="sequential")
     total, done = spec.n_tiles(), [0]
-    if progress is not None:
-        image.set_progress(True)
+    stopped: list[BaseException] = []
+    image.set_progress(True)
 
-        def on_eval(_image: object, state: object) -> None:
+    def on_eval(img: object, state: object) -> None:
+        # Ctrl-C arrives in this callback (the only Python code running during dzsave), where
+        # pyvips would print and drop it: keep it, stop libvips, raise it after dzsave.
+        try:
             now = int(total * getattr(state, "percent", 0) / 100)
-            if now > done[0]:
+            if progress is not None and now > done[0]:
                 progress(now - done[0])
                 done[0] = now
+        except BaseException as exc:
+            if not stopped:
+                stopped.append(exc)
+                img.set_kill(True)  # type: ignore[attr-defined]
 
-        image.signal_connect("eval", on_eval)
+    image.signal_connect("eval", on_eval)
     suffix = ".webp[lossless]" if fmt == "webp" else ".png[compression=6]"
     # dzsave writes a properties file beside the pyramid and strips "extensions" from the
     # folder name: build in a scratch folder and move the zoom levels into place.
     scratch = Path(tempfile.mkdtemp(prefix=".vips-", dir=out_dir.parent))
     try:
-        image.dzsave(
-            str(scratch / "pyramid"),
-            layout="google",
-            tile_size=tile_size,
-            overlap=0,
-            depth="onetile",
-            suffix=suffix,
-            background=[0] * count,
-            skip_blanks=-1,
-        )
+        try:
+            image.dzsave(
+                str(scratch / "pyramid"),
+                layout="google",
+                tile_size=tile_size,
+                overlap=0,
+                depth="onetile",
+                suffix=suffix,
+                background=[0] * count,
+                skip_blanks=-1,
+            )
+        except pyvips.Error:
+            if not stopped:
+                raise
+        if stopped:
+            raise stopped[0]
         out_dir.mkdir(parents=True, exist_ok=True)
         for zoom in range(spec.max_zoom + 1):
             (scratch / "pyramid" / str(zoom)).rename(out_dir / str(zoom))

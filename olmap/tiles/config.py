@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from matplotlib import colormaps
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
@@ -53,4 +54,7 @@ class TilesConfig(BaseModel):
             raise ValueError("mg_range must be (low, high) with low < high")
         if self.tile_size & (self.tile_size - 1):
             raise ValueError("tile_size must be a power of two")
+        for name in ("mg_cmap", "prob_cmap"):  # caught before any work, not mid-run
+            if getattr(self, name) not in colormaps:
+                raise ValueError(f"{name}: unknown matplotlib colour map {getattr(self, name)!r}")
         return self

@@ -89,7 +89,12 @@ def probability_factor(info: RasterInfo) -> float:
     """Factor from stored values to probability: ``olmap predict`` stores p x 255 as uint8."""
     tag = info.tags.get(PROBABILITY_SCALE_TAG)
     if tag is not None:
-        return float(tag)
+        try:
+            return float(tag)
+        except ValueError as exc:
+            raise InputError(
+                f"{info.path}: {PROBABILITY_SCALE_TAG} tag {tag!r} is not a number"
+            ) from exc
     return 1 / 255 if info.dtype == "uint8" else 1.0
 
 
@@ -115,7 +120,10 @@ def display_scale(
         if hi <= lo:  # a constant image
             hi = lo + (0.01 if key == "mgnum" else 1.0)
     if key == "mgnum":
-        return ColourScale(config.mg_cmap, round(lo, 3), round(hi, 3), "mg#")
+        lo, hi = round(lo, 3), round(hi, 3)  # legend ticks
+        if hi <= lo:  # a range narrower than the rounding
+            hi = lo + 0.001
+        return ColourScale(config.mg_cmap, lo, hi, "mg#")
     return ColourScale("gray", lo, hi, "BSE grey level")
 
 
@@ -209,6 +217,8 @@ def _write_tiles(
 ) -> None:
     scratch = target.with_name(target.name + ".partial")
     shutil.rmtree(scratch, ignore_errors=True)
+    for stale in target.parent.glob(".vips-*"):  # libvips scratch of a killed run
+        shutil.rmtree(stale, ignore_errors=True)
     if config.backend == "vips":
         write_xyz_vips(
             display, scratch, tile_size=config.tile_size, fmt=config.tile_format, progress=progress
@@ -294,8 +304,12 @@ def build_site(
     started = time.monotonic()
     out = check_writable(out, overwrite=overwrite)
     info = raster_info(files.bse)
-    if info.transform.b or info.transform.d or abs(info.transform.a) != abs(info.transform.e):
-        raise InputError(f"{files.bse}: the viewer needs square, north-up pixels")
+    t = info.transform
+    if info.pixel_size_um is None or t.e >= 0 or t.a <= 0:
+        raise InputError(
+            f"{files.bse}: the viewer needs a north-up raster in µm with square pixels "
+            "(see shared/CLI.md: Affine(px, 0, 0, 0, -px, H*px))"
+        )
     for _key, path in _layer_inputs(files)[1:]:
         check_grid(path, info.shape, info.transform, str(files.bse))
     title = title or files.bse.resolve().parent.name or files.bse.stem
@@ -311,7 +325,9 @@ def build_site(
     catalogue = None
     try:
         with atomic_dir(out, overwrite=overwrite, keep_partial=True) as tmp:
-            job_file.write_text(json.dumps(job))
+            tmp_job = job_file.with_name(job_file.name + ".tmp")
+            tmp_job.write_text(json.dumps(job))
+            tmp_job.replace(job_file)
             if files.catalogue is not None:
                 catalogue = read_catalogue(files.catalogue)
                 _check_catalogue_extent(catalogue, info, files.catalogue)

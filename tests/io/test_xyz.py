@@ -17,7 +17,7 @@ from olmap.io.xyz import write_xyz_rasterio, write_xyz_vips
 def display_cog(tmp_path_factory):
     h, w = 700, 1100
     yy, xx = np.mgrid[0:h, 0:w]
-    # Smooth: GDAL sizes overviews by rounding (1100 / 8 -> 137 px), so tiles cut from them may
+    # Smooth: GDAL truncates overview sizes (1100 / 8 -> 137 px), so tiles cut from them may
     # sit up to half a tile pixel off at the far edge; on this slope that is < 3 grey levels.
     grey = ((np.sin(xx / 150) + np.cos(yy / 90)) * 60 + 128).astype(np.uint8)
     alpha = np.full((h, w), 255, np.uint8)
@@ -87,3 +87,42 @@ def test_engines_need_an_8_bit_display_raster(tmp_path):
     for write in (write_xyz_vips, write_xyz_rasterio):
         with pytest.raises(InputError, match="8-bit"):
             write(src, tmp_path / "out")
+
+
+def test_engines_cover_the_same_pixels_just_above_a_tile_multiple(tmp_path):
+    # 2,049 px: GDAL's overview at factor 2 has 1,024 px, one short of the tile grid; the
+    # rasterio engine must not leave the last column of tiles blank.
+    h = w = 2049
+    arr = np.stack([np.full((h, w), 200, np.uint8), np.full((h, w), 255, np.uint8)])
+    cog = tmp_path / "d.tif"
+    write_cog(
+        cog,
+        lambda win: arr[
+            :, win.row_off : win.row_off + win.height, win.col_off : win.col_off + win.width
+        ],
+        height=h,
+        width=w,
+        count=2,
+        dtype="uint8",
+        transform=micrometre_transform(h, 1.0),
+        colour=True,
+        blocksize=256,
+    )
+    write_xyz_vips(cog, tmp_path / "v")
+    write_xyz_rasterio(cog, tmp_path / "r")
+    assert _tiles(tmp_path / "v") == _tiles(tmp_path / "r")
+    for name in _tiles(tmp_path / "v"):
+        a = np.array(Image.open(tmp_path / "v" / name))[..., 1] > 0
+        b = np.array(Image.open(tmp_path / "r" / name))[..., 1] > 0
+        assert a.sum() > 0 and abs(int(a.sum()) - int(b.sum())) <= 256, name
+
+
+def test_vips_engine_stops_on_interrupt_and_leaves_nothing(display_cog, tmp_path):
+    cog, _ = display_cog
+
+    def interrupt(_n):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_xyz_vips(cog, tmp_path / "out", progress=interrupt)
+    assert list(tmp_path.iterdir()) == []

@@ -19,7 +19,7 @@ from olmap.io.resume import RunInterrupted
 from olmap.io.vector import read_catalogue
 from olmap.tiles.config import TilesConfig
 from olmap.tiles.pyramid import PyramidSpec
-from olmap.tiles.site import build_site
+from olmap.tiles.site import build_site, display_scale
 
 
 def _js(path, name):
@@ -168,3 +168,15 @@ def test_a_folder_without_bse_is_refused(tmp_path):
     shutil.rmtree(tmp_path)
     with pytest.raises(FileNotFoundError, match="result folder"):
         find_results(tmp_path)
+
+
+def test_a_narrow_mg_range_still_has_a_colour_scale():
+    values = np.full((10, 10), 0.8502, np.float32)
+    values[0, 0] = 0.8504
+    scale = display_scale("mgnum", values, np.ones((10, 10), bool), TilesConfig())
+    assert scale.vmin < scale.vmax
+
+
+def test_unknown_colour_maps_are_refused_before_any_work():
+    with pytest.raises(ValueError, match="mg_cmap"):
+        TilesConfig(mg_cmap="virdis")
