@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import math
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -209,24 +211,32 @@ def write_xyz_vips(
     stopped: list[BaseException] = []
     image.set_progress(True)
 
-    def on_eval(img: object, state: object) -> None:
-        # Ctrl-C arrives in this callback (the only Python code running during dzsave), where
-        # pyvips would print and drop it: keep it, stop libvips, raise it after dzsave.
+    def stop(exc: BaseException) -> None:
+        if not stopped:
+            stopped.append(exc)
+            image.set_kill(True)  # libvips ends dzsave at its next tile
+
+    def on_eval(_img: object, state: object) -> None:
         try:
             now = int(total * getattr(state, "percent", 0) / 100)
             if progress is not None and now > done[0]:
                 progress(now - done[0])
                 done[0] = now
-        except BaseException as exc:
-            if not stopped:
-                stopped.append(exc)
-                img.set_kill(True)  # type: ignore[attr-defined]
+        except BaseException as exc:  # e.g. a progress bar's own interrupt
+            stop(exc)
 
     image.signal_connect("eval", on_eval)
     suffix = ".webp[lossless]" if fmt == "webp" else ".png[compression=6]"
     # dzsave writes a properties file beside the pyramid and strips "extensions" from the
     # folder name: build in a scratch folder and move the zoom levels into place.
     scratch = Path(tempfile.mkdtemp(prefix=".vips-", dir=out_dir.parent))
+    # Ctrl-C during dzsave would be raised inside pyvips' C callbacks, which print and drop
+    # it: while dzsave runs, SIGINT only asks libvips to stop; it is raised after.
+    main = (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGINT) is not None  # None: a handler set outside Python
+    )
+    previous = signal.signal(signal.SIGINT, lambda *_: stop(KeyboardInterrupt())) if main else None
     try:
         try:
             image.dzsave(
@@ -242,6 +252,9 @@ def write_xyz_vips(
         except pyvips.Error:
             if not stopped:
                 raise
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, previous)
         if stopped:
             raise stopped[0]
         out_dir.mkdir(parents=True, exist_ok=True)

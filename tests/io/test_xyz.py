@@ -3,6 +3,9 @@ transparent padding."""
 
 from __future__ import annotations
 
+import os
+import signal
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -117,11 +120,16 @@ def test_engines_cover_the_same_pixels_just_above_a_tile_multiple(tmp_path):
         assert a.sum() > 0 and abs(int(a.sum()) - int(b.sum())) <= 256, name
 
 
-def test_vips_engine_stops_on_interrupt_and_leaves_nothing(display_cog, tmp_path):
+@pytest.mark.parametrize("how", ["raise", "sigint"])
+def test_vips_engine_stops_on_interrupt_and_leaves_nothing(how, display_cog, tmp_path):
     cog, _ = display_cog
 
     def interrupt(_n):
-        raise KeyboardInterrupt
+        # A real Ctrl-C arrives as SIGINT while libvips runs; pyvips would drop it.
+        if how == "sigint":
+            os.kill(os.getpid(), signal.SIGINT)
+        else:
+            raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         write_xyz_vips(cog, tmp_path / "out", progress=interrupt)
