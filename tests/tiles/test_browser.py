@@ -9,12 +9,23 @@ The screenshot goes to ``OLMAP_SCREENSHOT_DIR`` when set (else the test's tempor
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from io import BytesIO
 from pathlib import Path
 
+import geopandas as gpd
+import numpy as np
 import pytest
+from affine import Affine
+from PIL import Image
 from playwright.sync_api import sync_playwright
+from shapely.geometry import box
 
+from olmap.io.raster import write_raster
+from olmap.io.results import find_results
 from olmap.io.vector import read_catalogue
+from olmap.tiles.site import build_site
 
 CHROMIUM = Path(os.environ.get("OLMAP_CHROMIUM", "/usr/bin/chromium"))
 # As the machine's notes say: no background traffic to Google hosts from a closed network.
@@ -118,3 +129,55 @@ def test_viewer_loads_tiles_and_crystals_and_opens_popups(page, served, results_
     _settle(page)
     assert failed == [] and errors == []
     assert page.evaluate("window.olmapViewer.tileErrors.length") == 0
+
+
+def test_tiles_and_outlines_line_up_at_any_pixel_size_and_origin(page, tmp_path):
+    """0.5 µm pixels, the section's corner at (100, 40) µm: a bright square in the BSE and
+    the crystal drawn over it must land on the same screen pixels."""
+    h, w, px, x0, y0 = 600, 900, 0.5, 100.0, 40.0
+    bse = np.full((h, w), 30, np.uint8)
+    bse[200:260, 500:580] = 220  # rows/cols in px
+    transform = Affine(px, 0, x0, 0, -px, y0 + h * px)
+    write_raster(tmp_path / "bse.tif", bse, transform=transform)
+    # The square in µm: x 100 + 500*0.5 .. 100 + 580*0.5, y top - 260*0.5 .. top - 200*0.5.
+    top = y0 + h * px
+    square = box(x0 + 250, top - 130, x0 + 290, top - 100)
+    cat = gpd.GeoDataFrame({"id": [7], "class": ["microlite"], "zoning": [""]}, geometry=[square])
+    (tmp_path / "catalogue").mkdir()
+    cat.to_parquet(tmp_path / "catalogue" / "crystals.parquet")
+    site = tmp_path / "site"
+    build_site(find_results(tmp_path), site)
+    cmd = [sys.executable, "-m", "olmap", "serve", str(site), "--port", "0"]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as srv:
+        try:
+            url = srv.stdout.readline().split(" at ")[1].split()[0]
+            page.goto(url)
+            page.evaluate(
+                "([x, y]) => { window.olmapViewer.map.setView([y, x], 3, {animate: false}); }",
+                [square.centroid.x, square.centroid.y],
+            )
+            _settle(page)
+            page.locator('input[data-group="microlite"]').uncheck()  # see the tile itself
+
+            def grey(x_um, y_um):
+                x, y = page.evaluate("([x, y]) => window.olmapViewer.pagePoint(x, y)", [x_um, y_um])
+                shot = page.screenshot(clip={"x": x, "y": y, "width": 1, "height": 1})
+                return Image.open(BytesIO(shot)).convert("L").getpixel((0, 0))
+
+            # Just inside and just outside each edge of the square (1 µm = 4 screen px here).
+            c = square.centroid
+            assert grey(c.x, c.y) > 180
+            for dx, dy in ((18, 0), (-18, 0), (0, 13), (0, -13)):
+                assert grey(c.x + dx, c.y + dy) > 180, (dx, dy)
+            for dx, dy in ((22, 0), (-22, 0), (0, 17), (0, -17)):
+                assert grey(c.x + dx, c.y + dy) < 80, (dx, dy)
+            # The outline is where the tile shows the square: a click inside opens crystal 7.
+            page.locator('input[data-group="microlite"]').check()
+            x, y = page.evaluate(
+                "([x, y]) => window.olmapViewer.pagePoint(x, y)", [c.x + 15, c.y + 10]
+            )
+            page.mouse.click(x, y)
+            page.locator(".leaflet-popup-content .crystal-id").wait_for()
+            assert page.locator(".leaflet-popup-content .crystal-id").inner_text() == "7"
+        finally:
+            srv.terminate()
