@@ -26,6 +26,7 @@ import rasterio
 from PIL import Image
 from rasterio.enums import Resampling
 from rasterio.windows import Window
+from skimage.measure import block_reduce
 
 from olmap.errors import InputError, MissingExtraError
 from olmap.io.raster import open_raster
@@ -58,14 +59,9 @@ def _save(tile: np.ndarray, path: Path, fmt: str) -> None:
 def _halve(image: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """2 x 2 mean of the pixels present (``weight`` 1) of a (bands, h, w) image; odd edges
     average the pixels they have, as GDAL's overviews do."""
-    c, h, w = image.shape
-    ph, pw = h + h % 2, w + w % 2
-    padded = np.zeros((c, ph, pw), np.float64)
-    padded[:, :h, :w] = image * weight
-    wts = np.zeros((ph, pw), np.float64)
-    wts[:h, :w] = weight
-    total = padded.reshape(c, ph // 2, 2, pw // 2, 2).sum(axis=(2, 4))
-    count = wts.reshape(ph // 2, 2, pw // 2, 2).sum(axis=(1, 3))
+    # block_reduce pads odd edges with 0, which the weights leave out of the mean.
+    total = block_reduce(image * weight, (1, 2, 2), np.sum, cval=0)
+    count = block_reduce(weight, (2, 2), np.sum, cval=0)
     return total / np.maximum(count, 1), (count > 0).astype(np.float64)
 
 

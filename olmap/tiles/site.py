@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rasterio.transform import array_bounds
 
 from olmap import __version__
 from olmap.errors import InputError
@@ -38,6 +39,7 @@ from olmap.io.raster import (
     RasterInfo,
     WindowSource,
     check_grid,
+    check_single_band,
     raster_info,
 )
 from olmap.io.results import ResultFiles
@@ -129,12 +131,16 @@ def display_scale(
 
 def _fingerprint(files: ResultFiles, config: TilesConfig, title: str) -> dict[str, Any]:
     stamps = {str(p.resolve()): list(file_stamp(p)) for p in files.paths() if p.is_file()}
-    return {
-        "olmap": __version__,
-        "inputs": stamps,
-        "config": config.model_dump(mode="json"),
-        "title": title,
-    }
+    # Threads change nothing in the output: a rerun with other --workers resumes.
+    settings = config.model_dump(mode="json", exclude={"workers"})
+    return {"olmap": __version__, "inputs": stamps, "config": settings, "title": title}
+
+
+def _same_job(job_file: Path, job: dict[str, Any]) -> bool:
+    try:
+        return json.loads(job_file.read_text()) == job
+    except (OSError, ValueError):  # missing, or cut short by a crash: another job
+        return False
 
 
 def _layer_inputs(files: ResultFiles) -> list[tuple[str, Path]]:
@@ -146,14 +152,11 @@ def _layer_inputs(files: ResultFiles) -> list[tuple[str, Path]]:
 
 
 def _write_raw_cog(key: str, path: Path, target: Path, config: TilesConfig) -> None:
-    info = raster_info(path)
-    if key == "bse" and info.count != 1:
-        raise InputError(f"{path}: has {info.count} bands; a BSE mosaic has one")
-    if key == "mgnum" and info.count != 1:
-        raise InputError(f"{path}: has {info.count} bands; an mg# map has one")
     if key != "prob":
+        check_single_band(path, "BSE mosaic" if key == "bse" else "mg# map")
         copy_cog(path, target, blocksize=config.cog_blocksize, compress=config.cog_compress)
         return
+    info = raster_info(path)
     band, factor = probability_band(info), probability_factor(info)
     with WindowSource(path, band=band) as src:
 
@@ -246,9 +249,7 @@ def _check_catalogue_extent(catalogue: Any, info: RasterInfo, path: Path) -> Non
     if len(catalogue) == 0:
         return
     x0, y0, x1, y1 = catalogue.total_bounds
-    left, top = info.transform.c, info.transform.f
-    right = left + info.width * info.transform.a
-    bottom = top + info.height * info.transform.e
+    left, bottom, right, top = array_bounds(info.height, info.width, info.transform)
     tol = 2 * abs(info.transform.a)
     if x0 < left - tol or x1 > right + tol or y0 < bottom - tol or y1 > top + tol:
         raise InputError(
@@ -317,7 +318,7 @@ def build_site(
     job = _fingerprint(files, config, title)
     partial = partial_name(out)
     job_file = partial / _JOB_FILE
-    if partial.exists() and (not job_file.exists() or json.loads(job_file.read_text()) != job):
+    if partial.exists() and not _same_job(job_file, job):
         shutil.rmtree(partial)  # another job's leftovers: start afresh
     report = progress or (lambda *_: None)
     resumed: list[str] = []

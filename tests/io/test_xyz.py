@@ -16,6 +16,24 @@ from olmap.io.raster import micrometre_transform, write_raster
 from olmap.io.xyz import write_xyz_rasterio, write_xyz_vips
 
 
+def _write_display_cog(arr, path):
+    """A grey + alpha COG of ``arr`` (2, h, w) with 256 px blocks and overviews."""
+    h, w = arr.shape[1:]
+    write_cog(
+        path,
+        lambda win: arr[
+            :, win.row_off : win.row_off + win.height, win.col_off : win.col_off + win.width
+        ],
+        height=h,
+        width=w,
+        count=2,
+        dtype="uint8",
+        transform=micrometre_transform(h, 1.0),
+        colour=True,
+        blocksize=256,
+    )
+
+
 @pytest.fixture(scope="module")
 def display_cog(tmp_path_factory):
     h, w = 700, 1100
@@ -28,19 +46,7 @@ def display_cog(tmp_path_factory):
     grey[alpha == 0] = 0
     arr = np.stack([grey, alpha])
     out = tmp_path_factory.mktemp("xyz") / "d.tif"
-    write_cog(
-        out,
-        lambda win: arr[
-            :, win.row_off : win.row_off + win.height, win.col_off : win.col_off + win.width
-        ],
-        height=h,
-        width=w,
-        count=2,
-        dtype="uint8",
-        transform=micrometre_transform(h, 1.0),
-        colour=True,
-        blocksize=256,
-    )
+    _write_display_cog(arr, out)
     return out, arr
 
 
@@ -98,19 +104,7 @@ def test_engines_cover_the_same_pixels_just_above_a_tile_multiple(tmp_path):
     h = w = 2049
     arr = np.stack([np.full((h, w), 200, np.uint8), np.full((h, w), 255, np.uint8)])
     cog = tmp_path / "d.tif"
-    write_cog(
-        cog,
-        lambda win: arr[
-            :, win.row_off : win.row_off + win.height, win.col_off : win.col_off + win.width
-        ],
-        height=h,
-        width=w,
-        count=2,
-        dtype="uint8",
-        transform=micrometre_transform(h, 1.0),
-        colour=True,
-        blocksize=256,
-    )
+    _write_display_cog(arr, cog)
     write_xyz_vips(cog, tmp_path / "v")
     write_xyz_rasterio(cog, tmp_path / "r")
     assert _tiles(tmp_path / "v") == _tiles(tmp_path / "r")

@@ -180,3 +180,20 @@ def test_a_narrow_mg_range_still_has_a_colour_scale():
 def test_unknown_colour_maps_are_refused_before_any_work():
     with pytest.raises(ValueError, match="mg_cmap"):
         TilesConfig(mg_cmap="virdis")
+
+
+def test_resume_ignores_workers_and_survives_a_cut_job_file(results_dir, tmp_path):
+    files = find_results(results_dir)
+
+    def stop_at_mg(stage, done, total):
+        if stage.startswith("mg#"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(RunInterrupted):
+        build_site(files, tmp_path / "a", TilesConfig(workers=2), progress=stop_at_mg)
+    result = build_site(files, tmp_path / "a", TilesConfig(workers=1))
+    assert result.resumed == ["bse", "prob"]
+    with pytest.raises(RunInterrupted):
+        build_site(files, tmp_path / "b", progress=stop_at_mg)
+    (tmp_path / "b.partial" / ".tiles-job.json").write_text('{"olmap": ')  # a crash mid-write
+    assert build_site(files, tmp_path / "b").resumed == []
