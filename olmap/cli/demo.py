@@ -1,139 +1,126 @@
-"""``olmap demo``: the main job on built-in synthetic data."""
+"""``olmap demo``: the whole pipeline on a built-in synthetic section."""
 
 from __future__ import annotations
 
+import json
+import re
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from olmap.cli import calibrate as calibrate_cmd
-from olmap.cli import crystals as crystals_cmd
-from olmap.cli import masks as masks_cmd
-from olmap.cli import predict as predict_cmd
-from olmap.cli import tiles as tiles_cmd
 from olmap.cli._console import STATE, progress_bar, stderr, stdout
 from olmap.cli._options import Overwrite, Seed, Workers
+from olmap.cli.run import print_locations, print_run_summary, run_project
 from olmap.cli.synth import print_section_summary, size_option
-from olmap.io.outputs import atomic_dir, check_writable
+from olmap.errors import InputError
+from olmap.io.outputs import atomic_dir, atomic_path
+from olmap.pipeline.config import builtin_configs, load_project
+from olmap.pipeline.provenance import RunRecord
 from olmap.plots.previews import write_section_previews
 from olmap.synth.config import SynthConfig
 from olmap.synth.section import generate_section
 
-#: The repository's configs/ (rule files), beside the package in a source checkout.
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-#: olmap's synthetic pretraining (docs/models.md), shipped in the package.
-SHIPPED_MODEL = (
-    Path(__file__).resolve().parents[1]
-    / "segment"
-    / "weights"
-    / "deeplabv3_mobilenet_v3_large-synthetic.pt"
-)
+#: The demo's project file (``configs/demo.yaml``), copied beside the section it runs on.
+DEMO_PROJECT = "demo.yaml"
 
 
-def _step(title: str) -> None:
-    if not STATE.quiet:
-        stdout.rule(f"[bold]{title}")
+def _section_matches(section_dir: Path, cfg: SynthConfig) -> bool:
+    """True when ``section_dir`` holds a finished section of exactly this configuration."""
+    try:
+        meta = json.loads((section_dir / "section.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return meta.get("config") == cfg.model_dump(mode="json")
+
+
+def with_train_minutes(project_text: str, minutes: float) -> str:
+    """The demo's project file with another training budget (its comments kept)."""
+    text, n = re.subn(
+        r"^(\s+max_minutes:\s*)[0-9.]+", rf"\g<1>{minutes:g}", project_text, flags=re.M
+    )
+    if n != 1:
+        raise InputError(f"{DEMO_PROJECT}: expected one train.max_minutes line, found {n}")
+    return text
+
+
+def _check_demo_folder(out: Path) -> None:
+    """Refuse to write the demo into a folder that is not empty and not an olmap demo."""
+    if not out.exists() or not any(out.iterdir()):
+        return
+    if not ((out / "section" / "section.json").exists() or (out / "run.json").exists()):
+        raise InputError(
+            f"{out}: folder is not empty and holds no olmap demo; choose another --out"
+        )
 
 
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("olmap-demo"),
     seed: Seed = 7,
     size: Annotated[str, typer.Option("--size", help="WIDTHxHEIGHT of the section.")] = "4096x4096",
+    train_minutes: Annotated[
+        float | None,
+        typer.Option(
+            "--train-minutes",
+            min=0.01,
+            help="Training budget written into OUT/project.yaml [default: configs/demo.yaml's, 6].",
+        ),
+    ] = None,
     workers: Workers = 2,
     overwrite: Overwrite = False,
 ) -> None:
-    """Demo on a built-in synthetic section: from EDS and BSE to crystals and a web viewer.
+    """Demo on a built-in synthetic section: from EDS and BSE to a report and a web viewer.
 
     Generates OUT/section (a synthetic section with ground truth) and OUT/previews/*.png,
-    then runs the stages on it: the paper's EDS olivine rule (OUT/mask.tif), the BSE -> mg#
-    calibration against the EPMA profiles (OUT/calibration.json), the mg# map
-    (OUT/mgnum.tif), the crystal catalogue (OUT/catalogue/) and the tiled viewer (OUT/site/),
-    and prints where the viewer is. The viewer's olivine probability layer comes from BSE
-    alone, predicted by the model olmap ships (its synthetic pretraining, not fine-tuned on
-    this section: OUT/prob.tif). Fine-tuning (olmap train) is left out to keep the demo short;
-    on a synthetic section EDS covers the whole mosaic, so the EDS mask drives the catalogue.
+    copies the demo's project file (configs/demo.yaml) to OUT/project.yaml and runs it
+    (olmap run): olivine labels from EDS, training tiles, fine-tuning of olmap's shipped
+    model, prediction over the mosaic, scores against the labels and the truth, the BSE ->
+    mg# calibration and map, the crystal catalogue, the viewer (OUT/site/) and the report
+    (OUT/report.html). Run again, it reuses the section and skips the stages that are up to
+    date; --overwrite makes the section and project file anew.
 
     Example: olmap demo --out olmap-demo
     """
     width, height = size_option(size)
     cfg = SynthConfig(width=width, height=height, seed=seed, sessions=4)
     section_dir, previews_dir = out / "section", out / "previews"
-    stage_outputs = [
-        out / "mask.tif",
-        out / "prob.tif",
-        out / "pred_labels.tif",
-        out / "calibration.json",
-        out / "mgnum.tif",
-        out / "catalogue",
-        out / "site",
-    ]
-    for path in (section_dir, previews_dir, *stage_outputs):  # fail before any work (an
-        check_writable(path, overwrite=overwrite)  # unfinished section.partial resumes instead)
-    with progress_bar("synthetic section", total=width * height / 1e6, unit="Mpx") as advance:
-        summary = generate_section(
-            section_dir,
-            cfg,
-            overwrite=overwrite,
-            workers=workers,
-            progress=lambda n: advance(n / 1e6),
-        )
-    with stderr.status("writing previews", spinner="dots") if not STATE.quiet else nullcontext():
-        with atomic_dir(previews_dir, overwrite=overwrite) as tmp:
-            written = write_section_previews(section_dir, tmp)
-        previews = [previews_dir / p.name for p in written]
-    print_section_summary(summary)
-    stdout.print("[bold]Previews:[/]")
-    for p in previews:
-        stdout.print(f"  {p}")
-    bse, mask = section_dir / "bse.tif", out / "mask.tif"
-    _step("olivine mask from EDS (olmap masks)")
-    masks_cmd.masks(
-        eds=[str(section_dir / "eds.tif")],
-        rules=CONFIGS / "rules" / "olivine.yaml",
-        out=mask,
-        bse=bse,
-        workers=workers,
-        overwrite=overwrite,
+    project_file = out / "project.yaml"
+    _check_demo_folder(out)
+    if overwrite or not _section_matches(section_dir, cfg):
+        if section_dir.exists() and any(section_dir.iterdir()) and not overwrite:
+            raise InputError(
+                f"{section_dir}: holds another section (not seed {seed}, {size}); "
+                "pass --overwrite to make it anew"
+            )
+        with progress_bar("synthetic section", total=width * height / 1e6, unit="Mpx") as adv:
+            summary = generate_section(
+                section_dir,
+                cfg,
+                overwrite=overwrite or section_dir.exists(),
+                workers=workers,
+                progress=lambda n: adv(n / 1e6),
+            )
+        print_section_summary(summary)
+        quiet = STATE.quiet
+        with stderr.status("writing previews", spinner="dots") if not quiet else nullcontext():
+            with atomic_dir(previews_dir, overwrite=True) as tmp:
+                write_section_previews(section_dir, tmp)
+    else:
+        stdout.print(f"Reusing the synthetic section in {section_dir} (seed {seed}, {size})")
+    stdout.print(f"Previews: {previews_dir}", soft_wrap=True)
+    if overwrite or train_minutes is not None or not project_file.exists():
+        text = (builtin_configs() / DEMO_PROJECT).read_text()
+        if train_minutes is not None:
+            text = with_train_minutes(text, train_minutes)
+        with atomic_path(project_file, overwrite=True) as tmp:
+            tmp.write_text(text)
+    project = load_project(project_file)
+    stdout.print(f"Project: {project_file} (edit it and run: olmap run {project_file})")
+    layout, statuses = run_project(
+        project,
+        replace_unrecorded=True,  # the demo's folder is olmap's own (checked above)
+        command=f"olmap demo --out {out} --seed {seed} --size {size}",
     )
-    _step("olivine probability from BSE, shipped synthetic model (olmap predict)")
-    predict_cmd.predict(
-        model=SHIPPED_MODEL,
-        bse=bse,
-        out_prob=out / "prob.tif",
-        out_mask=out / "pred_labels.tif",
-        overwrite=overwrite,
-    )
-    _step("BSE -> mg# calibration (olmap calibrate)")
-    calibrate_cmd.calibrate(
-        bse=bse,
-        mask=mask,
-        profiles=section_dir / "epma.csv",
-        out=out / "calibration.json",
-        standards=section_dir / "standards.csv",
-        sessions=section_dir / "sessions.csv",
-        overwrite=overwrite,
-    )
-    _step("mg# map (olmap mgmap)")
-    calibrate_cmd.mgmap(
-        bse=bse,
-        mask=mask,
-        calibration=out / "calibration.json",
-        out=out / "mgnum.tif",
-        overwrite=overwrite,
-    )
-    _step("crystal catalogue (olmap crystals)")
-    crystals_cmd.crystals(
-        bse=bse,
-        mask=mask,
-        out=out / "catalogue",
-        mgmap=out / "mgnum.tif",
-        sessions=section_dir / "sessions.csv",
-        crops=True,
-        overwrite=overwrite,
-    )
-    _step("maps and viewer (olmap tiles)")
-    tiles_cmd.tiles(
-        results_dir=out, out=out / "site", title=f"olmap demo (seed {seed})", overwrite=overwrite
-    )
+    print_run_summary(RunRecord.load(layout.run_json), statuses)
+    print_locations(layout, statuses)

@@ -19,6 +19,7 @@ from olmap.cli import info as info_cmd
 from olmap.cli import masks as masks_cmd
 from olmap.cli import mosaic as mosaic_cmd
 from olmap.cli import predict as predict_cmd
+from olmap.cli import run as run_cmd
 from olmap.cli import synth as synth_cmd
 from olmap.cli import tiles as tiles_cmd
 from olmap.cli import train as train_cmd
@@ -40,6 +41,7 @@ app = typer.Typer(
 )
 # Listed in `olmap --help` in this order: start here, then the pipeline's stages.
 app.command("demo")(demo_cmd.demo)
+app.command("run")(run_cmd.run)
 app.add_typer(synth_cmd.app, name="synth")
 app.command("info")(info_cmd.info)
 app.command("mosaic")(mosaic_cmd.mosaic)

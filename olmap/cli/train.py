@@ -58,6 +58,17 @@ def print_scores(report: dict, title: str) -> None:
                 *(_fmt(s["classes"][n]["iou"]) for n in names),
             )
         stdout.print(sessions)
+    if report.get("splits"):
+        names = report["classes"][1:]
+        splits = Table("split", "pixels", "OA", *(f"IoU {n}" for n in names), title="Per split")
+        for split, s in report["splits"].items():
+            splits.add_row(
+                split,
+                f"{s['pixels']:,}",
+                _fmt(s["overall_accuracy"]),
+                *(_fmt(s["classes"][n]["iou"]) for n in names),
+            )
+        stdout.print(splits)
     # A sweep is a choice only for a binary model; multi-class predictions take the argmax.
     sweeps = overall.get("threshold_sweep", {}) if len(report["classes"]) == 2 else {}
     for name, rows in sweeps.items():

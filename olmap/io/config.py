@@ -56,10 +56,15 @@ def load_config(model: type[ModelT], path: str | Path | None = None, **overrides
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        errors = _root_causes(exc.errors())
-        err = errors[0]
-        key = ".".join(str(p) for p in err.get("loc", ()))
-        msg = str(err.get("msg", "")).removeprefix("Value error, ")
         where = f"{path}: " if path is not None else "invalid parameters: "
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise InputError(f"{where}{key + ': ' if key else ''}{msg}{more}") from exc
+        raise InputError(where + validation_message(exc)) from exc
+
+
+def validation_message(exc: ValidationError) -> str:
+    """``key.path: problem (and N more)``: the first root cause of a validation error."""
+    errors = _root_causes(exc.errors())
+    err = errors[0]
+    key = ".".join(str(p) for p in err.get("loc", ()))
+    msg = str(err.get("msg", "")).removeprefix("Value error, ")
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{key + ': ' if key else ''}{msg}{more}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -163,3 +164,13 @@ class PredictConfig(BaseModel):
 
 def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
+
+
+def output_paths(out: Path) -> tuple[Path, Path, Path]:
+    """The curves table and plot, and the resume file, of a training run writing ``out``."""
+    stem = out.with_suffix("")
+    return (
+        stem.with_name(stem.name + ".curves.csv"),
+        stem.with_name(stem.name + ".curves.png"),
+        out.with_name(out.name + ".resume"),
+    )

@@ -19,7 +19,7 @@ background, and :func:`evaluate_rasters` reports how each reference class was pr
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from rasterio.windows import Window
@@ -54,14 +54,23 @@ class Scores:
     names: list[str]
     overall: ScoreAccumulator
     sessions: dict[str, ScoreAccumulator]
+    #: the sessions of each split (train, val, test, none) pooled
+    splits: dict[str, ScoreAccumulator] = field(default_factory=dict)
 
     @classmethod
-    def new(cls, names: Sequence[str], sessions: Sequence[str], with_prob: bool) -> Scores:
+    def new(
+        cls,
+        names: Sequence[str],
+        sessions: Sequence[str],
+        with_prob: bool,
+        splits: Sequence[str] = (),
+    ) -> Scores:
         pc = _prob_classes(len(names)) if with_prob else []
         return cls(
             list(names),
             ScoreAccumulator(len(names), pc),
             {s: ScoreAccumulator(len(names), pc) for s in sessions},
+            {s: ScoreAccumulator(len(names), pc) for s in splits},
         )
 
     def report(self, threshold: float | None) -> dict:
@@ -77,6 +86,12 @@ class Scores:
                 summary = acc.summary(self.names)
                 summary.pop("threshold_sweep", None)
                 out["sessions"][name] = summary
+        out["splits"] = {}
+        for name, acc in self.splits.items():
+            if acc.n_pixels:
+                summary = acc.summary(self.names)
+                summary.pop("threshold_sweep", None)
+                out["splits"][name] = summary
         return out
 
 
@@ -172,7 +187,9 @@ def evaluate_rasters(
     -------
     dict
         ``classes``, ``threshold``, ``overall`` (scores, confusion, sweep when probabilities),
-        ``best_threshold``, ``sessions`` and ``reference_breakdown``.
+        ``best_threshold``, ``sessions``, ``splits`` (the sessions of each split pooled; a
+        pixel in two overlapping sessions of one split counts twice) and
+        ``reference_breakdown``.
     """
     info = check_coregistered(pred, ref)
     pinfo, rinfo = raster_info(pred), raster_info(ref)
@@ -198,6 +215,7 @@ def evaluate_rasters(
     if threshold is None:
         threshold = float(pinfo.tags.get("threshold", 0.1))
     regions: dict[str, Window] = {}
+    split_of: dict[str, str] = {}
     if sessions_csv is not None:
         for row in read_sessions(sessions_csv).itertuples():
             w = region_window(
@@ -205,9 +223,13 @@ def evaluate_rasters(
             )
             if w is not None:
                 regions[str(row.session)] = w
-    scores = Scores.new(names, list(regions), with_prob=source.probability)
+                split_of[str(row.session)] = str(row.split)
+    scores = Scores.new(
+        names, list(regions), with_prob=source.probability, splits=sorted(set(split_of.values()))
+    )
     pred_lut = class_lut(list(source.codes))  # codes in class order; others -> no class
     breakdown = np.zeros((256, len(names)), dtype=np.int64)
+    split_breakdown = {s: np.zeros_like(breakdown) for s in scores.splits}
     unscored = 0  # labelled reference pixels whose prediction is no class (e.g. 255)
     for win in block_windows(info.height, info.width, window):
         ref_codes = read_raster(ref, window=win, bands=1)
@@ -225,10 +247,7 @@ def evaluate_rasters(
         scores.overall.update(ref_idx, pred_idx, prob)
         scored = ref_idx != IGNORE_INDEX
         unscored += int((scored & (pred_idx >= len(names))).sum())
-        ok = scored & (pred_idx < len(names))
-        breakdown += np.bincount(
-            ref_codes[ok].astype(np.int64) * len(names) + pred_idx[ok], minlength=256 * len(names)
-        ).reshape(256, len(names))
+        breakdown += _breakdown_counts(ref_codes, ref_idx, pred_idx, len(names))
         for session, region in regions.items():
             try:
                 inter = win.intersection(region)
@@ -242,17 +261,43 @@ def evaluate_rasters(
             )
             sub = None if prob is None else prob[:, r, c]
             scores.sessions[session].update(ref_idx[r, c], pred_idx[r, c], sub)
+            scores.splits[split_of[session]].update(ref_idx[r, c], pred_idx[r, c], sub)
+            split_breakdown[split_of[session]] += _breakdown_counts(
+                ref_codes[r, c], ref_idx[r, c], pred_idx[r, c], len(names)
+            )
         if progress is not None:
             progress(int(win.width * win.height))
     out = scores.report(threshold if source.probability and len(names) == 2 else None)
     out["prediction"] = "probabilities" if source.probability else "labels"
     out["unscored_pixels"] = unscored
     out["reference_as_background"] = as_background
-    out["reference_breakdown"] = {
-        ref_names[code]: {
-            names[i]: float(breakdown[code, i] / breakdown[code].sum()) for i in range(len(names))
-        }
-        for code in sorted(ref_names)
-        if breakdown[code].sum() > 0
+    out["reference_breakdown"] = _breakdown_fractions(breakdown, ref_names, names)
+    out["reference_breakdown_splits"] = {
+        split: _breakdown_fractions(counts, ref_names, names)
+        for split, counts in split_breakdown.items()
+        if counts.any()
     }
     return out
+
+
+def _breakdown_counts(
+    ref_codes: np.ndarray, ref_idx: np.ndarray, pred_idx: np.ndarray, n_classes: int
+) -> np.ndarray:
+    """Counts (256 reference codes x predicted classes) of the scored pixels of a block."""
+    ok = (ref_idx != IGNORE_INDEX) & (pred_idx < n_classes)
+    return np.bincount(
+        ref_codes[ok].astype(np.int64) * n_classes + pred_idx[ok], minlength=256 * n_classes
+    ).reshape(256, n_classes)
+
+
+def _breakdown_fractions(
+    counts: np.ndarray, ref_names: dict[int, str], names: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    """How each reference class was predicted (fractions of its scored pixels)."""
+    return {
+        ref_names[code]: {
+            names[i]: float(counts[code, i] / counts[code].sum()) for i in range(len(names))
+        }
+        for code in sorted(ref_names)
+        if counts[code].sum() > 0
+    }

@@ -25,7 +25,7 @@ from olmap.io.resume import StopFlag, file_stamp
 from olmap.io.tables import write_table
 from olmap.plots.training import write_training_curves
 from olmap.segment.checkpoint import ModelMeta, build_model, read_checkpoint, save_checkpoint
-from olmap.segment.config import TrainConfig
+from olmap.segment.config import TrainConfig, output_paths
 from olmap.segment.data import IGNORE_INDEX, input_statistics, open_tile_dataset
 from olmap.segment.evaluate import evaluate_tiles
 from olmap.segment.infer import resolve_device
@@ -292,16 +292,6 @@ class TrainReport:
     class_names: list[str] | None = None
     head_classes: list[str] | None = None
     head_groups: list[list[int]] | None = None
-
-
-def output_paths(out: Path) -> tuple[Path, Path, Path]:
-    """The checkpoint, its curves table and plot, and the resume file of a training run."""
-    stem = out.with_suffix("")
-    return (
-        stem.with_name(stem.name + ".curves.csv"),
-        stem.with_name(stem.name + ".curves.png"),
-        out.with_name(out.name + ".resume"),
-    )
 
 
 def train_from_dataset(
