@@ -25,7 +25,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	touch $(VENV)/.installed $@
 
 demo: $(VENV)/.installed
-	$(BIN)/olmap demo --out olmap-demo --overwrite
+	$(BIN)/olmap demo --out olmap-demo
 
 test: $(VENV)/.installed-dev lint browser
 	OLMAP_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest
