@@ -49,7 +49,8 @@ def _check_demo_folder(out: Path) -> None:
     """Refuse to write the demo into a folder that is not empty and not an olmap demo."""
     if not out.exists() or not any(out.iterdir()):
         return
-    if not ((out / "section" / "section.json").exists() or (out / "run.json").exists()):
+    # a section (or an unfinished one), or a run of the demo's project
+    if not any((out / name).exists() for name in ("section", "section.partial", "run.json")):
         raise InputError(
             f"{out}: folder is not empty and holds no olmap demo; choose another --out"
         )

@@ -1,5 +1,6 @@
 """The real CLI, end to end: in-process with Typer's runner, and as a subprocess for errors."""
 
+import json
 import re
 import subprocess
 import sys
@@ -25,7 +26,8 @@ def test_help_lists_commands_with_descriptions():
     res = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})  # one line per command
     assert res.exit_code == 0
     for cmd, text in [
-        ("demo", "Demo on a built-in synthetic section: from EDS and BSE to crystals and a web"),
+        ("demo", "Demo on a built-in synthetic section: from EDS and BSE to a report and a web"),
+        ("run", "Run the whole pipeline of a thin section described in a project file."),
         ("tiles", "Cloud-optimised GeoTIFFs, XYZ tiles and an offline web viewer of a section."),
         ("serve", "Serve a viewer site over HTTP and print its URL; Ctrl-C stops."),
         ("info", "Show a raster's shape"),
@@ -138,18 +140,22 @@ def test_bad_values_give_one_line_and_debug_gives_the_traceback(tmp_path):
     assert res.returncode != 0 and "Traceback" in res.stderr
 
 
-def test_demo_runs_the_stages_and_ends_with_the_viewer(tmp_path):
+def test_demo_runs_the_project_and_ends_with_report_and_viewer(tmp_path):
     out = tmp_path / "demo"
     # an interrupted earlier demo left an unfinished section: the demo resumes, no --overwrite
     (out / "section.partial").mkdir(parents=True)
-    res = runner.invoke(app, ["--quiet", "demo", "--out", str(out), "--size", "768x768"])
+    # 2,048 x 512 px: four sessions of 512 px, each fits the paper's 512 x 338 px tile
+    args = ["--quiet", "demo", "--out", str(out), "--size", "2048x512", "--train-minutes", "0.05"]
+    res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     for name in ("bse.png", "eds_rgb.png", "truth.png", "zoom.png"):
         png = out / "previews" / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     assert "Olivine crystals" in res.output and "Previews" in res.output
+    assert "max_minutes: 0.05" in (out / "project.yaml").read_text()
     for name in (
         "mask.tif",
+        "model.pt",
         "prob.tif",
         "calibration.json",
         "mgnum.tif",
@@ -157,11 +163,25 @@ def test_demo_runs_the_stages_and_ends_with_the_viewer(tmp_path):
         "site/tiles/prob/0/0/0.png",
         "site/tiles/mgnum/0/0/0.png",
         "site/data/crystals.js",
+        "report.html",
     ):
         assert (out / name).is_file(), name
-    last = res.output.strip().splitlines()[-2:]
-    assert last[0].startswith("Viewer: ") and last[0].endswith("site/index.html")
-    assert last[1].startswith("Serve it with: olmap serve")
+    run = json.loads((out / "run.json").read_text())
+    assert set(run["last_run"].values()) == {"ran"} and "train" in run["last_run"]
+    last = res.output.strip().splitlines()[-3:]
+    assert last[0] == f"Report: {(out / 'report.html').resolve()}"
+    assert last[1].startswith("Viewer: ") and last[1].endswith("site/index.html")
+    assert last[2].startswith("Serve it with: olmap serve")
+    # again: the section is reused and every stage is up to date
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "Reusing the synthetic section" in res.output
+    assert "Nothing to do: every stage is up to date." in res.output
+    # a folder that is not a demo is refused
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("x")
+    res = runner.invoke(app, ["demo", "--out", str(tmp_path / "mine")])
+    assert res.exit_code != 0 and "holds no olmap demo" in str(res.exception)
 
 
 def test_synth_section_reads_a_config_file_and_options_override_it(tmp_path):
