@@ -54,6 +54,12 @@ def _check_demo_folder(out: Path) -> None:
         raise InputError(
             f"{out}: folder is not empty and holds no olmap demo; choose another --out"
         )
+    try:
+        ran = json.loads((out / "run.json").read_text()).get("project")
+    except (OSError, ValueError):
+        ran = None
+    if ran is not None and Path(ran) != (out / "project.yaml").resolve():
+        raise InputError(f"{out}: holds the results of {ran}, not of a demo; choose another --out")
 
 
 def demo(
@@ -111,7 +117,9 @@ def demo(
         stdout.print(f"Reusing the synthetic section in {section_dir} (seed {seed}, {size})")
     stdout.print(f"Previews: {previews_dir}", soft_wrap=True)
     if overwrite or train_minutes is not None or not project_file.exists():
-        text = (builtin_configs() / DEMO_PROJECT).read_text()
+        # the user may have edited an existing project file: only --overwrite discards it
+        keep = project_file.exists() and not overwrite
+        text = (project_file if keep else builtin_configs() / DEMO_PROJECT).read_text()
         if train_minutes is not None:
             text = with_train_minutes(text, train_minutes)
         with atomic_path(project_file, overwrite=True) as tmp:

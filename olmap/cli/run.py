@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -27,14 +28,14 @@ from olmap.report.html import build_report
 
 
 def _write_params(stage: Stage, layout: RunLayout) -> None:
-    """``OUT/config/STAGE.yaml``: the stage's parameters, its command's ``--config``."""
+    """``OUT/stage-params/STAGE.yaml``: the stage's parameters, its command's ``--config``."""
     if stage.param_file is None:
         return
     layout.params.mkdir(parents=True, exist_ok=True)
     with atomic_path(layout.param_file(stage.name), overwrite=True) as tmp:
         tmp.write_text(
-            f"# {stage.name} parameters written by olmap run (edit the project file instead)\n"
-            + yaml.safe_dump(stage.param_file, sort_keys=False)
+            f"# {stage.name} parameters written by olmap run: its --config (edit the project "
+            "file, not this)\n" + yaml.safe_dump(stage.param_file, sort_keys=False)
         )
 
 
@@ -74,13 +75,13 @@ class StageRunner:
         )
 
     def _train(self, stage: Stage, overwrite: bool) -> None:
-        # A checkpoint that exists belongs to other inputs: train afresh. Without one,
-        # the training's own resume file (an interrupted run) is picked up.
+        # An interrupted training resumes from its own resume file, whose fingerprint (not
+        # `overwrite`) decides whether it belongs to this run.
         train_cmd.train(
             dataset=self.layout.dataset,
             out=self.layout.model,
             config=self.layout.param_file("train"),
-            overwrite=self.layout.model.exists(),
+            overwrite=overwrite,
         )
 
     def _predict(self, stage: Stage, overwrite: bool) -> None:
@@ -172,6 +173,7 @@ class StageRunner:
             self.record.data,
             name=self.project.name,
             model=self.project.model,
+            outputs=stage.inputs.values(),
             overwrite=True,
         )
         stdout.print(f"Wrote {path}", soft_wrap=True)
@@ -214,8 +216,14 @@ def run_project(
                 f"--stage {absent[0]}: not part of this project's run "
                 f"({', '.join(names)}; a reused model leaves out dataset and train)"
             )
-    layout.out.mkdir(parents=True, exist_ok=True)
     record = RunRecord.load(layout.run_json)
+    other = record.data.get("project")
+    if other is not None and Path(other) != project.path and not force:
+        raise InputError(
+            f"{layout.run_json}: these are the results of another project file ({other}); "
+            "give this one another out folder, or pass --force to replace them"
+        )
+    layout.out.mkdir(parents=True, exist_ok=True)
     cache = HashCache(layout.out / ".olmap" / "hashes.json")
     record.data.update(
         {
@@ -309,7 +317,7 @@ def run(
     argv += ["--force"] if force else []
     for s in stage or []:
         argv += ["--stage", s]
-    layout, statuses = run_project(loaded, force=force, only=stage, command=" ".join(argv))
+    layout, statuses = run_project(loaded, force=force, only=stage, command=shlex.join(argv))
     print_run_summary(RunRecord.load(layout.run_json), statuses)
     print_locations(layout, statuses)
 

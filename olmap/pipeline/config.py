@@ -32,6 +32,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from olmap.composition.config import CalibrateConfig, MgMapConfig
+from olmap.crystals.catalogue import check_rule_attributes
 from olmap.crystals.classify import load_class_rules
 from olmap.crystals.config import CrystalsConfig
 from olmap.dataset.build import DEFAULT_TILE
@@ -190,6 +191,9 @@ class ProjectConfig(BaseModel):
     tiles: TilesStage = TilesStage()
 
 
+#: ``train.init`` values that name weights rather than a checkpoint file.
+INIT_KEYWORDS = frozenset({"auto", "synthetic", "coco", "imagenet", "none"})
+
 #: Built-in folder of each stage's ``config:`` base files.
 BASE_KINDS = {
     "train": "train",
@@ -250,6 +254,12 @@ class Project:
             value = getattr(i, role)
             if value is not None:
                 self.inputs[role] = self._resolve(value)
+        if config.train.init not in INIT_KEYWORDS:
+            # a checkpoint to start from: relative to the project file, like every path
+            init = str(self._resolve(Path(config.train.init)))
+            self.config = config = config.model_copy(
+                update={"train": config.train.model_copy(update={"init": init})}
+            )
         chosen = model if model is not None else config.train.model
         self.model = None if chosen is None else self._resolve(chosen)
         self.rules = config_reference(config.masks.rules, "rules", self.base_dir)
@@ -285,6 +295,9 @@ def load_project(path: str | Path, *, model: str | Path | None = None) -> Projec
     data = read_yaml(path)
     if "inputs" not in data:
         raise InputError(f"{path}: inputs: missing (at least inputs.bse, the BSE mosaic)")
+    for key in STAGES:
+        if key in data and data[key] is None:  # a section with every key commented out
+            data[key] = {}
     for stage, kind in BASE_KINDS.items():
         section = data.get(stage)
         if isinstance(section, dict) and "config" in section:
@@ -302,7 +315,10 @@ def load_project(path: str | Path, *, model: str | Path | None = None) -> Projec
     except ValidationError as exc:
         raise InputError(f"{path}: {validation_message(exc)}") from exc
     try:
-        project = Project(path, config, None if model is None else Path(model))
+        # --model is a command-line path: relative to the current folder (train.model, in
+        # the file, is relative to the project file's folder)
+        cli_model = None if model is None else Path(model).expanduser().resolve()
+        project = Project(path, config, cli_model)
     except InputError as exc:
         raise InputError(f"{path}: {exc}") from exc
     _check_inputs(project)
@@ -316,6 +332,10 @@ def _check_inputs(project: Project) -> None:
         if not file.exists():
             key = "inputs.eds" if role.startswith("eds") else f"inputs.{role}"
             raise InputError(f"{path}: {key}: file not found: {file}")
+    if "standards" in project.inputs and "sessions" not in project.inputs:
+        raise InputError(
+            f"{path}: inputs.standards: needs inputs.sessions (which session measured where)"
+        )
     if project.model is not None and not project.model.is_file():
         raise InputError(f"{path}: model: checkpoint not found: {project.model}")
     if project.model is None:
@@ -329,14 +349,26 @@ def _check_inputs(project: Project) -> None:
                 f"{path}: inputs.sessions: needed to split the training tiles by session "
                 "(or reuse a trained model with --model or train.model)"
             )
+    init = project.config.train.init
+    if project.model is None and init not in INIT_KEYWORDS and not Path(init).is_file():
+        raise InputError(f"{path}: train.init: checkpoint not found: {init}")
     for key, file in (("masks.rules", project.rules), ("crystals.classes", project.classes)):
         if not file.exists():
             raise InputError(f"{path}: {key}: file not found: {file}")
     try:
         if project.eds:
             load_rules(project.rules)
-        load_class_rules(project.classes)
+        check_rule_attributes(
+            load_class_rules(project.classes), project.config.crystals.catalogue_config()
+        )
         if "sessions" in project.inputs:
-            read_sessions(project.inputs["sessions"])
+            sessions = read_sessions(project.inputs["sessions"])
+            if project.model is None:
+                for split in ("train", "val"):
+                    if split not in set(sessions["split"]):
+                        raise InputError(
+                            f"{project.inputs['sessions']}: no {split} session, needed to "
+                            "train a model (or reuse one with --model)"
+                        )
     except InputError as exc:
         raise InputError(f"{path}: {exc}") from exc

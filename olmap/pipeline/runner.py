@@ -9,12 +9,13 @@ resumes at the stage it was in (which itself resumes where it stopped, if it can
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from olmap import __version__
 from olmap.errors import InputError
+from olmap.io.resume import RunInterrupted
 from olmap.pipeline.provenance import HashCache, RunRecord, fingerprint, measure, now
 from olmap.pipeline.stages import Stage
 
@@ -151,13 +152,22 @@ def run_stages(
             "params": stage.params,
             "inputs": {role: str(p) for role, p in stage.inputs.items()},
             "input_hashes": input_hashes,
-            "command": shlex.join(stage.command) if stage.command else "",
+            "command": stage.command_line(),
+            "olmap": __version__,
             "started_at": now(),
         }
         record.stages[stage.name] = entry
         record.save()
-        with measure() as usage:
-            execute(stage, bool(existing))
+        cache.save()  # the inputs' hashes, even if this stage is interrupted
+        try:
+            with measure() as usage:
+                execute(stage, bool(existing))
+        except BaseException as exc:
+            # recorded, so the next run knows this stage did not finish (and reruns it)
+            stopped = isinstance(exc, KeyboardInterrupt | RunInterrupted)
+            entry.update(status="interrupted" if stopped else "failed", stopped_at=now())
+            record.save()
+            raise
         entry.update(
             status=RAN,
             outputs=_output_hashes(stage, cache, root),

@@ -3,22 +3,26 @@
 :func:`plan_stages` turns a :class:`~olmap.pipeline.config.Project` into a list of
 :class:`Stage` records (masks -> dataset -> train -> predict -> evaluate -> calibrate ->
 mgmap -> crystals -> tiles -> report). Nothing runs here: ``olmap/cli/run.py`` runs each stage
-through its own command, with the parameters written to ``OUT/config/STAGE.yaml``, so that
+through its own command, with the parameters written to ``OUT/stage-params/STAGE.yaml``, so that
 every stage can also be run alone with the command recorded in ``run.json``.
 """
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from olmap.composition.calibrate import calibration_outputs
-from olmap.pipeline.config import Project
+from olmap.pipeline.config import INIT_KEYWORDS, Project
 from olmap.segment.config import output_paths
 
 #: Parameters that change how fast a stage runs, never what it writes: left out of the
-#: fingerprint, so changing them does not rerun a stage.
+#: fingerprint, so changing them does not rerun a stage (predict: as its own resume
+#: fingerprint, olmap.segment.predict; masks: windows are exact, olmap.masks.stream).
 EXECUTION_ONLY = frozenset({"workers"})
+PREDICT_EXECUTION_ONLY = frozenset({"workers", "batch_size", "device", "band"})
+MASKS_EXECUTION_ONLY = frozenset({"workers", "window"})
 
 
 @dataclass(frozen=True)
@@ -91,8 +95,8 @@ class RunLayout:
 
     @property
     def params(self) -> Path:
-        """Folder of the resolved parameter files of each stage."""
-        return self.out / "config"
+        """Folder of the resolved parameter files of each stage (their ``--config``)."""
+        return self.out / "stage-params"
 
     def param_file(self, stage: str) -> Path:
         return self.params / f"{stage}.yaml"
@@ -115,9 +119,11 @@ class Stage:
     params : dict
         Its parameters, JSON-ready (part of the fingerprint, less :data:`EXECUTION_ONLY`).
     param_file : dict or None
-        Content of ``OUT/config/NAME.yaml``, the ``--config`` file of its command.
-    command : list of str
-        The equivalent stand-alone command line.
+        Content of ``OUT/stage-params/NAME.yaml``, the ``--config`` file of its command.
+    commands : list of list of str
+        The equivalent stand-alone command lines (argv lists; evaluate may have two).
+    execution_only : frozenset of str
+        Parameter names left out of the fingerprint.
     """
 
     name: str
@@ -126,15 +132,20 @@ class Stage:
     outputs: tuple[Path, ...]
     params: dict = field(default_factory=dict)
     param_file: dict | None = None
-    command: list[str] = field(default_factory=list)
+    commands: list[list[str]] = field(default_factory=list)
+    execution_only: frozenset[str] = EXECUTION_ONLY
 
     def fingerprint_params(self) -> dict:
-        return _strip(self.params)
+        return _strip(self.params, self.execution_only)
+
+    def command_line(self) -> str:
+        """The stand-alone commands as one shell line."""
+        return " && ".join(shlex.join(argv) for argv in self.commands)
 
 
-def _strip(value):
+def _strip(value, names: frozenset[str]):
     if isinstance(value, dict):
-        return {k: _strip(v) for k, v in value.items() if k not in EXECUTION_ONLY}
+        return {k: _strip(v, names) for k, v in value.items() if k not in names}
     return value
 
 
@@ -163,20 +174,23 @@ def plan_stages(project: Project, layout: RunLayout) -> list[Stage]:
                 {**eds_inputs, "bse": bse, "rules": project.rules},
                 (L.mask, L.mask_report),
                 params=_json(cfg.masks),
-                command=[
-                    "olmap",
-                    "masks",
-                    *(a for e in project.eds for a in ("--eds", e)),
-                    "--rules",
-                    str(project.rules),
-                    "--bse",
-                    str(bse),
-                    "--out",
-                    str(L.mask),
-                    "--window",
-                    str(cfg.masks.window),
-                    "--workers",
-                    str(cfg.masks.workers),
+                execution_only=MASKS_EXECUTION_ONLY,
+                commands=[
+                    [
+                        "olmap",
+                        "masks",
+                        *(a for e in project.eds for a in ("--eds", e)),
+                        "--rules",
+                        str(project.rules),
+                        "--bse",
+                        str(bse),
+                        "--out",
+                        str(L.mask),
+                        "--window",
+                        str(cfg.masks.window),
+                        "--workers",
+                        str(cfg.masks.workers),
+                    ]
                 ],
             )
         )
@@ -191,22 +205,24 @@ def plan_stages(project: Project, layout: RunLayout) -> list[Stage]:
                 {"bse": bse, "labels": L.mask, "sessions": sessions},
                 (L.dataset,),
                 params=_json(ds),
-                command=[
-                    "olmap",
-                    "dataset",
-                    "--bse",
-                    str(bse),
-                    "--labels",
-                    str(L.mask),
-                    "--sessions",
-                    str(sessions),
-                    "--out",
-                    str(L.dataset),
-                    "--tile",
-                    ds.tile,
-                    *(["--stride", ds.stride] if ds.stride else []),
-                    "--min-labelled",
-                    f"{ds.min_labelled:g}",
+                commands=[
+                    [
+                        "olmap",
+                        "dataset",
+                        "--bse",
+                        str(bse),
+                        "--labels",
+                        str(L.mask),
+                        "--sessions",
+                        str(sessions),
+                        "--out",
+                        str(L.dataset),
+                        "--tile",
+                        ds.tile,
+                        *(["--stride", ds.stride] if ds.stride else []),
+                        "--min-labelled",
+                        f"{ds.min_labelled:g}",
+                    ]
                 ],
             )
         )
@@ -216,19 +232,24 @@ def plan_stages(project: Project, layout: RunLayout) -> list[Stage]:
             Stage(
                 "train",
                 "fine-tune DeepLabV3 on BSE tiles (olmap train)",
-                {"dataset": L.dataset},
+                # a checkpoint to start from is an input (keywords such as "auto" are
+                # resolved when training starts; the checkpoint records the choice)
+                {"dataset": L.dataset}
+                | ({"init": Path(cfg.train.init)} if cfg.train.init not in INIT_KEYWORDS else {}),
                 (L.model, curves_csv, curves_png),
                 params=train,
                 param_file=train,
-                command=[
-                    "olmap",
-                    "train",
-                    "--dataset",
-                    str(L.dataset),
-                    "--config",
-                    str(L.param_file("train")),
-                    "--out",
-                    str(L.model),
+                commands=[
+                    [
+                        "olmap",
+                        "train",
+                        "--dataset",
+                        str(L.dataset),
+                        "--config",
+                        str(L.param_file("train")),
+                        "--out",
+                        str(L.model),
+                    ]
                 ],
             )
         )
@@ -241,31 +262,35 @@ def plan_stages(project: Project, layout: RunLayout) -> list[Stage]:
             {"model": model, "bse": bse},
             (L.prob, L.pred_mask),
             params=_json(p),
-            command=[
-                "olmap",
-                "predict",
-                "--model",
-                str(model),
-                "--bse",
-                str(bse),
-                "--out-prob",
-                str(L.prob),
-                "--out-mask",
-                str(L.pred_mask),
-                "--window",
-                str(p.window),
-                "--stride",
-                str(p.step),
-                *(["--threshold", f"{p.threshold:g}"] if p.threshold is not None else []),
-                "--blend",
-                p.blend,
-                "--batch",
-                str(p.batch_size),
-                "--amp",
-                p.amp,
-                "--device",
-                p.device,
-                *(["--flips"] if p.flips else []),
+            execution_only=PREDICT_EXECUTION_ONLY,
+            commands=[
+                [
+                    "olmap",
+                    "predict",
+                    "--model",
+                    str(model),
+                    "--bse",
+                    str(bse),
+                    "--out-prob",
+                    str(L.prob),
+                    "--out-mask",
+                    str(L.pred_mask),
+                    "--window",
+                    str(p.window),
+                    "--stride",
+                    str(p.step),
+                    *(["--threshold", f"{p.threshold:g}"] if p.threshold is not None else []),
+                    "--blend",
+                    p.blend,
+                    "--batch",
+                    str(p.batch_size),
+                    "--amp",
+                    p.amp,
+                    "--device",
+                    p.device,
+                    *(["--band", str(p.band)] if p.band else []),
+                    *(["--flips"] if p.flips else []),
+                ]
             ],
         )
     )
@@ -278,14 +303,12 @@ def plan_stages(project: Project, layout: RunLayout) -> list[Stage]:
         outputs = tuple(
             L.evaluation if role == "labels" else L.evaluation_reference for role in references
         )
-        command = []
+        commands = []
         for role, ref in references.items():
             out = L.evaluation if role == "labels" else L.evaluation_reference
-            if command:
-                command.append("&&")
-            command += ["olmap", "evaluate", "--pred", str(L.pred_mask), "--ref", str(ref)]
-            command += ["--sessions", str(sessions)] if sessions else []
-            command += ["--json", str(out)]
+            argv = ["olmap", "evaluate", "--pred", str(L.pred_mask), "--ref", str(ref)]
+            argv += ["--sessions", str(sessions)] if sessions else []
+            commands.append([*argv, "--json", str(out)])
         stages.append(
             Stage(
                 "evaluate",
@@ -293,7 +316,7 @@ def plan_stages(project: Project, layout: RunLayout) -> list[Stage]:
                 {"pred_mask": L.pred_mask, **references}
                 | ({"sessions": sessions} if sessions else {}),
                 outputs,
-                command=command,
+                commands=commands,
             )
         )
     epma, standards = inputs.get("epma"), inputs.get("standards")
@@ -310,20 +333,22 @@ def plan_stages(project: Project, layout: RunLayout) -> list[Stage]:
                 tuple(calibration_outputs(L.calibration).values()),
                 params=cal,
                 param_file=cal,
-                command=[
-                    "olmap",
-                    "calibrate",
-                    "--bse",
-                    str(bse),
-                    "--mask",
-                    str(L.pred_mask),
-                    "--profiles",
-                    str(epma),
-                    *(drift if with_drift else []),
-                    "--config",
-                    str(L.param_file("calibrate")),
-                    "--out",
-                    str(L.calibration),
+                commands=[
+                    [
+                        "olmap",
+                        "calibrate",
+                        "--bse",
+                        str(bse),
+                        "--mask",
+                        str(L.pred_mask),
+                        "--profiles",
+                        str(epma),
+                        *(drift if with_drift else []),
+                        "--config",
+                        str(L.param_file("calibrate")),
+                        "--out",
+                        str(L.calibration),
+                    ]
                 ],
             )
         )
@@ -336,19 +361,21 @@ def plan_stages(project: Project, layout: RunLayout) -> list[Stage]:
                 (L.mgnum, L.outliers),
                 params=mg,
                 param_file=mg,
-                command=[
-                    "olmap",
-                    "mgmap",
-                    "--bse",
-                    str(bse),
-                    "--mask",
-                    str(L.pred_mask),
-                    "--calibration",
-                    str(L.calibration),
-                    "--config",
-                    str(L.param_file("mgmap")),
-                    "--out",
-                    str(L.mgnum),
+                commands=[
+                    [
+                        "olmap",
+                        "mgmap",
+                        "--bse",
+                        str(bse),
+                        "--mask",
+                        str(L.pred_mask),
+                        "--calibration",
+                        str(L.calibration),
+                        "--config",
+                        str(L.param_file("mgmap")),
+                        "--out",
+                        str(L.mgnum),
+                    ]
                 ],
             )
         )
@@ -364,23 +391,25 @@ def plan_stages(project: Project, layout: RunLayout) -> list[Stage]:
             (L.catalogue,),
             params=_json(cr),
             param_file=catalogue,
-            command=[
-                "olmap",
-                "crystals",
-                "--bse",
-                str(bse),
-                "--mask",
-                str(L.pred_mask),
-                *(["--mgmap", str(L.mgnum)] if epma is not None else []),
-                *(["--sessions", str(sessions)] if sessions else []),
-                "--classes",
-                str(project.classes),
-                "--config",
-                str(L.param_file("crystals")),
-                *(["--crops"] if cr.crops else []),
-                *(["--qupath"] if cr.qupath else []),
-                "--out",
-                str(L.catalogue),
+            commands=[
+                [
+                    "olmap",
+                    "crystals",
+                    "--bse",
+                    str(bse),
+                    "--mask",
+                    str(L.pred_mask),
+                    *(["--mgmap", str(L.mgnum)] if epma is not None else []),
+                    *(["--sessions", str(sessions)] if sessions else []),
+                    "--classes",
+                    str(project.classes),
+                    "--config",
+                    str(L.param_file("crystals")),
+                    *(["--crops"] if cr.crops else []),
+                    *(["--qupath"] if cr.qupath else []),
+                    "--out",
+                    str(L.catalogue),
+                ]
             ],
         )
     )
@@ -398,22 +427,24 @@ def plan_stages(project: Project, layout: RunLayout) -> list[Stage]:
             (L.site,),
             params=_json(ti) | {"title": title},
             param_file=tiles,
-            command=[
-                "olmap",
-                "tiles",
-                "--bse",
-                str(bse),
-                "--prob",
-                str(L.prob),
-                *(["--mgnum", str(L.mgnum)] if epma is not None else []),
-                "--catalogue",
-                str(L.catalogue / "crystals.gpkg"),
-                "--config",
-                str(L.param_file("tiles")),
-                "--title",
-                title,
-                "--out",
-                str(L.site),
+            commands=[
+                [
+                    "olmap",
+                    "tiles",
+                    "--bse",
+                    str(bse),
+                    "--prob",
+                    str(L.prob),
+                    *(["--mgnum", str(L.mgnum)] if epma is not None else []),
+                    "--catalogue",
+                    str(L.catalogue / "crystals.gpkg"),
+                    "--config",
+                    str(L.param_file("tiles")),
+                    "--title",
+                    title,
+                    "--out",
+                    str(L.site),
+                ]
             ],
         )
     )

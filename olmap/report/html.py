@@ -12,6 +12,7 @@ import base64
 import io
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -175,7 +176,7 @@ def _training(curves_csv: Path) -> dict | None:
     if not curves_csv.is_file():
         return None
     curves = pd.read_csv(curves_csv)
-    if curves.empty:
+    if curves.empty or not {"epoch", "val_loss"} <= set(curves) or curves["val_loss"].isna().all():
         return None
     best = curves.loc[curves["val_loss"].idxmin()]
     iou_cols = [c for c in curves.columns if c.startswith("val_iou_")]
@@ -239,6 +240,7 @@ def build_report(
     *,
     name: str,
     model: Path | None = None,
+    outputs: Iterable[Path] | None = None,
     overwrite: bool = True,
 ) -> Path:
     """Write ``report.html`` of a run from the files in its results folder.
@@ -253,6 +255,10 @@ def build_report(
         The project's name (the page title).
     model : path, optional
         The checkpoint used (to find its training curves beside it when it was reused).
+    outputs : iterable of path, optional
+        The files and folders this run's stages make: only these are read and linked (a
+        results folder may still hold files of an earlier run with other stages, e.g. a
+        calibration from before EPMA was dropped). Default: whatever is there.
     overwrite : bool
         Replace an existing report.
 
@@ -264,12 +270,27 @@ def build_report(
     out = layout.out
     model = model or layout.model
     curves_csv, curves_png, _ = output_paths(model)
+    made = None if outputs is None else {Path(p).resolve() for p in outputs}
+    if made is not None and model != layout.model:
+        made |= {curves_csv.resolve(), curves_png.resolve()}  # beside the reused model
+
+    def here(path: Path) -> Path | None:
+        """``path`` if this run made it (or is inside a folder it made), else None."""
+        p = path.resolve()
+        return path if made is None or any(p == m or m in p.parents for m in made) else None
+
+    def figure(path: Path, caption: str, max_side: int | None = None) -> Figure | None:
+        return _figure(path, caption, out, max_side) if here(path) else None
+
+    def read(path: Path) -> dict | None:
+        return _read_json(path) if here(path) else None
+
     scores = []
     for path, against in (
         (layout.evaluation_reference, "the independent reference"),
         (layout.evaluation, "the EDS labels"),
     ):
-        report = _read_json(path)
+        report = read(path)
         if report is None:
             continue
         iou, where = held_out_iou(report)
@@ -284,22 +305,17 @@ def build_report(
             }
         )
     catalogue = layout.catalogue
-    summary = _read_json(catalogue / "summary.json") or {}
+    summary = read(catalogue / "summary.json") or {}
     figures = {
-        "curves": _figure(curves_png, "Training curves (loss and validation IoU)", out),
-        "calibration": _figure(
-            layout.calibration.with_suffix(".png"), "BSE -> mg# calibration", out
-        ),
-        "map": _figure(
+        "curves": figure(curves_png, "Training curves (loss and validation IoU)"),
+        "calibration": figure(layout.calibration.with_suffix(".png"), "BSE -> mg# calibration"),
+        "map": figure(
             catalogue / "overview.png",
             "Classified crystals on the BSE mosaic",
-            out,
             max_side=THUMBNAIL_PX,
         ),
-        "sizes": _figure(
-            catalogue / "stats" / "size_distribution.png", "Crystal size distribution", out
-        ),
-        "mg": _figure(catalogue / "stats" / "mg_histogram.png", "mg# histograms", out),
+        "sizes": figure(catalogue / "stats" / "size_distribution.png", "Crystal size distribution"),
+        "mg": figure(catalogue / "stats" / "mg_histogram.png", "mg# histograms"),
     }
     stages = [
         {
@@ -310,7 +326,7 @@ def build_report(
             "ran_at": s.get("ran_at", ""),
         }
         for name_, s in record.get("stages", {}).items()
-        if name_ != "report"
+        if name_ != "report" and name_ in record.get("stage_order", [name_])
     ]
     env = Environment(
         loader=FileSystemLoader(str(files("olmap") / "report" / "templates")),
@@ -324,16 +340,16 @@ def build_report(
         generated=now(),
         version=__version__,
         scores=scores,
-        training=_training(curves_csv),
+        training=_training(curves_csv) if here(curves_csv) else None,
         model=_rel(model, out),
         model_reused=model != layout.model,
-        calibration=_calibration(_read_json(layout.calibration)),
-        counts=_counts(catalogue),
+        calibration=_calibration(read(layout.calibration)),
+        counts=_counts(catalogue) if here(catalogue) else [],
         crystals=summary.get("crystals"),
         components=summary.get("components"),
         figures=figures,
         stages=stages,
-        links=_links(layout),
+        links=[link for link in _links(layout) if here(out / link["href"])],
         versions=record.get("versions", {}),
     )
     with atomic_path(layout.report, overwrite=overwrite) as tmp:

@@ -96,6 +96,8 @@ def test_eds_as_element_files_and_model_override(tmp_path, section_dir):
         ({"train": {"config": "fast"}}, r"train\.config: no built-in train file 'fast'"),
         ({"crystals": {"classes": "missing.yaml"}}, r"crystals\.classes: file not found"),
         ({"inputs": {"eds": []}}, r"inputs\.eds: needed to make training labels"),
+        ({"inputs": {"sessions": None}}, r"inputs\.standards: needs inputs\.sessions"),
+        ({"train": {"init": "start.pt"}}, r"train\.init: checkpoint not found: .*/p/start\.pt"),
     ],
 )
 def test_bad_project_files_fail_with_one_line_before_any_work(
@@ -126,4 +128,32 @@ def test_yaml_syntax_and_unreadable_sessions(tmp_path, section_dir):
     bad.write_text("session,x0_um,y0_um,x1_um,y1_um,split\n1,0,0,10,10,holdout\n")
     path = write_project(tmp_path / "q", section_dir, inputs={"sessions": str(bad)})
     with pytest.raises(InputError, match=r"project\.yaml: .*sessions\.csv: line 2: split"):
+        load_project(path)
+
+
+def test_empty_sections_take_defaults_and_paths_in_the_file_are_relative_to_it(
+    tmp_path, section_dir
+):
+    path = write_project(tmp_path / "p", section_dir, train={"init": "start.pt"})
+    (tmp_path / "p" / "start.pt").write_bytes(b"x")
+    path.write_text(path.read_text() + "predict:\ntiles:\n")
+    project = load_project(path)
+    assert project.config.predict.window == 2048 and project.config.tiles.backend == "vips"
+    assert project.config.train.init == str((tmp_path / "p" / "start.pt").resolve())
+
+
+def test_checks_that_need_the_input_files(tmp_path, section_dir):
+    sessions = tmp_path / "sessions.csv"
+    sessions.write_text("session,x0_um,y0_um,x1_um,y1_um,split\n1,0,0,512,1024,train\n")
+    path = write_project(tmp_path / "p", section_dir, inputs={"sessions": str(sessions)})
+    with pytest.raises(InputError, match=r"sessions\.csv: no val session, needed to train"):
+        load_project(path)
+    model = tmp_path / "m.pt"
+    model.write_bytes(b"x")
+    assert load_project(path, model=model).model == model  # no training: no val needed
+    classes = tmp_path / "classes.yaml"
+    text = (builtin_configs() / "classes" / "olivine.yaml").read_text()
+    classes.write_text(text.replace("area_um2", "volume_um3", 1))
+    path = write_project(tmp_path / "q", section_dir, crystals={"classes": str(classes)})
+    with pytest.raises(InputError, match=r"project\.yaml: .*class rules read volume_um3"):
         load_project(path)

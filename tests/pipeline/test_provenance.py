@@ -162,3 +162,26 @@ def test_runner_protects_unrecorded_outputs_and_reports_missing_inputs(tmp_path)
     plan = [_copy_stage("copy", tmp_path / "absent.txt", dst)]
     with pytest.raises(InputError, match=r"stage copy: its input src .*absent\.txt"):
         run_stages(plan, record, cache, _execute([]), root=tmp_path)
+
+
+def test_an_interrupted_stage_is_recorded_and_rerun(tmp_path):
+    src, dst = tmp_path / "in.txt", tmp_path / "out.txt"
+    src.write_text("a")
+    plan = [_copy_stage("copy", src, dst)]
+
+    def interrupted(stage: Stage, overwrite: bool) -> None:
+        dst.write_text("half")
+        raise KeyboardInterrupt
+
+    record, cache = RunRecord.load(tmp_path / "run.json"), HashCache(tmp_path / "h.json")
+    with pytest.raises(KeyboardInterrupt):
+        run_stages(plan, record, cache, interrupted, root=tmp_path)
+    entry = RunRecord.load(tmp_path / "run.json").stages["copy"]
+    assert entry["status"] == "interrupted" and "outputs" not in entry
+    reasons = []
+    record = RunRecord.load(tmp_path / "run.json")
+    run_stages(
+        plan, record, cache, _execute([]), root=tmp_path,
+        on_stage=lambda i, s, d: reasons.append(d.reason),
+    )  # fmt: skip
+    assert reasons == ["did not finish"] and dst.read_text() == "a"

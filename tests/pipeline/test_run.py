@@ -64,7 +64,7 @@ def test_run_writes_every_stage_provenance_and_report(first_run: Path) -> None:
         "mask.tif", "dataset/manifest.csv", "model.pt", "model.curves.png", "prob.tif",
         "pred_mask.tif", "evaluation.json", "evaluation.reference.json", "calibration.json",
         "mgnum.tif", "catalogue/crystals.gpkg", "catalogue/crystals.csv", "site/index.html",
-        "report.html", "config/train.yaml", "config/crystals.yaml",
+        "report.html", "stage-params/train.yaml", "stage-params/crystals.yaml",
     ):  # fmt: skip
         assert (out / name).exists(), name
     run = json.loads((out / "run.json").read_text())
@@ -122,14 +122,49 @@ def test_rerun_skips_every_stage_and_a_change_reruns_only_what_follows(first_run
     res = olmap("run", "project.yaml", "--stage", "predict", "--force", cwd=first_run)
     assert res.returncode == 0, res.stderr
     assert statuses(out)["predict"] == "ran" and statuses(out)["crystals"] == "not selected"
+    # without EPMA: no calibration, and the report no longer shows the earlier one
+    del project["inputs"]["epma"]
+    (first_run / "project.yaml").write_text(yaml.safe_dump(project))
+    res = olmap("run", "project.yaml", cwd=first_run)
+    assert res.returncode == 0, res.stderr
+    assert "calibrate" not in statuses(out) and statuses(out)["crystals"] == "ran"
+    html = (out / "report.html").read_text()
+    assert "No calibration in this run" in html and 'href="calibration.json"' not in html
+    assert 'href="mgnum.tif"' not in html and 'href="model.pt"' in html
+    # another project writing into the same folder is refused
+    (first_run / "other.yaml").write_text(yaml.safe_dump(project))
+    res = olmap("run", "other.yaml", cwd=first_run)
+    assert res.returncode == 1 and "results of another project file" in res.stderr
+
+
+def test_recorded_commands_reproduce_the_stages(first_run: Path, tmp_path: Path) -> None:
+    out = first_run / "results"
+    run = json.loads((out / "run.json").read_text())
+    line = run["stages"]["evaluate"]["command"]
+    assert line.count(" && ") == 1  # against the labels and against the reference
+    line = line.replace(str(out / "evaluation"), str(tmp_path / "evaluation"))
+    res = subprocess.run(
+        ["bash", "-c", line.replace("olmap ", f"{sys.executable} -m olmap ")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    for name in ("evaluation.json", "evaluation.reference.json"):
+        again = json.loads((tmp_path / name).read_text())["overall"]["classes"]["olivine"]
+        ran = json.loads((out / name).read_text())["overall"]["classes"]["olivine"]
+        assert again["iou"] == ran["iou"]
 
 
 def test_another_section_with_model_skips_training(first_run: Path, tmp_path: Path) -> None:
     section = tmp_path / "other"
     generate_section(section, SynthConfig(width=768, height=512, seed=5, sessions=2))
-    model = first_run / "results" / "model.pt"
+    (tmp_path / "models").mkdir()
+    model = tmp_path / "models" / "model.pt"
+    model.write_bytes((first_run / "results" / "model.pt").read_bytes())
     write_project(tmp_path / "p", section, predict={"window": 512, "stride": 256})
-    res = olmap("run", "project.yaml", "--model", str(model), cwd=tmp_path / "p")
+    # --model relative to the current folder, not to the project file's
+    res = olmap("run", "p/project.yaml", "--model", "models/model.pt", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     out = tmp_path / "p" / "results"
     assert "dataset" not in statuses(out) and "train" not in statuses(out)
@@ -137,10 +172,11 @@ def test_another_section_with_model_skips_training(first_run: Path, tmp_path: Pa
     cat = gpd.read_file(out / "catalogue" / "crystals.gpkg", layer="crystals")
     assert len(cat) > 0 and cat["mg_mean"].notna().any()
     run = json.loads((out / "run.json").read_text())
-    assert run["stages"]["predict"]["inputs"]["model"] == str(model)
+    assert run["stages"]["predict"]["inputs"]["model"] == str(model.resolve())
     html = (out / "report.html").read_text()
     assert "Model reused, not trained in this run" in html
     res = olmap("run", "project.yaml", "--model", str(model), cwd=tmp_path / "p")
+    assert res.returncode == 0, res.stderr
     assert set(statuses(out).values()) == {"skipped (up to date)"}
 
 
