@@ -271,8 +271,10 @@ def build_report(
     model = model or layout.model
     curves_csv, curves_png, _ = output_paths(model)
     made = None if outputs is None else {Path(p).resolve() for p in outputs}
-    if made is not None and model != layout.model:
-        made |= {curves_csv.resolve(), curves_png.resolve()}  # beside the reused model
+    if made is not None:
+        made |= {layout.run_json.resolve(), layout.params.resolve()}  # the run's own records
+        if model != layout.model:
+            made |= {curves_csv.resolve(), curves_png.resolve()}  # beside the reused model
 
     def here(path: Path) -> Path | None:
         """``path`` if this run made it (or is inside a folder it made), else None."""

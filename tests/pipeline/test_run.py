@@ -99,6 +99,7 @@ def test_run_writes_every_stage_provenance_and_report(first_run: Path) -> None:
     assert f"{test_iou:.3f}" in html and "test sessions" in html
     assert html.count("data:image/png;base64,") >= 5  # curves, calibration, map, 2 histograms
     assert re.search(r'<a href="site/index.html">', html)
+    assert 'href="run.json"' in html and 'href="stage-params/"' in html
     assert "clinopyroxene" in html and "<script" not in html
     for href in re.findall(r'href="([^"#]+)"', html):
         assert (out / href).exists(), href
