@@ -45,30 +45,19 @@ def print_scores(report: dict, title: str) -> None:
     for name, s in overall["classes"].items():
         table.add_row(name, *(_fmt(s[k], 3) for k in keys), _fmt(s.get("auc", float("nan")), 3))
     stdout.print(table)
-    if report.get("sessions"):
-        names = report["classes"][1:]
-        sessions = Table(
-            "session", "pixels", "OA", *(f"IoU {n}" for n in names), title="Per session"
-        )
-        for session, s in report["sessions"].items():
-            sessions.add_row(
-                session,
+    names = report["classes"][1:]
+    for key, label in (("sessions", "session"), ("splits", "split")):
+        if not report.get(key):
+            continue
+        table = Table(label, "pixels", "OA", *(f"IoU {n}" for n in names), title=f"Per {label}")
+        for region, s in report[key].items():
+            table.add_row(
+                region,
                 f"{s['pixels']:,}",
                 _fmt(s["overall_accuracy"]),
                 *(_fmt(s["classes"][n]["iou"]) for n in names),
             )
-        stdout.print(sessions)
-    if report.get("splits"):
-        names = report["classes"][1:]
-        splits = Table("split", "pixels", "OA", *(f"IoU {n}" for n in names), title="Per split")
-        for split, s in report["splits"].items():
-            splits.add_row(
-                split,
-                f"{s['pixels']:,}",
-                _fmt(s["overall_accuracy"]),
-                *(_fmt(s["classes"][n]["iou"]) for n in names),
-            )
-        stdout.print(splits)
+        stdout.print(table)
     # A sweep is a choice only for a binary model; multi-class predictions take the argmax.
     sweeps = overall.get("threshold_sweep", {}) if len(report["classes"]) == 2 else {}
     for name, rows in sweeps.items():

@@ -74,24 +74,19 @@ class Scores:
         )
 
     def report(self, threshold: float | None) -> dict:
-        """JSON-ready: overall scores (with sweep and best threshold) and per-session scores."""
+        """JSON-ready: overall scores (with sweep and best threshold), per session and split."""
         overall = self.overall.summary(self.names)
         out: dict = {"classes": self.names, "threshold": threshold, "overall": overall}
         sweeps = overall.get("threshold_sweep", {})
         if sweeps:
             out["best_threshold"] = {name: best_threshold(rows) for name, rows in sweeps.items()}
-        out["sessions"] = {}
-        for name, acc in self.sessions.items():
-            if acc.n_pixels:
-                summary = acc.summary(self.names)
-                summary.pop("threshold_sweep", None)
-                out["sessions"][name] = summary
-        out["splits"] = {}
-        for name, acc in self.splits.items():
-            if acc.n_pixels:
-                summary = acc.summary(self.names)
-                summary.pop("threshold_sweep", None)
-                out["splits"][name] = summary
+        for key, regions in (("sessions", self.sessions), ("splits", self.splits)):
+            out[key] = {}
+            for name, acc in regions.items():
+                if acc.n_pixels:
+                    summary = acc.summary(self.names)
+                    summary.pop("threshold_sweep", None)  # one sweep: the whole image's
+                    out[key][name] = summary
         return out
 
 

@@ -65,6 +65,33 @@ def test_label_map_scores_in_blocks_and_sessions(rasters, tmp_path: Path) -> Non
     assert "ignore" not in report["reference_breakdown"] and report["unscored_pixels"] == 0
 
 
+def test_splits_pool_their_sessions(rasters, tmp_path: Path) -> None:
+    sessions = tmp_path / "three.csv"
+    sessions.write_text(
+        "session,x0_um,y0_um,x1_um,y1_um,split\n"
+        "A,0,0,60,300,train\nB,60,0,150,300,test\nC,150,0,200,300,test\n"
+    )
+    report = evaluate_rasters(
+        str(rasters["mask"]), str(rasters["ref"]), sessions_csv=str(sessions), window=64
+    )
+    ref = read_raster(rasters["ref"])[0]
+    pred = read_raster(rasters["mask"])[0].astype(bool)
+    test = np.zeros(ref.shape, bool)
+    test[:, 60:] = True
+    keep = (ref != 255) & test
+    pooled = skm.jaccard_score(ref[keep] == 3, pred[keep])
+    assert report["splits"]["test"]["classes"]["olivine"]["iou"] == pytest.approx(pooled)
+    assert report["splits"]["test"]["pixels"] == int(keep.sum())
+    # pooled, not the mean of B and C
+    b, c = (report["sessions"][k]["classes"]["olivine"]["iou"] for k in "BC")
+    assert pooled != pytest.approx((b + c) / 2, abs=1e-6)
+    cpx = (ref == 4) & test
+    assert report["reference_breakdown_splits"]["test"]["clinopyroxene"][
+        "olivine"
+    ] == pytest.approx(pred[cpx].mean())
+    assert set(report["splits"]) == {"train", "test"}
+
+
 def test_probabilities_give_auc_and_sweep(rasters) -> None:
     report = evaluate_rasters(str(rasters["prob"]), str(rasters["ref"]), threshold=0.3, window=128)
     labels = evaluate_rasters(str(rasters["mask"]), str(rasters["ref"]))
