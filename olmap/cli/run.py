@@ -244,7 +244,8 @@ def run_project(
             "stage_order": names,
         }
     )
-    record.data.pop("finished_at", None)
+    for key in ("finished_at", "last_run"):  # set when this run ends
+        record.data.pop(key, None)
     record.save()
     total = len(stages)
 
