@@ -10,13 +10,6 @@ import typer
 import yaml
 from rich.table import Table
 
-from olmap.cli import calibrate as calibrate_cmd
-from olmap.cli import crystals as crystals_cmd
-from olmap.cli import dataset as dataset_cmd
-from olmap.cli import masks as masks_cmd
-from olmap.cli import predict as predict_cmd
-from olmap.cli import tiles as tiles_cmd
-from olmap.cli import train as train_cmd
 from olmap.cli._console import STATE, stdout
 from olmap.errors import InputError
 from olmap.io.outputs import atomic_path
@@ -39,135 +32,34 @@ def _write_params(stage: Stage, layout: RunLayout) -> None:
         )
 
 
+def _global_flags() -> list[str]:
+    """This invocation's -v/-q/--debug, for the stage commands run inside it."""
+    flags = ["--verbose"] * STATE.verbose
+    return flags + (["--quiet"] if STATE.quiet else []) + (["--debug"] if STATE.debug else [])
+
+
 class StageRunner:
-    """Runs one stage of a project through its own command (same output as alone)."""
+    """Runs one stage of a project: its recorded command lines, parsed and run in-process
+    by olmap's own CLI, so what runs is exactly what ``run.json`` records (plus
+    ``--overwrite`` where the stage's outputs exist and are being replaced)."""
 
     def __init__(self, project: Project, layout: RunLayout, record: RunRecord) -> None:
         self.project, self.layout, self.record = project, layout, record
 
     def __call__(self, stage: Stage, overwrite: bool) -> None:
+        from olmap.cli.main import app  # main imports this module
+
         _write_params(stage, self.layout)
-        getattr(self, f"_{stage.name}")(stage, overwrite)
+        if stage.name == "report":
+            self._report(stage)
+            return
+        for argv in stage.commands:
+            assert argv[0] == "olmap", argv
+            args = [*_global_flags(), *argv[1:], *(["--overwrite"] if overwrite else [])]
+            # Not standalone: errors propagate to olmap's one-line reporting (cli/main.py).
+            app(args=args, prog_name="olmap", standalone_mode=False)
 
-    def _masks(self, stage: Stage, overwrite: bool) -> None:
-        m = self.project.config.masks
-        masks_cmd.masks(
-            eds=self.project.eds,
-            rules=self.project.rules,
-            out=self.layout.mask,
-            bse=self.project.inputs["bse"],
-            window=m.window,
-            workers=m.workers,
-            overwrite=overwrite,
-        )
-
-    def _dataset(self, stage: Stage, overwrite: bool) -> None:
-        d = self.project.config.dataset
-        dataset_cmd.dataset(
-            bse=self.project.inputs["bse"],
-            labels=self.layout.mask,
-            sessions=self.project.inputs["sessions"],
-            out=self.layout.dataset,
-            tile=d.tile,
-            stride=d.stride,
-            min_labelled=d.min_labelled,
-            overwrite=overwrite,
-        )
-
-    def _train(self, stage: Stage, overwrite: bool) -> None:
-        # An interrupted training resumes from its own resume file, whose fingerprint (not
-        # `overwrite`) decides whether it belongs to this run.
-        train_cmd.train(
-            dataset=self.layout.dataset,
-            out=self.layout.model,
-            config=self.layout.param_file("train"),
-            overwrite=overwrite,
-        )
-
-    def _predict(self, stage: Stage, overwrite: bool) -> None:
-        p = self.project.config.predict
-        predict_cmd.predict(
-            model=stage.inputs["model"],
-            bse=self.project.inputs["bse"],
-            out_prob=self.layout.prob,
-            out_mask=self.layout.pred_mask,
-            window=p.window,
-            stride=p.stride,
-            threshold=p.threshold,
-            device=p.device,
-            blend=p.blend,
-            batch=p.batch_size,
-            band=p.band,
-            flips=p.flips,
-            amp=p.amp,
-            overwrite=overwrite,
-        )
-
-    def _evaluate(self, stage: Stage, overwrite: bool) -> None:
-        for role, out in (
-            ("labels", self.layout.evaluation),
-            ("reference", self.layout.evaluation_reference),
-        ):
-            if role in stage.inputs:
-                train_cmd.evaluate(
-                    pred=self.layout.pred_mask,
-                    ref=stage.inputs[role],
-                    sessions=stage.inputs.get("sessions"),
-                    json_out=out,
-                    overwrite=overwrite,
-                )
-
-    def _calibrate(self, stage: Stage, overwrite: bool) -> None:
-        calibrate_cmd.calibrate(
-            bse=self.project.inputs["bse"],
-            mask=self.layout.pred_mask,
-            profiles=self.project.inputs["epma"],
-            out=self.layout.calibration,
-            standards=stage.inputs.get("standards"),
-            sessions=stage.inputs.get("sessions"),
-            config=self.layout.param_file("calibrate"),
-            overwrite=overwrite,
-        )
-
-    def _mgmap(self, stage: Stage, overwrite: bool) -> None:
-        calibrate_cmd.mgmap(
-            bse=self.project.inputs["bse"],
-            mask=self.layout.pred_mask,
-            calibration=self.layout.calibration,
-            out=self.layout.mgnum,
-            config=self.layout.param_file("mgmap"),
-            overwrite=overwrite,
-        )
-
-    def _crystals(self, stage: Stage, overwrite: bool) -> None:
-        c = self.project.config.crystals
-        crystals_cmd.crystals(
-            bse=self.project.inputs["bse"],
-            mask=self.layout.pred_mask,
-            out=self.layout.catalogue,
-            mgmap=stage.inputs.get("mgmap"),
-            sessions=stage.inputs.get("sessions"),
-            classes=self.project.classes,
-            config=self.layout.param_file("crystals"),
-            qupath=c.qupath,
-            crops=c.crops,
-            overwrite=overwrite,
-        )
-
-    def _tiles(self, stage: Stage, overwrite: bool) -> None:
-        tiles_cmd.tiles(
-            results_dir=None,
-            out=self.layout.site,
-            bse=self.project.inputs["bse"],
-            prob=self.layout.prob,
-            mgnum=stage.inputs.get("mgnum"),
-            catalogue=self.layout.catalogue / "crystals.gpkg",
-            config=self.layout.param_file("tiles"),
-            title=stage.params["title"],
-            overwrite=overwrite,
-        )
-
-    def _report(self, stage: Stage, overwrite: bool) -> None:
+    def _report(self, stage: Stage) -> None:
         path = build_report(
             self.layout,
             self.record.data,
