@@ -39,6 +39,31 @@ class OutputExistsError(OlmapError, FileExistsError):
         self.path = Path(path)
 
 
+class OutputLockedError(OlmapError, BlockingIOError):
+    """Another olmap run is writing the same output (it holds the output's lock file)."""
+
+    def __init__(self, path: str | Path, holder: str) -> None:
+        super().__init__(
+            f"{path}: another olmap run is writing this output ({holder}); wait for it to "
+            "finish or stop it, or choose another output name"
+        )
+        self.path = Path(path)
+
+
+class OutputWriteError(OlmapError, OSError):
+    """An output could not be written whole (full disk, I/O error, a damaged result).
+
+    Raised only after the partial output is removed: nothing is left under the final name,
+    and an earlier result there is untouched.
+    """
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = Path(path)
+        self.reason = reason
+        self.detail = reason  # what failed, without the path (set by its maker)
+
+
 class MissingExtraError(OlmapError, ImportError):
     """An optional dependency is not installed."""
 

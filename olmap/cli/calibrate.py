@@ -15,6 +15,7 @@ from olmap.composition.calibrate import (
     calibration_outputs,
     load_calibration,
     load_drift,
+    write_calibration,
 )
 from olmap.composition.calibrate import (
     calibrate as run_calibrate,
@@ -23,9 +24,9 @@ from olmap.composition.config import CalibrateConfig, MgMapConfig
 from olmap.composition.mgmap import MgMapResult, mg_map
 from olmap.errors import InputError
 from olmap.io.config import load_config
-from olmap.io.outputs import check_outputs_distinct, check_writable
-from olmap.io.tables import write_json, write_table
-from olmap.plots.calibration import write_calibration_plot, write_profile_plots
+from olmap.io.outputs import claim_outputs
+from olmap.io.raster import raster_inputs
+from olmap.io.results import default_outliers_path
 
 Standards = Annotated[
     Path | None,
@@ -119,35 +120,23 @@ def calibrate(
     Example: olmap calibrate --bse bse.tif --mask pred_mask.tif --profiles epma.csv --standards standards.csv --sessions sessions.csv --out calibration.json
     """  # noqa: E501
     outputs = calibration_outputs(out)
-    check_outputs_distinct(outputs.values(), [bse, mask, profiles, standards, sessions])
-    for path in outputs.values():
-        check_writable(path, overwrite=overwrite)
-    settings = load_config(CalibrateConfig, config)
-    if not register:
-        settings = settings.model_copy(
-            update={"registration": settings.registration.model_copy(update={"enabled": False})}
-        )
-    with progress_bar("calibrate", total=None) as advance:
-        result = run_calibrate(
-            bse,
-            mask,
-            profiles,
-            standards_path=standards,
-            sessions_path=sessions,
-            config=settings,
-            progress=advance.describe,
-        )
-    write_table(result.points, outputs["points"], overwrite=overwrite)
-    write_calibration_plot(
-        result.points,
-        {"filtered": result.calibration, "not_filtered": result.calibration_not_filtered},
-        result.metrics,
-        outputs["plot"],
-        bse_scale="reference scale" if result.drift is not None else "as measured",
-        overwrite=overwrite,
-    )
-    write_profile_plots(result.points, outputs["profiles_plot"], overwrite=overwrite)
-    write_json(result.to_json(), outputs["json"], overwrite=overwrite)
+    inputs = [*raster_inputs(bse, mask), profiles, standards, sessions, config]
+    with claim_outputs(outputs.values(), inputs=inputs, overwrite=overwrite):
+        settings = load_config(CalibrateConfig, config)
+        if not register:
+            registration = settings.registration.model_copy(update={"enabled": False})
+            settings = settings.model_copy(update={"registration": registration})
+        with progress_bar("calibrate", total=None) as advance:
+            result = run_calibrate(
+                bse,
+                mask,
+                profiles,
+                standards_path=standards,
+                sessions_path=sessions,
+                config=settings,
+                progress=advance.describe,
+            )
+        write_calibration(result, outputs, overwrite=overwrite)
     print_calibration_report(result, outputs)
 
 
@@ -203,6 +192,26 @@ def mgmap(
 
     Example: olmap mgmap --bse bse.tif --mask pred_mask.tif --calibration calibration.json --out mgnum.tif
     """  # noqa: E501
+    outputs = [out, out_outliers or default_outliers_path(out)]
+    inputs = [*raster_inputs(bse, mask), calibration, standards, sessions, config]
+    with claim_outputs(outputs, inputs=inputs, overwrite=overwrite):
+        result = _mgmap(
+            bse, mask, calibration, outputs, standards, sessions, config, smooth, overwrite
+        )
+    print_mgmap_report(result)
+
+
+def _mgmap(
+    bse: Path,
+    mask: Path,
+    calibration: Path,
+    outputs: list[Path],
+    standards: Path | None,
+    sessions: Path | None,
+    config: Path | None,
+    smooth: float | None,
+    overwrite: bool,
+) -> MgMapResult:
     cal, drift, regions = load_calibration(calibration)
     if standards is not None or sessions is not None:
         if drift is None:
@@ -216,16 +225,15 @@ def mgmap(
     if smooth is not None:
         settings = settings.model_copy(update={"smooth_sigma_px": smooth})
     with progress_bar("mgmap", total=None) as advance:
-        result = mg_map(
+        return mg_map(
             bse,
             mask,
             cal,
-            out,
-            outliers_path=out_outliers,
+            outputs[0],
+            outliers_path=outputs[1],
             drift=drift,
             regions=regions,
             config=settings,
             overwrite=overwrite,
             progress=advance.stage,
         )
-    print_mgmap_report(result)

@@ -20,8 +20,9 @@ from olmap.crystals.classify import load_class_rules
 from olmap.crystals.config import CrystalsConfig
 from olmap.errors import InputError
 from olmap.io.config import load_config
-from olmap.io.outputs import check_outputs_distinct, check_writable
-from olmap.io.raster import raster_info
+from olmap.io.outputs import claim_outputs
+from olmap.io.raster import raster_info, raster_inputs
+from olmap.io.results import default_outliers_path
 from olmap.plots.crystals import class_counts
 
 
@@ -132,9 +133,14 @@ def crystals(
             check_rule_attributes(rules, settings)
         except InputError as exc:
             raise InputError(f"{classes}: {exc}") from exc
-    check_outputs_distinct([out], [p for p in (bse, mask, mgmap, outliers, sessions) if p])
-    check_writable(out, overwrite=overwrite)  # fail before the work, not after
-    with progress_bar("crystals", total=None) as advance:
+    inputs = [*raster_inputs(bse, mask, mgmap, outliers), sessions, classes, config]
+    if mgmap is not None and outliers is None:
+        inputs.append(default_outliers_path(mgmap))
+    # Checked and locked before the work, not after.
+    with (
+        claim_outputs([out], inputs=inputs, overwrite=overwrite),
+        progress_bar("crystals", total=None) as advance,
+    ):
         result = crystal_catalogue(
             bse,
             mask,

@@ -12,8 +12,6 @@ from rich.table import Table
 from olmap.cli._console import progress_bar, stderr, stdout
 from olmap.cli._options import Overwrite
 from olmap.dataset.build import DEFAULT_TILE, DatasetSummary, build_dataset
-from olmap.io.outputs import check_outputs_distinct, check_writable
-from olmap.io.raster import raster_inputs
 from olmap.synth.config import parse_size
 
 
@@ -104,8 +102,6 @@ def dataset(
     """
     tile_rc = _size(tile, "--tile")
     stride_rc = _size(stride, "--stride")
-    check_writable(out, overwrite=overwrite)
-    check_outputs_distinct([out], [*raster_inputs(bse, labels), sessions])
     with progress_bar("dataset", total=None, unit="tiles") as advance:
         summary = build_dataset(
             bse,

@@ -12,7 +12,7 @@ from olmap.cli._console import stderr, stdout
 from olmap.cli._options import Overwrite
 from olmap.errors import InputError
 from olmap.io.bruker import DEFAULT_ELEMENTS, read_bcf_element_maps, read_bcf_images
-from olmap.io.outputs import check_outputs_distinct, check_writable
+from olmap.io.outputs import atomic_paths
 from olmap.io.raster import write_raster
 from olmap.masks.xray import FWHM_MN_EV, KALPHA_KEV
 
@@ -61,47 +61,45 @@ def eds(
             f"no Kα line for {', '.join(unknown)}; known: {', '.join(KALPHA_KEV)}",
             param_hint="--elements",
         )
-    check_writable(out, overwrite=overwrite)
-    if bse_out is not None:
-        check_writable(bse_out, overwrite=overwrite)
-    check_outputs_distinct([out, bse_out], [hypermap])
-    # Read everything first: a failure must not leave one output written and the other not.
-    maps = read_bcf_element_maps(
-        hypermap,
-        elements=wanted,
-        downsample=downsample,
-        fwhm_mn_ev=fwhm_mn,
-        pixel_size_um=pixel_size,
-    )
-    chosen = None
-    if bse_out is not None:
-        images = read_bcf_images(hypermap, pixel_size_um=pixel_size, downsample=downsample)
-        chosen = next((im for im in images if im.name.upper() == "BSE"), None)
-        if chosen is None and images:
-            chosen = images[0]
-            stderr.print(
-                f"[yellow]note:[/] {hypermap}: no image titled BSE; writing {chosen.name!r}",
-                soft_wrap=True,
-            )
-        if chosen is None:
-            raise InputError(f"{hypermap}: holds no image for --bse-out")
-    stack = np.stack([maps.maps[e] for e in wanted])
-    dtype = "uint16" if stack.max(initial=0) <= np.iinfo(np.uint16).max else "uint32"
-    write_raster(
-        out,
-        stack.astype(dtype),
-        transform=maps.transform,
-        band_names=wanted,
-        tags={"units": "counts", "source": str(hypermap), "fwhm_mn_ev": fwhm_mn},
-        overwrite=overwrite,
-    )
+    outputs = [out] if bse_out is None else [out, bse_out]
+    with atomic_paths(outputs, inputs=[hypermap], overwrite=overwrite) as tmps:
+        maps = read_bcf_element_maps(
+            hypermap,
+            elements=wanted,
+            downsample=downsample,
+            fwhm_mn_ev=fwhm_mn,
+            pixel_size_um=pixel_size,
+        )
+        chosen = None
+        if bse_out is not None:
+            images = read_bcf_images(hypermap, pixel_size_um=pixel_size, downsample=downsample)
+            chosen = next((im for im in images if im.name.upper() == "BSE"), None)
+            if chosen is None and images:
+                chosen = images[0]
+                stderr.print(
+                    f"[yellow]note:[/] {hypermap}: no image titled BSE; writing {chosen.name!r}",
+                    soft_wrap=True,
+                )
+            if chosen is None:
+                raise InputError(f"{hypermap}: holds no image for --bse-out")
+        stack = np.stack([maps.maps[e] for e in wanted])
+        dtype = "uint16" if stack.max(initial=0) <= np.iinfo(np.uint16).max else "uint32"
+        write_raster(
+            tmps[0],
+            stack.astype(dtype),
+            transform=maps.transform,
+            band_names=wanted,
+            tags={"units": "counts", "source": str(hypermap), "fwhm_mn_ev": fwhm_mn},
+            overwrite=True,
+        )
+        if chosen is not None:
+            write_raster(tmps[1], chosen.data, transform=chosen.transform, overwrite=True)
     h, w = stack.shape[1:]
     stdout.print(
         f"Wrote {out}: {len(wanted)} element maps, {w} x {h} px at {maps.transform.a:g} µm/px"
     )
     stdout.print("total counts: " + ", ".join(f"{e} {int(maps.maps[e].sum()):,}" for e in wanted))
     if bse_out is not None and chosen is not None:
-        write_raster(bse_out, chosen.data, transform=chosen.transform, overwrite=overwrite)
         stdout.print(
             f"Wrote {bse_out}: image {chosen.name!r}, {chosen.data.shape[1]} x "
             f"{chosen.data.shape[0]} px"

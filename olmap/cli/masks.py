@@ -11,9 +11,8 @@ from rich.table import Table
 from olmap.cli._console import progress_bar, stderr, stdout
 from olmap.cli._options import Overwrite, Workers
 from olmap.io.eds import open_eds
-from olmap.io.outputs import check_outputs_distinct, check_writable
+from olmap.io.outputs import claim_outputs
 from olmap.io.raster import raster_inputs
-from olmap.io.tables import write_json
 from olmap.masks.rules import IGNORE, UNCLASSIFIED, load_rules
 from olmap.masks.stream import DEFAULT_WINDOW, MaskResult, build_label_map
 
@@ -118,24 +117,23 @@ def masks(
     """  # noqa: E501
     rule_set = load_rules(rules)
     report = report_path(out)
-    check_writable(out, overwrite=overwrite)
-    check_writable(report, overwrite=overwrite)
     eds_files = [str(e).partition("=")[2] or e for e in eds]
-    check_outputs_distinct([out, report], [rules, *raster_inputs(bse, reference, *eds_files)])
-    source = open_eds(eds, elements=rule_set.elements, bcf_downsample=bcf_downsample)
-    height, width = source.shape
-    with progress_bar("masks", total=height * width / 1e6, unit="Mpx") as advance:
-        result = build_label_map(
-            source,
-            rule_set,
-            out,
-            bse=bse,
-            reference=reference,
-            window=window,
-            workers=workers,
-            overwrite=overwrite,
-            progress=lambda n: advance(n / 1e6),
-        )
-    write_json(result.as_dict(), report, overwrite=overwrite)
+    inputs = [rules, *raster_inputs(bse, reference, *eds_files)]
+    with claim_outputs([out, report], inputs=inputs, overwrite=overwrite):
+        source = open_eds(eds, elements=rule_set.elements, bcf_downsample=bcf_downsample)
+        height, width = source.shape
+        with progress_bar("masks", total=height * width / 1e6, unit="Mpx") as advance:
+            result = build_label_map(
+                source,
+                rule_set,
+                out,
+                bse=bse,
+                reference=reference,
+                window=window,
+                workers=workers,
+                report=report,
+                overwrite=overwrite,
+                progress=lambda n: advance(n / 1e6),
+            )
     print_mask_report(result)
     stdout.print(f"Wrote {out} and {report}")

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from olmap.cli._console import STATE, stdout
 from olmap.errors import InputError
-from olmap.io.outputs import atomic_path
+from olmap.io.outputs import atomic_path, output_lock
 from olmap.pipeline.config import STAGES, Project, load_project
 from olmap.pipeline.provenance import HashCache, RunRecord, library_versions, machine, now
 from olmap.pipeline.runner import RAN, StageDecision, run_stages
@@ -108,62 +108,64 @@ def run_project(
                 f"--stage {absent[0]}: not part of this project's run "
                 f"({', '.join(names)}; a reused model leaves out dataset and train)"
             )
-    record = RunRecord.load(layout.run_json)
-    other = record.data.get("project")
-    if other is not None and Path(other) != project.path and not force:
-        raise InputError(
-            f"{layout.run_json}: these are the results of another project file ({other}); "
-            "give this one another out folder, or pass --force to replace them"
+    # One run per results folder: a second stops at once (OUT.lock beside it).
+    with output_lock(layout.out):
+        record = RunRecord.load(layout.run_json)
+        other = record.data.get("project")
+        if other is not None and Path(other) != project.path and not force:
+            raise InputError(
+                f"{layout.run_json}: these are the results of another project file ({other}); "
+                "give this one another out folder, or pass --force to replace them"
+            )
+        layout.out.mkdir(parents=True, exist_ok=True)
+        cache = HashCache(layout.out / ".olmap" / "hashes.json")
+        record.data.update(
+            {
+                "format": "olmap-run",
+                "version": 1,
+                "project": str(project.path),
+                "project_hash": cache.file(project.path),
+                "command": command,
+                "started_at": now(),
+                "versions": library_versions(),
+                "machine": machine(),
+                "config": project.config.model_dump(mode="json"),
+                "model": None if project.model is None else str(project.model),
+                "inputs": {
+                    role: {"path": str(p), "blake2b": cache.input(p)}
+                    for role, p in project.inputs.items()
+                },
+                "stage_order": names,
+            }
         )
-    layout.out.mkdir(parents=True, exist_ok=True)
-    cache = HashCache(layout.out / ".olmap" / "hashes.json")
-    record.data.update(
-        {
-            "format": "olmap-run",
-            "version": 1,
-            "project": str(project.path),
-            "project_hash": cache.file(project.path),
-            "command": command,
-            "started_at": now(),
-            "versions": library_versions(),
-            "machine": machine(),
-            "config": project.config.model_dump(mode="json"),
-            "model": None if project.model is None else str(project.model),
-            "inputs": {
-                role: {"path": str(p), "blake2b": cache.input(p)}
-                for role, p in project.inputs.items()
-            },
-            "stage_order": names,
-        }
-    )
-    for key in ("finished_at", "last_run"):  # set when this run ends
-        record.data.pop(key, None)
-    record.save()
-    total = len(stages)
+        for key in ("finished_at", "last_run"):  # set when this run ends
+            record.data.pop(key, None)
+        record.save()
+        total = len(stages)
 
-    def on_stage(index: int, stage: Stage, decision: StageDecision) -> None:
-        if STATE.quiet:
-            return
-        if decision.run:
-            stdout.rule(f"[bold][{index + 1}/{total}] {stage.name}[/]: {stage.title}")
-            stdout.print(f"[dim]{decision.reason}[/]")
-        else:
-            stdout.print(f"[{index + 1}/{total}] {stage.name}: up to date, skipped")
+        def on_stage(index: int, stage: Stage, decision: StageDecision) -> None:
+            if STATE.quiet:
+                return
+            if decision.run:
+                stdout.rule(f"[bold][{index + 1}/{total}] {stage.name}[/]: {stage.title}")
+                stdout.print(f"[dim]{decision.reason}[/]")
+            else:
+                stdout.print(f"[{index + 1}/{total}] {stage.name}: up to date, skipped")
 
-    statuses = run_stages(
-        stages,
-        record,
-        cache,
-        StageRunner(project, layout, record),
-        root=layout.out,
-        force=force,
-        replace_unrecorded=replace_unrecorded,
-        only=only,
-        on_stage=on_stage,
-    )
-    record.data["finished_at"] = now()
-    record.data["last_run"] = statuses
-    record.save()
+        statuses = run_stages(
+            stages,
+            record,
+            cache,
+            StageRunner(project, layout, record),
+            root=layout.out,
+            force=force,
+            replace_unrecorded=replace_unrecorded,
+            only=only,
+            on_stage=on_stage,
+        )
+        record.data["finished_at"] = now()
+        record.data["last_run"] = statuses
+        record.save()
     return layout, statuses
 
 

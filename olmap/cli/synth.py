@@ -10,7 +10,6 @@ import typer
 from olmap.cli._console import progress_bar, stdout
 from olmap.cli._options import Overwrite, Seed, Workers
 from olmap.io.config import load_config
-from olmap.io.outputs import check_writable
 from olmap.synth.config import SynthConfig, parse_size
 from olmap.synth.section import SectionSummary, generate_section
 
@@ -86,7 +85,6 @@ def section(
     if size is not None:
         overrides["width"], overrides["height"] = size_option(size)
     cfg = load_config(SynthConfig, config, **overrides)
-    check_writable(out_dir, overwrite=overwrite)
     total = cfg.width * cfg.height / 1e6
     with progress_bar("synth section", total=total, unit="Mpx") as advance:
         summary = generate_section(

@@ -10,7 +10,7 @@ import typer
 from olmap.cli._console import progress_bar, stderr, stdout
 from olmap.cli._options import Overwrite
 from olmap.io.config import load_config
-from olmap.io.outputs import check_outputs_distinct, check_writable
+from olmap.io.outputs import claim_outputs
 from olmap.io.results import find_results
 from olmap.io.serve import make_server, server_url
 from olmap.tiles.config import TilesConfig
@@ -71,13 +71,12 @@ def tiles(
     """
     settings = load_config(TilesConfig, config, backend=backend, mg_range=mg_range, workers=workers)
     files = find_results(results_dir, bse=bse, prob=prob, mgnum=mgnum, catalogue=catalogue)
-    check_outputs_distinct([out], files.paths())
-    check_writable(out, overwrite=overwrite)
+    claim = claim_outputs([out], inputs=[*files.paths(), config], overwrite=overwrite)
     missing = [LAYER_TITLES[k] for k in ("prob", "mgnum") if getattr(files, k) is None]
     if missing or files.catalogue is None:
         what = missing + ([] if files.catalogue is not None else ["crystal catalogue"])
         stderr.print(f"[yellow]note:[/] no {', '.join(what)} found; the viewer shows the rest")
-    with progress_bar("tiles", total=None) as advance:
+    with claim, progress_bar("tiles", total=None) as advance:
         result = build_site(
             files, out, settings, title=title, overwrite=overwrite, progress=advance.stage
         )

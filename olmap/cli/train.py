@@ -12,7 +12,7 @@ from rich.table import Table
 from olmap.cli._console import STATE, progress_bar, stderr, stdout
 from olmap.cli._options import Overwrite
 from olmap.io.config import load_config
-from olmap.io.outputs import atomic_path, check_outputs_distinct, check_writable
+from olmap.io.outputs import atomic_path, claim_outputs
 from olmap.io.raster import raster_info, raster_inputs
 from olmap.io.resume import interrupts_deferred
 from olmap.io.tables import write_json
@@ -131,8 +131,8 @@ def train(
         workers=workers,
         seed=seed,
     )
-    check_outputs_distinct([out], [dataset, config, weights])
-    check_writable(out, overwrite=overwrite)
+    # Claimed before any work (the library claims the curves beside it too).
+    claim = claim_outputs([out], inputs=[dataset, config, weights], overwrite=overwrite)
 
     from olmap.segment.job import train_from_dataset
 
@@ -151,7 +151,11 @@ def train(
             soft_wrap=True,
         )
 
-    with interrupts_deferred() as stop, progress_bar("training", total=None, unit="steps") as bar:
+    with (
+        claim,
+        interrupts_deferred() as stop,
+        progress_bar("training", total=None, unit="steps") as bar,
+    ):
 
         def on_step(step: int, loss: float, iou: float) -> None:
             bar(1)
@@ -238,9 +242,21 @@ def evaluate(
     Example: olmap evaluate --pred pred_mask.tif --ref ref_mask.tif --sessions sessions.csv --json metrics.json
     """  # noqa: E501
     outputs = [p for p in (json_out, plot) if p is not None]
-    check_outputs_distinct(outputs, [*raster_inputs(pred, ref), sessions])
-    for path in outputs:
-        check_writable(path, overwrite=overwrite)
+    inputs = [*raster_inputs(pred, ref), sessions]
+    with claim_outputs(outputs, inputs=inputs, overwrite=overwrite):  # before any work
+        _evaluate(pred, ref, sessions, json_out, plot, threshold, window, overwrite)
+
+
+def _evaluate(
+    pred: Path,
+    ref: Path,
+    sessions: Path | None,
+    json_out: Path | None,
+    plot: Path | None,
+    threshold: float | None,
+    window: int,
+    overwrite: bool,
+) -> None:
     from olmap.segment.evaluate import evaluate_rasters
 
     info = raster_info(ref)

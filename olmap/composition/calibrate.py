@@ -40,8 +40,11 @@ from olmap.composition.profiles import (
 from olmap.composition.regression import LinearCalibration, calibration_metrics
 from olmap.errors import InputError
 from olmap.io.epma import read_profiles, read_standards
+from olmap.io.outputs import atomic_paths
 from olmap.io.raster import WindowSource, check_coregistered, raster_info
 from olmap.io.sessions import read_sessions
+from olmap.io.tables import write_json, write_table
+from olmap.plots.calibration import write_calibration_plot, write_profile_plots
 
 
 @dataclass
@@ -466,6 +469,29 @@ def _tables(
             }
         )
     return pd.concat(point_rows, ignore_index=True), pd.DataFrame(profile_rows)
+
+
+def write_calibration(
+    result: CalibrationResult, outputs: dict[str, Path], *, overwrite: bool = False
+) -> None:
+    """Write the calibration JSON, its plots and its points table: all together, or none.
+
+    ``outputs`` as :func:`calibration_outputs` names them.
+    """
+    keys = list(outputs)
+    with atomic_paths([outputs[k] for k in keys], overwrite=overwrite) as paths:
+        tmp = dict(zip(keys, paths, strict=True))
+        write_table(result.points, tmp["points"], overwrite=True)
+        write_calibration_plot(
+            result.points,
+            {"filtered": result.calibration, "not_filtered": result.calibration_not_filtered},
+            result.metrics,
+            tmp["plot"],
+            bse_scale="reference scale" if result.drift is not None else "as measured",
+            overwrite=True,
+        )
+        write_profile_plots(result.points, tmp["profiles_plot"], overwrite=True)
+        write_json(result.to_json(), tmp["json"], overwrite=True)
 
 
 def calibration_outputs(out: str | Path) -> dict[str, Path]:

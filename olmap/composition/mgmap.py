@@ -30,8 +30,9 @@ from olmap.composition.drift import SessionDrift, correct_bse, session_index_gri
 from olmap.composition.outliers import lof_outliers
 from olmap.composition.regression import LinearCalibration
 from olmap.crystals.label import component_pixels, label_components
-from olmap.io.outputs import check_outputs_distinct, check_writable
-from olmap.io.raster import WindowSource, check_coregistered, create_raster
+from olmap.io.outputs import atomic_paths, claim_outputs
+from olmap.io.raster import WindowSource, check_coregistered, create_raster, raster_inputs
+from olmap.io.results import default_outliers_path
 from olmap.io.resume import (
     Checkpoint,
     RunInterrupted,
@@ -225,12 +226,28 @@ def mg_map(
     """
     config = config or MgMapConfig()
     out_path = Path(out_path)
-    outliers_path = Path(outliers_path or out_path.with_name(out_path.stem + ".outliers.tif"))
-    check_outputs_distinct([out_path, outliers_path], [bse_path, mask_path])
-    for path in (out_path, outliers_path):
-        check_writable(path, overwrite=overwrite)
+    outliers_path = Path(outliers_path or default_outliers_path(out_path))
     if (drift is None) != (regions is None):
         raise ValueError("give both drift and regions, or neither")
+    outputs = [out_path, outliers_path]
+    with claim_outputs(outputs, inputs=raster_inputs(bse_path, mask_path), overwrite=overwrite):
+        return _mg_map(
+            bse_path, mask_path, calibration, out_path, outliers_path, drift, regions, config,
+            progress,
+        )  # fmt: skip
+
+
+def _mg_map(
+    bse_path: str | Path,
+    mask_path: str | Path,
+    calibration: LinearCalibration,
+    out_path: Path,
+    outliers_path: Path,
+    drift: SessionDrift | None,
+    regions: pd.DataFrame | None,
+    config: MgMapConfig,
+    progress: Progress | None,
+) -> MgMapResult:
     info = check_coregistered(bse_path, mask_path)
     h, w = info.shape
     sessions = list(regions["session"]) if regions is not None else []
@@ -306,25 +323,25 @@ def mg_map(
         blocks = block_windows(h, w, config.chunk)
         counts = {"olivine": 0, "unmapped": 0}
         hist = np.zeros(1001, dtype=np.int64)  # mg# in 0.001 bins, for the quantiles
+        grid = {"height": h, "width": w, "transform": info.transform}
         with (
+            atomic_paths([out_path, outliers_path], overwrite=True) as (mg_tmp, outliers_tmp),
             create_raster(
-                out_path,
-                height=h,
-                width=w,
+                mg_tmp,
                 dtype="float32",
-                transform=info.transform,
                 nodata=float("nan"),
                 tags={"quantity": "mg_num", "calibration": f"{calibration}"},
-                overwrite=overwrite,
+                overwrite=True,
+                atomic=False,
+                **grid,
             ) as mg_ds,
             create_raster(
-                outliers_path,
-                height=h,
-                width=w,
+                outliers_tmp,
                 dtype="uint8",
-                transform=info.transform,
                 tags={"values": "1 = LOF outlier (crack, hole, inclusion), 0 = not"},
-                overwrite=overwrite,
+                overwrite=True,
+                atomic=False,
+                **grid,
             ) as out_ds,
         ):
             for n, block in enumerate(blocks):

@@ -36,6 +36,7 @@ from olmap.io.raster import (
     grey_level_scale,
     window_affine,
 )
+from olmap.io.results import default_outliers_path
 from olmap.io.sessions import read_sessions
 from olmap.io.vector import write_catalogue, write_qupath_geojson
 from olmap.plots.crops import write_crystal_crops
@@ -66,12 +67,6 @@ class CatalogueResult:
     too_large: int  # components over max_crystal_pixels: skipped with a warning
     pixel_size_um: float
     seconds: float
-
-
-def default_outliers_path(mgmap_path: str | Path) -> Path:
-    """``OUT.outliers.tif`` beside ``olmap mgmap --out OUT.tif``."""
-    p = Path(mgmap_path)
-    return p.with_name(p.stem + ".outliers.tif")
 
 
 def crystal_catalogue(

@@ -20,7 +20,9 @@ the folder is self-contained (it can be copied to a GPU machine without the mosa
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +39,7 @@ from olmap.dataset.tiles import (
     tile_windows,
 )
 from olmap.errors import InputError
-from olmap.io.outputs import atomic_dir, check_outputs_distinct
+from olmap.io.outputs import atomic_dir, check_free_space, claim_outputs
 from olmap.io.raster import (
     check_coregistered,
     check_single_band,
@@ -88,7 +90,20 @@ class DatasetSummary:
 
 
 def _np_open(path: Path, shape: tuple[int, ...], dtype: str) -> np.memmap:
-    return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    """A new ``.npy`` file mapped for writing, its blocks reserved on disk first.
+
+    A memory map over a sparse file that the disk cannot fill kills the process with SIGBUS
+    when a page is written; reserving the space up front fails with ENOSPC instead.
+    """
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    if hasattr(os, "posix_fallocate"):
+        with open(path, "rb+") as f:
+            try:
+                os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # no fallocate here
+                    raise
+    return array
 
 
 def build_dataset(
@@ -142,7 +157,26 @@ def build_dataset(
             f"stride {stride[1]}x{stride[0]} px must be between 1 and the tile size "
             f"{tile[1]}x{tile[0]} px"
         )
-    check_outputs_distinct([out_dir], [*raster_inputs(bse, labels), sessions])
+    inputs = [*raster_inputs(bse, labels), sessions]
+    with claim_outputs([out_dir], inputs=inputs, overwrite=overwrite):
+        return _build_dataset(
+            bse, labels, sessions, out_dir, tile, stride, min_labelled, overwrite, progress,
+            on_total,
+        )  # fmt: skip
+
+
+def _build_dataset(
+    bse: str | Path,
+    labels: str | Path,
+    sessions: str | Path,
+    out_dir: str | Path,
+    tile: tuple[int, int],
+    stride: tuple[int, int],
+    min_labelled: float,
+    overwrite: bool,
+    progress: Callable[[int], None] | None,
+    on_total: Callable[[int], None] | None,
+) -> DatasetSummary:
     info = check_coregistered(labels, bse)
     check_single_band(bse, "BSE image")
     if info.pixel_size_um is None:
@@ -231,6 +265,8 @@ def build_dataset(
     if on_total is not None:
         on_total(n)
     total, total_sq, count = 0.0, 0.0, 0
+    tile_bytes = tile[0] * tile[1] * (np.dtype(bse_dtype).itemsize + 1)
+    check_free_space(out_dir, n * tile_bytes, f"{n:,} tiles of BSE and labels")
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         bse_arr = _np_open(tmp / "bse.npy", (n, *tile), bse_dtype)
         lab_arr = _np_open(tmp / "labels.npy", (n, *tile), "uint8")

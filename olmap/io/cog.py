@@ -22,7 +22,7 @@ from rasterio.windows import Window
 
 from olmap.errors import InputError, first_line
 from olmap.io.outputs import atomic_path
-from olmap.io.raster import create_raster, gdal_env, open_raster
+from olmap.io.raster import create_raster, gdal_env, gdal_write_errors, open_raster
 from olmap.io.windows import block_windows
 
 #: Render the pixels of one window: ``(count, h, w)`` array of the COG's dtype.
@@ -146,7 +146,7 @@ def write_cog(
                     ds.write(block.astype(dtype, copy=False), window=window)
                     if progress is not None:
                         progress(int(window.height * window.width))
-            with gdal_env():
+            with gdal_env(), gdal_write_errors(tmp):
                 _copy_as_cog(staging, tmp, options)
         finally:
             staging.unlink(missing_ok=True)
@@ -169,7 +169,7 @@ def copy_cog(
     options = _cog_options(
         blocksize=blocksize, compress=compress, resampling=resampling, dtype=dtype
     )
-    with atomic_path(path, overwrite=overwrite) as tmp, gdal_env():
+    with atomic_path(path, overwrite=overwrite) as tmp, gdal_env(), gdal_write_errors(tmp):
         _copy_as_cog(Path(src), tmp, options)
     return path
 

@@ -8,7 +8,11 @@ element symbols for EDS stacks.
 
 from __future__ import annotations
 
+import ctypes
+import logging
 import math
+import re
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -23,7 +27,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from olmap.errors import InputError, InputFileNotFoundError, NotCoregisteredError, first_line
-from olmap.io.outputs import atomic_path, check_writable
+from olmap.io.outputs import atomic_path, check_writable, write_failure
 
 #: GDAL block cache for olmap's own processes (bytes). GDAL's default (5 % of RAM) would
 #: dominate peak memory of streaming jobs; windows are written once and overlapping reads
@@ -141,6 +145,111 @@ def gdal_env() -> Iterator[None]:
         GDAL_CACHEMAX=GDAL_CACHE_BYTES, GDAL_NUM_THREADS="ALL_CPUS", GDAL_TIFF_INTERNAL_MASK=True
     ):
         yield
+
+
+class _GdalErrorLog:
+    """GDAL's errors during writes, which rasterio only logs, collected to be raised.
+
+    rasterio reports GDAL errors that happen outside a call it checks (a block flushed when the
+    cache fills, the file's directory written on close) as INFO records of its ``rasterio._env``
+    and ``rasterio._err`` loggers, and carries on: a full disk then leaves a broken GeoTIFF that
+    looks written. While at least one :meth:`capture` is active, those records are collected
+    (and passed on to the usual handlers only if their level was shown before).
+    """
+
+    LOGGERS = ("rasterio._env", "rasterio._err")
+    MARK = "signalled an error"
+    #: Errors about writing, as GDAL and libtiff word them ("Write error", "IO error writing
+    #: tag data", "Free disk space ..."); other errors logged meanwhile belong to reads and
+    #: opens elsewhere in the process, which raise their own exceptions.
+    WRITING = re.compile(r"writ|disk space|no space", re.IGNORECASE)
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._active: list[list[str]] = []
+        self._saved: dict[str, tuple[int, int]] = {}
+
+    def _filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not self.WRITING.search(message):
+            return record.levelno >= self._saved.get(record.name, (0, 0))[1]
+        if self.MARK in message:
+            with self._guard:
+                for found in self._active:
+                    found.append(message)
+        # Warnings that follow a failed write ("A strile cannot be rewritten in place") are
+        # part of the one error raised for it: shown only when debugging.
+        shown = self._saved.get(record.name, (0, 0))[1]
+        return record.levelno >= (shown if shown <= logging.DEBUG else max(logging.ERROR, shown))
+
+    @contextmanager
+    def capture(self) -> Iterator[list[str]]:
+        found: list[str] = []
+        with self._guard:
+            if not self._active:
+                for name in self.LOGGERS:
+                    logger = logging.getLogger(name)
+                    self._saved[name] = (logger.level, logger.getEffectiveLevel())
+                    logger.setLevel(min(logger.getEffectiveLevel(), logging.INFO))
+                    logger.addFilter(self._filter)
+            self._active.append(found)
+        try:
+            yield found
+        finally:
+            with self._guard:
+                # by identity: two empty lists are equal
+                self._active = [f for f in self._active if f is not found]
+                if not self._active:
+                    for name in self.LOGGERS:
+                        logger = logging.getLogger(name)
+                        logger.removeFilter(self._filter)
+                        logger.setLevel(self._saved.pop(name)[0])
+
+
+_GDAL_ERRORS = _GdalErrorLog()
+
+
+_QUIET_LIBTIFFS: set[str] = set()
+
+
+def quiet_libtiff() -> int:
+    """Stop libtiff printing write errors straight to stderr (GDAL reports them as well).
+
+    Without a per-file handler libtiff's default one writes e.g. "_tiffWriteProc: No space left
+    on device." to the terminal, many times, above olmap's own one-line error. Linux only: every
+    libtiff loaded (``/proc/self/maps``; GDAL's, Pillow's...) not yet quietened is. Returns how
+    many are quiet.
+    """
+    try:
+        with open("/proc/self/maps") as maps:
+            libs = {line.split()[-1] for line in maps if "/libtiff" in line}
+    except OSError:
+        return 0
+    for lib in libs - _QUIET_LIBTIFFS:
+        try:
+            handle = ctypes.CDLL(lib)
+            handle.TIFFSetErrorHandler.argtypes = [ctypes.c_void_p]
+            handle.TIFFSetErrorHandler.restype = ctypes.c_void_p
+            handle.TIFFSetErrorHandler(None)
+        except (OSError, AttributeError):
+            continue
+        _QUIET_LIBTIFFS.add(lib)
+    return len(_QUIET_LIBTIFFS)
+
+
+@contextmanager
+def gdal_write_errors(path: str | Path) -> Iterator[None]:
+    """Raise :class:`~olmap.errors.OutputWriteError` for ``path`` when GDAL failed to write.
+
+    Wraps the lifetime of a dataset open for writing (its close included: GDAL writes the
+    file's directory then).
+    """
+    quiet_libtiff()
+    with _GDAL_ERRORS.capture() as found:
+        yield
+    if found:
+        text = found[0].split("msg=", 1)[-1].strip("'\"")
+        raise write_failure(path, RuntimeError(f"GDAL: {text}"))
 
 
 @contextmanager
@@ -331,6 +440,7 @@ def create_raster(
         else:
             target = check_writable(path, overwrite=overwrite)
         stack.enter_context(gdal_env())
+        stack.enter_context(gdal_write_errors(path))
         with rasterio.open(target, "w", **profile) as ds:
             if band_names is not None:
                 for i, name in enumerate(band_names, start=1):
@@ -351,7 +461,7 @@ def update_raster(path: str | Path) -> Iterator[rasterio.io.DatasetWriter]:
             ds = rasterio.open(path, "r+")
         except Exception as exc:  # rasterio raises TypeError, not an IO error, for non-TIFFs
             raise InputError(f"{path}: cannot reopen for writing ({first_line(exc)})") from exc
-        with ds:
+        with gdal_write_errors(path), ds:
             yield ds
 
 

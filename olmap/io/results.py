@@ -25,6 +25,12 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
 }
 
 
+def default_outliers_path(mgmap_path: str | Path) -> Path:
+    """``OUT.outliers.tif`` beside ``olmap mgmap --out OUT.tif``."""
+    p = Path(mgmap_path)
+    return p.with_name(p.stem + ".outliers.tif")
+
+
 @dataclass(frozen=True)
 class ResultFiles:
     """Inputs of a viewer site; only ``bse`` is required."""

@@ -17,7 +17,7 @@ from rasterio.windows import Window
 from olmap import __version__
 from olmap.errors import InputError
 from olmap.io.eds import EdsSource
-from olmap.io.outputs import check_outputs_distinct
+from olmap.io.outputs import atomic_paths
 from olmap.io.raster import (
     check_grid,
     check_single_band,
@@ -28,6 +28,7 @@ from olmap.io.raster import (
     raster_inputs,
     read_raster,
 )
+from olmap.io.tables import write_json
 from olmap.io.windows import block_windows, halo_window
 from olmap.masks.label import LabelStats, classify_window
 from olmap.masks.rules import IGNORE, UNCLASSIFIED, RuleSet
@@ -116,6 +117,7 @@ def build_label_map(
     reference: str | Path | None = None,
     window: int = DEFAULT_WINDOW,
     workers: int = 1,
+    report: str | Path | None = None,
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> MaskResult:
@@ -138,6 +140,9 @@ def build_label_map(
         Window side in px; memory grows with ``(window + 2 * halo)²``.
     workers : int
         Threads.
+    report : path-like, optional
+        Also write :meth:`MaskResult.as_dict` as JSON there; the map and the report appear
+        together or not at all.
     overwrite : bool
     progress : callable, optional
         Called with the number of pixels done after each window.
@@ -149,7 +154,25 @@ def build_label_map(
         any class (nothing is written then).
     """
     inputs = raster_inputs(*eds.paths, bse, reference)  # a VRT's sources are inputs too
-    check_outputs_distinct([out], [*inputs, rules.source or None])
+    outputs = [out, report] if report is not None else [out]
+    with atomic_paths(outputs, inputs=[*inputs, rules.source], overwrite=overwrite) as tmps:
+        result = _label_map(eds, rules, tmps[0], bse, reference, window, workers, progress)
+        result.path = Path(out)
+        if report is not None:
+            write_json(result.as_dict(), tmps[1], overwrite=True)
+    return result
+
+
+def _label_map(
+    eds: EdsSource,
+    rules: RuleSet,
+    out: Path,
+    bse: str | Path | None,
+    reference: str | Path | None,
+    window: int,
+    workers: int,
+    progress: Callable[[int], None] | None,
+) -> MaskResult:
     check_elements(rules, eds)
     if bse is not None:
         check_single_band(bse, "BSE image")
@@ -201,7 +224,8 @@ def build_label_map(
         band_names=["label"],
         nodata=IGNORE,
         tags=tags,
-        overwrite=overwrite,
+        overwrite=True,
+        atomic=False,
     ) as ds:
         windows = block_windows(height, width, window)
         for win, (labels, stats, confusion) in ordered_map(process, windows, workers=workers):

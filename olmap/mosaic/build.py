@@ -18,7 +18,7 @@ from rasterio.windows import Window
 from skimage.feature import match_template
 
 from olmap.errors import InputError
-from olmap.io.outputs import check_outputs_distinct, check_writable
+from olmap.io.outputs import check_outputs_distinct, claim_outputs
 from olmap.io.raster import (
     pixel_size_from_transform,
     raster_info,
@@ -183,12 +183,33 @@ def build_mosaic(
         offset when equalised).
     """
     out = Path(out)
-    notes: list[str] = []
     if out.suffix.lower() not in (".vrt", ".tif", ".tiff"):
         raise InputError(f"{out}: mosaic output must end in .vrt or .tif")
+    outputs = [out, *report_paths(out)]
+    with claim_outputs(outputs, inputs=[tiles, positions], overwrite=overwrite):
+        return _build_mosaic(
+            tiles, out, rows=rows, cols=cols, overlap=overlap, order=order, positions=positions,
+            pixel_size_um=pixel_size_um, y_down=y_down, equalise_tiles=equalise_tiles,
+            overwrite=overwrite,
+        )  # fmt: skip
+
+
+def _build_mosaic(
+    tiles: str | Path,
+    out: Path,
+    *,
+    rows: int | None,
+    cols: int | None,
+    overlap: tuple[int, int] | None,
+    order: str,
+    positions: str | Path | None,
+    pixel_size_um: float | None,
+    y_down: bool,
+    equalise_tiles: bool,
+    overwrite: bool,
+) -> MosaicResult:
+    notes: list[str] = []
     report, per_tile = report_paths(out)
-    for path in (out, report, per_tile):
-        check_writable(path, overwrite=overwrite)
     if positions is not None:
         table = read_table(positions, required=("file", "x_um", "y_um"))
         coords = table[["x_um", "y_um"]].apply(pd.to_numeric, errors="coerce")

@@ -147,8 +147,11 @@ def run_windows(
 ) -> list[list[Window]]:
     """Windows to predict for each block of a run, in order.
 
-    Each window is listed once, under the first block of the run it touches; within a block
-    windows are in row-major order.
+    Each window is listed once, under the first block of the run it touches. Within a block
+    windows are ordered as a run over the whole band would meet them: by the band's block
+    (``block_width`` columns from column 0) where they start, then row-major. So every pixel
+    sums its windows in the same order whichever column a run starts at (a resumed run, a
+    Dask task), and float rounding gives the same bits.
     """
     (r0, r1), (c0, c1) = rows, cols
     wh, ww = plan.shape
@@ -159,6 +162,8 @@ def run_windows(
         for cs in plan.col_starts:
             if cs < c1 and cs + ww > c0:
                 per_block[(max(cs, c0) - c0) // block_width].append(Window(cs, rs, ww, wh))
+    for windows in per_block:
+        windows.sort(key=lambda w: (w.col_off // block_width, w.row_off, w.col_off))
     return per_block
 
 

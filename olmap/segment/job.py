@@ -20,7 +20,7 @@ import torch
 
 from olmap import __version__
 from olmap.errors import InputError
-from olmap.io.outputs import atomic_path, check_outputs_distinct, check_writable
+from olmap.io.outputs import atomic_paths, claim_outputs
 from olmap.io.resume import StopFlag, file_stamp
 from olmap.io.tables import write_table
 from olmap.plots.training import write_training_curves
@@ -327,10 +327,29 @@ def train_from_dataset(
         Interrupt request (the run then resumes from its last epoch when started again).
     """
     out = Path(out)
+    init_file = Path(cfg.init) if Path(cfg.init).is_file() else None
+    with claim_outputs(
+        output_paths(out)[:2] + (out,),
+        inputs=[Path(dataset_dir), weights, init_file],
+        overwrite=overwrite,
+    ):
+        return _train_from_dataset(
+            Path(dataset_dir), cfg, out, weights, on_init, on_step, on_epoch, on_resume, stop
+        )
+
+
+def _train_from_dataset(
+    dataset_dir: Path,
+    cfg: TrainConfig,
+    out: Path,
+    weights: Path | None,
+    on_init: Callable[[InitChoice], None] | None,
+    on_step: Callable[[int, float, float], None] | None,
+    on_epoch: Callable[[EpochRecord], None] | None,
+    on_resume: Callable[[int], None] | None,
+    stop: StopFlag | None,
+) -> TrainReport:
     curves_csv, curves_png, resume_file = output_paths(out)
-    for path in (out, curves_csv, curves_png):
-        check_writable(path, overwrite=overwrite)
-    check_outputs_distinct([out, curves_csv, curves_png], [Path(dataset_dir)])
     resolve_device(cfg.device)  # an unavailable device fails before any work
     ds = open_tile_dataset(dataset_dir)
     names = [name for _, name in ds.model_classes]
@@ -420,10 +439,11 @@ def train_from_dataset(
         olmap_version=__version__,
     )
     curves = pd.DataFrame([r.row() for r in result.history])
-    write_table(curves, curves_csv, overwrite=overwrite)
-    with atomic_path(curves_png, overwrite=overwrite) as tmp:
-        write_training_curves(curves, tmp, best_epoch=result.best_epoch)
-    save_checkpoint(out, model.cpu(), meta, overwrite=overwrite)
+    # The checkpoint and its curves appear together (the claim checked --overwrite).
+    with atomic_paths([curves_csv, curves_png, out], overwrite=True) as (csv, png, pt):
+        write_table(curves, csv, overwrite=True)
+        write_training_curves(curves, png, best_epoch=result.best_epoch)
+        save_checkpoint(pt, model.cpu(), meta, overwrite=True)
     resume_file.unlink(missing_ok=True)
     return TrainReport(
         out,

@@ -32,8 +32,14 @@ import numpy as np
 from rasterio.windows import Window
 
 from olmap import __version__
-from olmap.errors import InputError
-from olmap.io.outputs import check_outputs_distinct, check_writable, partial_name
+from olmap.errors import InputError, OutputWriteError
+from olmap.io.outputs import (
+    claim_outputs,
+    commit,
+    is_write_failure,
+    partial_name,
+    write_failure,
+)
 from olmap.io.raster import (
     PROBABILITY_SCALE_TAG,
     WindowSource,
@@ -286,6 +292,59 @@ def fixed_mmap_threshold(nbytes: int = 1 << 20) -> bool:
         return False
 
 
+class _PartialOutputs:
+    """The two partial GeoTIFFs of a prediction, open for writing, and their progress file.
+
+    :meth:`save` makes the finished blocks durable: both files are closed (GDAL writes their
+    blocks and directories), flushed to disk, then the progress file listing those blocks is
+    written and the files are reopened. A run killed at any moment (even with SIGKILL) finds
+    partial files that hold at least every block the progress file lists.
+    """
+
+    def __init__(self, prob: Path, mask: Path, progress_file: Path, fingerprint: str, create):
+        self.prob, self.mask = prob, mask
+        self.progress_file, self.fingerprint = progress_file, fingerprint
+        self._create = create
+        self._stack = ExitStack()
+        self.datasets: tuple[Any, Any] | None = None
+        self.saved = time.monotonic()
+
+    def open(self, resume: bool) -> None:
+        self.datasets = _open_outputs(
+            self._stack, self.prob, self.mask, resume=resume, **self._create
+        )
+
+    def close(self) -> None:
+        self.datasets = None
+        self._stack.close()
+
+    def save(self, counts: np.ndarray, done: np.ndarray) -> None:
+        """Close, flush and reopen the files, then record ``done`` blocks (and their counts)."""
+        self.close()
+        for path in (self.prob, self.mask):
+            with open(path, "rb+") as f:
+                os.fsync(f.fileno())
+        self.save_progress(counts, done)
+        self.open(resume=True)
+
+    def save_progress(self, counts: np.ndarray, done: np.ndarray) -> None:
+        if done.any():
+            Checkpoint(self.fingerprint, int(done.sum()), {"counts": counts}).save(
+                self.progress_file.parent, self.progress_file.name
+            )
+        self.saved = time.monotonic()
+
+    def discard(self) -> None:
+        """Remove the partial files and the progress (a failed write cannot be resumed)."""
+        self.close()
+        for path in (self.prob, self.mask, self.progress_file):
+            path.unlink(missing_ok=True)
+
+
+#: Seconds between saves of the finished blocks (a SIGKILL loses at most this much work).
+SAVE_EVERY_SECONDS = 20.0
+
+
 def predict_mosaic(
     model_path: str | Path,
     bse: str | Path,
@@ -325,15 +384,34 @@ def predict_mosaic(
     ------
     InputError
         Unreadable or multi-band BSE, bad settings, outputs that are inputs.
+    OutputLockedError
+        Another run is writing the same outputs.
+    OutputWriteError
+        The outputs could not be written (full disk); nothing appears under their names.
     RunInterrupted
         On Ctrl-C / SIGTERM, after the finished blocks are saved; run again to resume.
     """
     settings = settings or PredictConfig()
     model_path, bse = Path(model_path), Path(bse)
     out_prob, out_mask = Path(out_prob), Path(out_mask)
-    check_outputs_distinct([out_prob, out_mask], [model_path, *raster_inputs(bse)])
-    check_writable(out_prob, overwrite=overwrite)
-    check_writable(out_mask, overwrite=overwrite)
+    with claim_outputs(
+        [out_prob, out_mask], inputs=[model_path, *raster_inputs(bse)], overwrite=overwrite
+    ):
+        return _predict_claimed(
+            model_path, bse, out_prob, out_mask, settings, dask=dask, progress=progress
+        )
+
+
+def _predict_claimed(
+    model_path: Path,
+    bse: Path,
+    out_prob: Path,
+    out_mask: Path,
+    settings: PredictConfig,
+    *,
+    dask: str | None,
+    progress: Callable[[int], None] | None,
+) -> PredictResult:
     info = check_single_band(bse, "BSE mosaic")
     device = resolve_device(settings.device)
     model, meta = load_checkpoint(model_path, device=device)
@@ -355,8 +433,6 @@ def predict_mosaic(
         sort_keys=True,
     )
     prob_tmp, mask_tmp = partial_name(out_prob), partial_name(out_mask)
-    for folder in {prob_tmp.parent, mask_tmp.parent}:
-        folder.mkdir(parents=True, exist_ok=True)
     progress_file = progress_path(out_mask)
     ckpt = Checkpoint.load(progress_file.parent, fingerprint, progress_file.name)
     # Per-block class counts: a block is counted exactly when it is marked done.
@@ -379,17 +455,24 @@ def predict_mosaic(
             progress(int(areas[done].sum()))
     tags = {"software": f"olmap {__version__}", "model": model_path.name, "source": bse.name}
     t0 = time.perf_counter()
-    outputs = {
-        "height": info.height,
-        "width": info.width,
-        "transform": info.transform,
-        "meta": meta,
-        "n_bands": n_bands,
-        "threshold": threshold,
-        "tags": tags,
-    }
+    partial = _PartialOutputs(
+        prob_tmp,
+        mask_tmp,
+        progress_file,
+        fingerprint,
+        {
+            "height": info.height,
+            "width": info.width,
+            "transform": info.transform,
+            "meta": meta,
+            "n_bands": n_bands,
+            "threshold": threshold,
+            "tags": tags,
+        },
+    )
 
-    def record(index: int, window: Window, prob, labels, valid, prob_ds, mask_ds) -> None:
+    def record(index: int, window: Window, prob, labels, valid) -> None:
+        prob_ds, mask_ds = partial.datasets
         prob_ds.write(prob, window=window)
         prob_ds.write_mask(valid.astype(np.uint8) * 255, window=window)
         mask_ds.write(labels, 1, window=window)
@@ -398,58 +481,63 @@ def predict_mosaic(
         done[index] = True
         if progress is not None:
             progress(int(areas[index]))
+        if time.monotonic() - partial.saved > SAVE_EVERY_SECONDS and not done.all():
+            partial.save(counts, done)
 
     with interrupts_deferred() as stop:
         try:
-            with ExitStack() as stack:
-                try:
-                    prob_ds, mask_ds = _open_outputs(
-                        stack, prob_tmp, mask_tmp, resume=resumed > 0, **outputs
-                    )
-                except InputError:
-                    if not resumed:
-                        raise
-                    log.warning("%s: partial outputs unreadable; starting afresh", mask_tmp)
-                    stack.close()  # a half-reopened pair is closed before it is recreated
-                    counts[:], done[:], resumed = 0, False, 0
-                    progress_file.unlink(missing_ok=True)
-                    prob_ds, mask_ds = _open_outputs(
-                        stack, prob_tmp, mask_tmp, resume=False, **outputs
-                    )
-                if dask is None:
-                    for run in grid.runs(done):
-                        for item in _predict_blocks(
-                            model, bse, plan, grid, run, settings, threshold
-                        ):
-                            record(*item, prob_ds, mask_ds)
-                            if stop and not done.all():
-                                raise _interrupted(out_mask, done)
-                else:
-                    del model  # the workers load their own
-                    _run_on_dask(
-                        dask,
-                        model_path,
-                        bse,
-                        plan,
-                        grid,
-                        done,
-                        settings,
-                        threshold,
-                        lambda item: record(*item, prob_ds, mask_ds),
-                        stop,
-                        out_mask,
-                    )
-        except BaseException:
-            # Files are closed (ExitStack) before the progress is saved: every block it
-            # lists as done is on disk.
-            if done.any():
-                Checkpoint(fingerprint, int(done.sum()), {"counts": counts}).save(
-                    progress_file.parent, progress_file.name
+            try:
+                partial.open(resume=resumed > 0)
+            except InputError:
+                if not resumed:
+                    raise
+                log.warning("%s: partial outputs unreadable; starting afresh", mask_tmp)
+                partial.close()  # a half-reopened pair is closed before it is recreated
+                counts[:], done[:], resumed = 0, False, 0
+                progress_file.unlink(missing_ok=True)
+                partial.open(resume=False)
+            if dask is None:
+                for run in grid.runs(done):
+                    for item in _predict_blocks(model, bse, plan, grid, run, settings, threshold):
+                        record(*item)
+                        if stop and not done.all():
+                            raise _interrupted(out_mask, done)
+            else:
+                del model  # the workers load their own
+                _run_on_dask(
+                    dask,
+                    model_path,
+                    bse,
+                    plan,
+                    grid,
+                    done,
+                    settings,
+                    threshold,
+                    lambda item: record(*item),
+                    stop,
+                    out_mask,
                 )
+            partial.close()
+        except OutputWriteError:
+            partial.discard()  # damaged: no resuming from it, and its space back
             raise
-        # Still deferring Ctrl-C: both outputs appear, or neither.
-        os.replace(prob_tmp, out_prob)
-        os.replace(mask_tmp, out_mask)
+        except BaseException as exc:
+            # Files are closed before the progress is saved: every block it lists is on disk.
+            partial.close()
+            if is_write_failure(exc, out_mask):
+                partial.discard()
+                raise write_failure(out_mask, exc) from exc
+            try:
+                partial.save_progress(counts, done)
+            except OSError as save_exc:  # the run's own error matters more
+                log.warning("%s: progress not saved (%s)", progress_file, save_exc)
+            raise
+        # Still deferring Ctrl-C: both outputs appear, whole, or neither.
+        try:
+            commit([(prob_tmp, out_prob), (mask_tmp, out_mask)])
+        except OutputWriteError:
+            partial.discard()
+            raise
         progress_file.unlink(missing_ok=True)
     seconds = time.perf_counter() - t0
     counts = counts.sum(0)

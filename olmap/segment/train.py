@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from olmap.errors import InputError
+from olmap.io.outputs import is_write_failure, write_failure
 from olmap.io.resume import RunInterrupted, StopFlag
 from olmap.segment.config import TrainConfig
 from olmap.segment.data import TileSamples
@@ -212,10 +213,17 @@ def _fingerprint(cfg: TrainConfig, device: torch.device, extra: dict) -> str:
 
 def _save_state(path: Path, state: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())  # a resume file must not survive a crash half-written
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())  # a resume file must not survive a crash half-written
+    except Exception as exc:
+        failed = is_write_failure(exc, tmp)  # before the removal frees space
+        tmp.unlink(missing_ok=True)
+        if failed:
+            raise write_failure(path, exc) from exc
+        raise
     os.replace(tmp, path)
 
 

@@ -23,7 +23,7 @@ from rasterio.windows import Window
 
 from olmap import __version__
 from olmap.errors import InputError
-from olmap.io.outputs import atomic_dir, check_writable, partial_name
+from olmap.io.outputs import atomic_dir, claim_outputs, partial_name
 from olmap.io.raster import create_raster, update_raster
 from olmap.io.resume import CHECKPOINT_NAME, Checkpoint, RunInterrupted, interrupts_deferred
 from olmap.io.tables import write_json, write_table
@@ -303,7 +303,18 @@ def generate_section(
     """
     if window % NOISE_TILE:
         raise ValueError(f"window must be a multiple of {NOISE_TILE} px, got {window}")
-    check_writable(out_dir, overwrite=overwrite)  # fail before any work
+    with claim_outputs([out_dir], overwrite=overwrite):  # checked and locked before any work
+        return _generate_section(out_dir, config, overwrite, workers, window, progress)
+
+
+def _generate_section(
+    out_dir: str | Path,
+    config: SynthConfig,
+    overwrite: bool,
+    workers: int,
+    window: int,
+    progress: Callable[[int], None] | None,
+) -> SectionSummary:
     t_start = time.perf_counter()
     cfg = config
     model = build_model(cfg)

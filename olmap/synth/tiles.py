@@ -16,8 +16,8 @@ import pandas as pd
 from rasterio.windows import Window
 
 from olmap.errors import InputError
-from olmap.io.outputs import atomic_dir
-from olmap.io.raster import check_single_band, read_raster, write_raster
+from olmap.io.outputs import atomic_dir, check_outputs_distinct
+from olmap.io.raster import check_single_band, raster_inputs, read_raster, write_raster
 from olmap.io.tables import write_table
 from olmap.mosaic.layout import grid_cell
 
@@ -80,6 +80,7 @@ def cut_tiles(
     seed : int
     overwrite : bool
     """
+    check_outputs_distinct([out_dir], raster_inputs(bse))
     info = check_single_band(bse, "BSE mosaic")
     oy, ox = overlap
     th, tw = tile_shape_for(info.height, rows, oy), tile_shape_for(info.width, cols, ox)

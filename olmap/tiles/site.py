@@ -33,7 +33,7 @@ from rasterio.transform import array_bounds
 from olmap import __version__
 from olmap.errors import InputError
 from olmap.io.cog import copy_cog, read_decimated, write_cog
-from olmap.io.outputs import atomic_dir, check_writable, partial_name
+from olmap.io.outputs import atomic_dir, claim_outputs, partial_name
 from olmap.io.raster import (
     PROBABILITY_SCALE_TAG,
     RasterInfo,
@@ -302,8 +302,19 @@ def build_site(
         On Ctrl-C; the finished layers are kept and the same call continues.
     """
     config = config or TilesConfig()
+    with claim_outputs([out], inputs=files.paths(), overwrite=overwrite) as (out,):
+        return _build_site(files, out, config, title, overwrite, progress)
+
+
+def _build_site(
+    files: ResultFiles,
+    out: Path,
+    config: TilesConfig,
+    title: str | None,
+    overwrite: bool,
+    progress: StageProgress | None,
+) -> SiteResult:
     started = time.monotonic()
-    out = check_writable(out, overwrite=overwrite)
     info = raster_info(files.bse)
     t = info.transform
     if info.pixel_size_um is None or t.e >= 0 or t.a <= 0:
