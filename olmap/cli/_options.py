@@ -13,3 +13,12 @@ Workers = Annotated[int, typer.Option("--workers", min=1, max=256, help="Paralle
 Seed = Annotated[
     int, typer.Option("--seed", min=0, help="Random seed; the same seed gives the same data.")
 ]
+MaskClass = Annotated[
+    str | None,
+    typer.Option(
+        "--class",
+        help="Class of the mask to use, by name in its class list (e.g. olivine of a "
+        "multi-class label map) [default: olivine, or mask_class of --config].",
+        show_default=False,
+    ),
+]

@@ -9,8 +9,9 @@ import typer
 from rich.table import Table
 
 from olmap.cli._console import progress_bar, stdout
-from olmap.cli._options import Overwrite
+from olmap.cli._options import MaskClass, Overwrite
 from olmap.composition.calibrate import (
+    BseDomain,
     CalibrationResult,
     calibration_outputs,
     load_calibration,
@@ -107,6 +108,7 @@ def calibrate(
             help="Relocate each EPMA line on the BSE image, or keep the given positions.",
         ),
     ] = True,
+    mask_class: MaskClass = None,
     overwrite: Overwrite = False,
 ) -> None:
     """Calibrate BSE grey level against EPMA mg#: mg# = slope * BSE + intercept.
@@ -122,7 +124,7 @@ def calibrate(
     outputs = calibration_outputs(out)
     inputs = [*raster_inputs(bse, mask), profiles, standards, sessions, config]
     with claim_outputs(outputs.values(), inputs=inputs, overwrite=overwrite):
-        settings = load_config(CalibrateConfig, config)
+        settings = load_config(CalibrateConfig, config, mask_class=mask_class)
         if not register:
             registration = settings.registration.model_copy(update={"enabled": False})
             settings = settings.model_copy(update={"registration": registration})
@@ -180,6 +182,7 @@ def mgmap(
         float | None,
         typer.Option("--smooth", min=0.0, max=8.0, help="Gaussian sd over clean pixels (px)."),
     ] = None,
+    mask_class: MaskClass = None,
     overwrite: Overwrite = False,
 ) -> None:
     """Map mg# over every olivine pixel: LOF outliers per crystal, then the calibration.
@@ -195,9 +198,10 @@ def mgmap(
     outputs = [out, out_outliers or default_outliers_path(out)]
     inputs = [*raster_inputs(bse, mask), calibration, standards, sessions, config]
     with claim_outputs(outputs, inputs=inputs, overwrite=overwrite):
-        result = _mgmap(
-            bse, mask, calibration, outputs, standards, sessions, config, smooth, overwrite
-        )
+        settings = load_config(MgMapConfig, config, mask_class=mask_class)
+        if smooth is not None:
+            settings = settings.model_copy(update={"smooth_sigma_px": smooth})
+        result = _mgmap(bse, mask, calibration, outputs, standards, sessions, settings, overwrite)
     print_mgmap_report(result)
 
 
@@ -208,8 +212,7 @@ def _mgmap(
     outputs: list[Path],
     standards: Path | None,
     sessions: Path | None,
-    config: Path | None,
-    smooth: float | None,
+    settings: MgMapConfig,
     overwrite: bool,
 ) -> MgMapResult:
     cal, drift, regions = load_calibration(calibration)
@@ -221,9 +224,6 @@ def _mgmap(
                 "applied; calibrate again with --standards and --sessions"
             )
         drift, regions = load_drift(standards, sessions)
-    settings = load_config(MgMapConfig, config)
-    if smooth is not None:
-        settings = settings.model_copy(update={"smooth_sigma_px": smooth})
     with progress_bar("mgmap", total=None) as advance:
         return mg_map(
             bse,
@@ -234,6 +234,7 @@ def _mgmap(
             drift=drift,
             regions=regions,
             config=settings,
+            bse_domain=BseDomain.of(calibration),
             overwrite=overwrite,
             progress=advance.stage,
         )

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from olmap.cli._console import progress_bar, stdout
-from olmap.cli._options import Overwrite
+from olmap.cli._options import MaskClass, Overwrite
 from olmap.crystals.catalogue import (
     CatalogueResult,
     check_rule_attributes,
@@ -107,6 +107,7 @@ def crystals(
         bool,
         typer.Option("--crops", help="Also a BSE crop per crystal, a folder per class and zoning."),
     ] = False,
+    mask_class: MaskClass = None,
     overwrite: Overwrite = False,
 ) -> None:
     """Catalogue every olivine crystal: outline, size, shape, core/rim zoning, mg#, class.
@@ -126,6 +127,7 @@ def crystals(
         split_touching=split,
         connectivity=connectivity,
         min_area_um2=min_area,
+        mask_class=mask_class,
     )
     rules = load_class_rules(classes) if classes is not None else None
     if rules is not None:

@@ -97,6 +97,16 @@ def predict(
     amp: Annotated[
         str, typer.Option("--amp", help=f"Precision on CUDA: {', '.join(AMP_NAMES)}.")
     ] = "fp16",
+    bse_scale: Annotated[
+        str | None,
+        typer.Option(
+            "--bse-scale",
+            help="BSE on another grey scale than the training's: FACTOR (grey x FACTOR, e.g. "
+            "257 for 8-bit BSE and a 16-bit model) or auto (match the grey percentiles) "
+            "[default: check the scale, refuse a clearly different one].",
+            show_default=False,
+        ),
+    ] = None,
     overwrite: Overwrite = False,
 ) -> None:
     """Segment a whole BSE mosaic with a trained model, window by window.
@@ -120,6 +130,7 @@ def predict(
         flips=flips,
         amp=amp,
         device=device,
+        bse_scale=bse_scale,
     )
     from olmap.segment.predict import fixed_mmap_threshold, predict_mosaic
 

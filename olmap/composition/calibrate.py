@@ -41,7 +41,7 @@ from olmap.composition.regression import LinearCalibration, calibration_metrics
 from olmap.errors import InputError
 from olmap.io.epma import read_profiles, read_standards
 from olmap.io.outputs import atomic_paths
-from olmap.io.raster import WindowSource, check_coregistered, raster_info
+from olmap.io.raster import ClassMaskSource, WindowSource, check_coregistered, raster_info
 from olmap.io.sessions import read_sessions
 from olmap.io.tables import write_json, write_table
 from olmap.plots.calibration import write_calibration_plot, write_profile_plots
@@ -99,6 +99,15 @@ class CalibrationResult:
     sessions: pd.DataFrame | None
     pixel_size_um: float
     config: CalibrateConfig
+    bse_dtype: str | None = None  # of the BSE image calibrated
+
+    @property
+    def bse_range(self) -> list[float] | None:
+        """1st and 99th percentiles of the BSE at the points the line was fitted on."""
+        fitted = self.points.loc[~self.points["off_mask"].astype(bool), "bse_filtered"]
+        fitted = fitted.to_numpy(float)
+        fitted = fitted[np.isfinite(fitted)]
+        return [float(v) for v in np.percentile(fitted, [1, 99])] if fitted.size else None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -110,6 +119,9 @@ class CalibrationResult:
             "bse_scale": (
                 "reference (session drift removed with standards)" if self.drift else "as measured"
             ),
+            # The BSE this line holds for: mgmap refuses an image of another type or range.
+            "bse_dtype": self.bse_dtype,
+            "bse_range": self.bse_range,
             "not_filtered": {
                 "slope": self.calibration_not_filtered.slope,
                 "intercept": self.calibration_not_filtered.intercept,
@@ -172,7 +184,10 @@ def _load_profiles(
     )
     out = []
     h, w = info.shape
-    with WindowSource(bse_path) as bse_src, WindowSource(mask_path) as mask_src:
+    with (
+        WindowSource(bse_path) as bse_src,
+        ClassMaskSource(mask_path, config.mask_class) as mask_src,
+    ):
         for pid, pts in epma.groupby("profile_id", sort=False):
             x, y = pts["x_um"].to_numpy(float), pts["y_um"].to_numpy(float)
             cols = (x - t.c) / t.a - 0.5
@@ -197,7 +212,7 @@ def _load_profiles(
             c1 = min(w, int(np.ceil(cols.max())) + margin + rim_px + 1)
             window = Window(c0, r0, c1 - c0, r1 - r0)
             bse, valid = bse_src.read(window)
-            mask, _ = mask_src.read(window)
+            mask = mask_src.read(window)
             image = bse.astype(np.float64)
             if valid is not None:  # BSE nodata (mosaic gaps) is no olivine grey
                 image[~valid] = np.nan
@@ -221,7 +236,7 @@ def _load_profiles(
                     missing, return_distances=False, return_indices=True
                 )
                 image = image[tuple(near)]
-            on_mask = ((mask == 1) & ~missing).astype(np.float64)
+            on_mask = (mask & ~missing).astype(np.float64)
             if sigma > 0:
                 image = masked_gaussian(image, on_mask, sigma)
             out.append(
@@ -418,6 +433,7 @@ def calibrate(
         sessions=regions,
         pixel_size_um=px,
         config=config,
+        bse_dtype=info.dtype,
     )
 
 
@@ -504,6 +520,54 @@ def calibration_outputs(out: str | Path) -> dict[str, Path]:
         "profiles_plot": Path(f"{stem}.profiles.png"),
         "points": Path(f"{stem}.points.csv"),
     }
+
+
+@dataclass(frozen=True)
+class BseDomain:
+    """The BSE a calibration was fitted on: data type and grey range (1st-99th percentile)."""
+
+    dtype: str | None
+    low: float | None = None
+    high: float | None = None
+    source: str = "the calibration"
+
+    @classmethod
+    def of(cls, path: str | Path) -> BseDomain:
+        """From calibration.json (nothing known in files written before olmap recorded it)."""
+        data = json.loads(Path(path).read_text())
+        low, high = data.get("bse_range") or [None, None]
+        return cls(data.get("bse_dtype"), low, high, str(path))
+
+    def check(self, bse: str | Path, dtype: str, olivine: np.ndarray) -> None:
+        """Refuse a BSE image that is not on the scale of this calibration.
+
+        ``olivine`` holds grey values of the mask's olivine pixels (a sample from across the
+        image). The image must have the calibration's data type, and at least half of those
+        values must lie within the calibrated range widened by a quarter of its width on each
+        side (session drift moves grey levels by a few per cent; another bit depth by 257x,
+        another contrast setting by tens of per cent).
+
+        Raises
+        ------
+        InputError
+            Naming the image, the calibration and what differs.
+        """
+        if self.dtype is not None and np.dtype(dtype) != np.dtype(self.dtype):
+            raise InputError(
+                f"{bse}: {dtype} BSE, but {self.source} was fitted on {self.dtype} BSE; calibrate "
+                "this image (or map the image the calibration was made on)"
+            )
+        if self.low is None or self.high is None or olivine.size < 100:
+            return
+        span = max(self.high - self.low, 1e-9)
+        inside = (olivine >= self.low - span / 4) & (olivine <= self.high + span / 4)
+        if inside.mean() < 0.5:
+            p5, p95 = np.percentile(olivine, [5, 95])
+            raise InputError(
+                f"{bse}: olivine grey levels {p5:.4g}-{p95:.4g} lie outside the range "
+                f"{self.low:.4g}-{self.high:.4g} that {self.source} was fitted on; is this the "
+                "image the calibration was made on (bit depth, contrast)?"
+            )
 
 
 def load_calibration(

@@ -100,6 +100,9 @@ class CalibrateConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    # The mask's class of the mineral calibrated, by name in its class list (a mask without
+    # one: value 1).
+    mask_class: str = Field("olivine", min_length=1)
     profile: ProfileConfig = ProfileConfig()
     registration: RegistrationConfig = RegistrationConfig()
     # seed 002 eq. 5: RMSE10 leaves out the first and last 10 points of every profile.
@@ -111,6 +114,9 @@ class MgMapConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    # The mask's class of the mineral mapped, by name in its class list (a mask without one:
+    # value 1).
+    mask_class: str = Field("olivine", min_length=1)
     lof: LofConfig = LofConfig()
     # olmap: mg# from one pixel carries the BSE noise (~3 grey levels = 0.008 mg#); a
     # Gaussian of this sd over clean olivine pixels (normalised convolution, outliers and

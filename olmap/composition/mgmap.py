@@ -25,13 +25,21 @@ import pandas as pd
 from scipy import ndimage as ndi
 
 from olmap import __version__
+from olmap.composition.calibrate import BseDomain
 from olmap.composition.config import MgMapConfig
 from olmap.composition.drift import SessionDrift, correct_bse, session_index_grid
 from olmap.composition.outliers import lof_outliers
 from olmap.composition.regression import LinearCalibration
 from olmap.crystals.label import component_pixels, label_components
 from olmap.io.outputs import atomic_paths, claim_outputs
-from olmap.io.raster import WindowSource, check_coregistered, create_raster, raster_inputs
+from olmap.io.raster import (
+    ClassMaskSource,
+    WindowSource,
+    check_coregistered,
+    create_raster,
+    raster_inputs,
+    sample_values,
+)
 from olmap.io.results import default_outliers_path
 from olmap.io.resume import (
     Checkpoint,
@@ -201,6 +209,7 @@ def mg_map(
     drift: SessionDrift | None = None,
     regions: pd.DataFrame | None = None,
     config: MgMapConfig | None = None,
+    bse_domain: BseDomain | None = None,
     overwrite: bool = False,
     progress: Progress | None = None,
 ) -> MgMapResult:
@@ -220,6 +229,9 @@ def mg_map(
     drift, regions : optional
         Session drift and the regions of ``sessions.csv`` (both or neither).
     config : MgMapConfig, optional
+    bse_domain : BseDomain, optional
+        The BSE the calibration was fitted on (:meth:`BseDomain.of` calibration.json): an
+        image of another type or grey range is refused before any work.
     overwrite : bool
     progress : callable, optional
         ``progress(stage, done, total)`` with stages crystals, outliers and map.
@@ -233,7 +245,7 @@ def mg_map(
     with claim_outputs(outputs, inputs=raster_inputs(bse_path, mask_path), overwrite=overwrite):
         return _mg_map(
             bse_path, mask_path, calibration, out_path, outliers_path, drift, regions, config,
-            progress,
+            bse_domain, progress,
         )  # fmt: skip
 
 
@@ -246,6 +258,7 @@ def _mg_map(
     drift: SessionDrift | None,
     regions: pd.DataFrame | None,
     config: MgMapConfig,
+    bse_domain: BseDomain | None,
     progress: Progress | None,
 ) -> MgMapResult:
     info = check_coregistered(bse_path, mask_path)
@@ -253,10 +266,14 @@ def _mg_map(
     sessions = list(regions["session"]) if regions is not None else []
     bse_scale = config.lof.resolved_bse_scale(info.dtype)
     t0 = time.perf_counter()
-    with WindowSource(bse_path) as bse_src, WindowSource(mask_path) as mask_src:
-
-        def read_mask(window):
-            return mask_src.read(window)[0] == 1
+    with (
+        WindowSource(bse_path) as bse_src,
+        ClassMaskSource(mask_path, config.mask_class) as mask_src,
+    ):
+        read_mask = mask_src.read
+        if bse_domain is not None:
+            olivine = sample_values(bse_src, where=read_mask)
+            bse_domain.check(bse_path, info.dtype, olivine)
 
         def read_bse(window):
             """BSE as float64 on the scale the calibration was fitted on; NaN if unknown."""

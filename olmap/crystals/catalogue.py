@@ -31,6 +31,7 @@ from olmap.crystals.measure import CrystalArrays, measure_crystal
 from olmap.errors import InputError
 from olmap.io.outputs import atomic_dir
 from olmap.io.raster import (
+    ClassMaskSource,
     WindowSource,
     check_coregistered,
     grey_level_scale,
@@ -113,20 +114,18 @@ def crystal_catalogue(
         outliers_path = candidate if candidate.exists() else None
     paths = [p for p in (bse_path, mask_path, mgmap_path, outliers_path) if p is not None]
     info = check_coregistered(*paths)
-    check_mask_values(mask_path)
     px = info.pixel_size_um or 1.0
     h, w = info.shape
     regions = read_sessions(sessions_path) if sessions_path is not None else None
 
     # Each source holds a GDAL environment: an ExitStack closes them in reverse order.
     with ExitStack() as stack:
-        named = {"mask": mask_path, "bse": bse_path, "mg": mgmap_path, "outliers": outliers_path}
+        named = {"bse": bse_path, "mg": mgmap_path, "outliers": outliers_path}
         sources = {
             k: stack.enter_context(WindowSource(p)) for k, p in named.items() if p is not None
         }
-
-        def read_mask(window: Window) -> np.ndarray:
-            return sources["mask"].read(window)[0] == 1
+        mask = stack.enter_context(ClassMaskSource(mask_path, config.mask_class))
+        read_mask = mask.read
 
         comps = label_components(
             read_mask,
@@ -141,7 +140,7 @@ def crystal_catalogue(
         chosen = np.flatnonzero(bbox_um2 > config.min_area_um2)
         rows = []
         for n, k in enumerate(chosen, 1):
-            rows.append(_measure(k, comps, sources, info.transform, px, config))
+            rows.append(_measure(k, comps, read_mask, sources, info.transform, px, config))
             if progress:
                 progress("measure", n, len(chosen))
 
@@ -182,6 +181,7 @@ def crystal_catalogue(
 def _measure(
     k: int,
     comps: Components,
+    read_mask: Callable[[Window], np.ndarray],
     sources: dict[str, WindowSource],
     transform: Affine,
     px: float,
@@ -206,7 +206,7 @@ def _measure(
     r1 = min(comps.height, int(comps.row1[k]) + pad)
     c1 = min(comps.width, int(comps.col1[k]) + pad)
     window = Window(c0, r0, c1 - c0, r1 - r0)
-    mask = sources["mask"].read(window)[0] == 1
+    mask = read_mask(window)
     component = component_pixels(
         mask, (int(comps.seed_row[k]) - r0, int(comps.seed_col[k]) - c0), config.connectivity
     )
@@ -297,19 +297,6 @@ def check_rule_attributes(rules: ClassRules, config: CrystalsConfig) -> None:
         raise InputError(
             f"class rules read {', '.join(sorted(unknown))}, not catalogue attributes "
             "(see docs/crystals.md for the columns)"
-        )
-
-
-def check_mask_values(mask_path: str | Path) -> None:
-    """Refuse a mask that is plainly not a 0/1 olivine mask (e.g. a BSE image)."""
-    with WindowSource(mask_path) as src:
-        h, w = src.info.shape
-        sample = src.read(Window(0, 0, min(w, 1024), min(h, 1024)))[0]
-    values = np.unique(sample[np.isfinite(sample)])
-    if values.size > 16:
-        raise InputError(
-            f"{mask_path}: {values.size} distinct values in the first 1024² px; "
-            "expected an olivine mask (1 = olivine)"
         )
 
 

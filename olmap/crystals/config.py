@@ -13,6 +13,9 @@ class CrystalsConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    # The mask's class of the crystals catalogued, by name in its class list (a mask without
+    # one: value 1).
+    mask_class: str = Field("olivine", min_length=1)
     # 8-neighbour components, as scipy/skimage label by default; 1 = 4-neighbour.
     connectivity: Literal[1, 2] = 2
     # seed 002 Table 2: the smallest class (microlite) starts above 100 µm²; smaller

@@ -14,7 +14,7 @@ import math
 import re
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +28,7 @@ from rasterio.windows import Window
 
 from olmap.errors import InputError, InputFileNotFoundError, NotCoregisteredError, first_line
 from olmap.io.outputs import atomic_path, check_writable, write_failure
+from olmap.io.windows import sample_windows
 
 #: GDAL block cache for olmap's own processes (bytes). GDAL's default (5 % of RAM) would
 #: dominate peak memory of streaming jobs; windows are written once and overlapping reads
@@ -108,6 +109,26 @@ def grey_level_scale(dtype: str | np.dtype) -> float:
     """
     dt = np.dtype(dtype)
     return 1.0 / 257.0 if dt.kind in "iu" and dt.itemsize >= 2 else 1.0
+
+
+def unsigned_grey_scale(info: RasterInfo, what: str) -> float:
+    """:func:`grey_level_scale` of a BSE image that must be unsigned 8- or 16-bit.
+
+    For values stated in 8-bit grey levels (``what``, e.g. a rule's crack threshold): signed
+    and floating-point images carry no such scale, so they are refused instead of read as if
+    they had one.
+
+    Raises
+    ------
+    InputError
+        For any other data type.
+    """
+    if info.dtype not in ("uint8", "uint16"):
+        raise InputError(
+            f"{info.path}: {info.dtype} BSE, but {what} is in grey levels of unsigned 8-bit BSE "
+            "(16-bit: x 257); convert the image to uint8 or uint16"
+        )
+    return grey_level_scale(info.dtype)
 
 
 def window_affine(window: Window, transform: Affine) -> Affine:
@@ -715,6 +736,119 @@ class WindowSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+#: Values of a mask without a class list: 0 background, 1 the mineral, 255 ignore/nodata.
+BINARY_MASK_VALUES = (0, 1, 255)
+
+
+def mask_class_code(info: RasterInfo, class_name: str = "olivine") -> int:
+    """The value of class ``class_name`` in a mask or label map.
+
+    A raster with a class list (tag ``classes``, as olmap writes: ``masks``, ``predict``, the
+    synthetic truth) is read through it, by name (case-insensitive), so a multi-class label map
+    gives that class wherever it is numbered. A raster without one must be a binary mask
+    (0/1, 255 ignore) and 1 is the class (:class:`ClassMaskSource` checks the values).
+
+    Raises
+    ------
+    InputError
+        For a probability raster (not a mask), or a class list without ``class_name``.
+    """
+    if PROBABILITY_SCALE_TAG in info.tags:
+        raise InputError(
+            f"{info.path}: holds probabilities, not classes; give the mask or label map "
+            "(olmap predict --out-mask)"
+        )
+    if CLASSES_TAG not in info.tags:
+        return 1
+    names = class_names(info)
+    for code, name in names.items():
+        if name.lower() == class_name.lower():
+            return code
+    listed = ", ".join(f"{c}={n}" for c, n in sorted(names.items()))
+    raise InputError(
+        f"{info.path}: no class {class_name!r} in its class list ({listed}); "
+        "name the class to use with --class"
+    )
+
+
+class ClassMaskSource:
+    """Windows of one class of a mask or label map as bool (True on the class's pixels).
+
+    The class is taken by name through the raster's class list (:func:`mask_class_code`). A
+    mask without a class list may hold only 0, 1 and 255 (or its nodata value, or NaN): any
+    other value is refused when its window is read, since a multi-class map read as binary
+    would silently treat one arbitrary class as the mineral.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "labels.tif"
+    >>> labels = np.array([[0, 3, 3], [1, 3, 0]], "uint8")
+    >>> _ = write_raster(p, labels, pixel_size_um=1.0, tags={"classes": "1=glass,3=olivine"})
+    >>> with ClassMaskSource(p, "olivine") as mask:
+    ...     mask.read(Window(0, 0, 3, 2)).astype(int).tolist()
+    [[0, 1, 1], [0, 1, 0]]
+    """
+
+    def __init__(self, path: str | Path, class_name: str = "olivine") -> None:
+        self._source = WindowSource(path)
+        self.path, self.info = self._source.path, self._source.info
+        try:
+            self.code = mask_class_code(self.info, class_name)
+        except InputError:
+            self._source.close()
+            raise
+        self.class_name = class_name
+        self._binary = CLASSES_TAG not in self.info.tags
+
+    def read(self, window: Window) -> np.ndarray:
+        """The class's pixels in ``window`` (bool)."""
+        values, valid = self._source.read(window)
+        if self._binary:
+            bad = ~np.isin(values, BINARY_MASK_VALUES)
+            if valid is not None:
+                bad &= valid
+            if bad.any():
+                example = values[bad][0]
+                raise InputError(
+                    f"{self.path}: holds the value {example:g}, but a mask without a class list "
+                    "may hold only 0 and 1 (255 = ignore); a label map needs its class list "
+                    "(tag 'classes', e.g. '1=glass,3=olivine', as olmap writes it)"
+                )
+        return values == self.code
+
+    def close(self) -> None:
+        self._source.close()
+
+    def __enter__(self) -> ClassMaskSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def sample_values(
+    source: WindowSource,
+    *,
+    where: Callable[[Window], np.ndarray] | None = None,
+    n_windows: int = 64,
+    size: int = 256,
+) -> np.ndarray:
+    """Valid values of a raster in about ``n_windows`` windows spread over it (float32).
+
+    For statistics of a mosaic of any size at a fixed cost (:func:`sample_windows`).
+    ``where(window)`` (bool) keeps only some pixels, e.g. those of one mask class.
+    """
+    found = []
+    for window in sample_windows(*source.info.shape, n=n_windows, size=size):
+        values, valid = source.read(window)
+        keep = np.ones(values.shape, bool) if valid is None else valid
+        if where is not None:
+            keep &= where(window)
+        found.append(values[keep])
+    return np.concatenate(found) if found else np.zeros(0, np.float32)
 
 
 def read_valid(path: str | Path, window: Window | None = None) -> np.ndarray:

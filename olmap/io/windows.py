@@ -143,3 +143,25 @@ def sliding_windows(
         raise ValueError(f"stride ({stride}) must not exceed the window size ({size})")
     rows, cols = window_starts(height, sh, th), window_starts(width, sw, tw)
     return [Window(c, r, min(sw, width), min(sh, height)) for r in rows for c in cols]
+
+
+def sample_windows(height: int, width: int, n: int = 64, size: int = 256) -> list[Window]:
+    """About ``n`` windows of ``size`` px spread evenly over a grid (for statistics).
+
+    Reading these instead of the whole raster costs the same on any mosaic size.
+
+    Examples
+    --------
+    >>> [tuple(map(int, w.flatten())) for w in sample_windows(100, 300, n=4, size=50)]
+    [(0, 0, 50, 50), (250, 0, 50, 50), (0, 50, 50, 50), (250, 50, 50, 50)]
+    """
+    _check_positive(height=height, width=width, n=n, size=size)
+    side = max(1, round(n**0.5))
+    wh, ww = min(size, height), min(size, width)
+    rows = sorted({round(r) for r in _spread(height - wh, side)})
+    cols = sorted({round(c) for c in _spread(width - ww, side)})
+    return [Window(c, r, ww, wh) for r in rows for c in cols]
+
+
+def _spread(span: int, n: int) -> list[float]:
+    return [0.0] if n == 1 or span == 0 else [span * i / (n - 1) for i in range(n)]

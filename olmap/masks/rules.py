@@ -210,7 +210,8 @@ class IgnoreRule(_Strict):
     """
 
     bse_below: StrictNumber = Field(
-        gt=0, description="BSE grey level below which a pixel is a crack"
+        gt=0,
+        description="8-bit BSE grey level below which a pixel is a crack (16-bit BSE: x 257)",
     )
     dilate_px: StrictCount = Field(0, ge=0, le=16, description="grow the ignored zone (px)")
 

@@ -27,6 +27,7 @@ from olmap.io.raster import (
     raster_info,
     raster_inputs,
     read_raster,
+    unsigned_grey_scale,
 )
 from olmap.io.tables import write_json
 from olmap.io.windows import block_windows, halo_window
@@ -174,8 +175,11 @@ def _label_map(
     progress: Callable[[int], None] | None,
 ) -> MaskResult:
     check_elements(rules, eds)
+    grey_scale = 1.0
     if bse is not None:
-        check_single_band(bse, "BSE image")
+        bse_info = check_single_band(bse, "BSE image")
+        if rules.ignore is not None:  # bse_below is in 8-bit grey levels
+            grey_scale = unsigned_grey_scale(bse_info, f"ignore.bse_below of {rules.source}")
     if reference is not None:
         ref_info = check_single_band(reference, "reference label map")
         if ref_info.dtype != "uint8":
@@ -199,7 +203,9 @@ def _label_map(
     def process(win: Window) -> tuple[np.ndarray, LabelStats, np.ndarray | None]:
         padded, inner = halo_window(win, halo, height, width)
         counts, missing = eds.read(padded, elements)
-        grey = read_raster(bse, window=padded, bands=1) if bse is not None else None
+        grey = None
+        if bse is not None:
+            grey = read_raster(bse, window=padded, bands=1) * grey_scale
         labels, stats = classify_window(counts, rules, bse=grey, nodata=missing, inner=inner)
         labels = labels[inner]
         confusion = None

@@ -290,6 +290,7 @@ def plan_stages(project: Project, layout: RunLayout) -> list[Stage]:
                     p.device,
                     *(["--band", str(p.band)] if p.band else []),
                     *(["--flips"] if p.flips else []),
+                    *(["--bse-scale", f"{p.bse_scale}"] if p.bse_scale is not None else []),
                 ]
             ],
         )

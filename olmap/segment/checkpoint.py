@@ -50,6 +50,11 @@ class ModelMeta:
         A grouped head (``TrainConfig.head: init``): the head's class names and, per model
         class, the head classes summed into it (:class:`olmap.segment.model.Segmenter`).
         None for an ordinary head (and in files written before grouped heads existed).
+    input_dtype : str, optional
+        Data type of the training BSE (e.g. "uint16"); None in older files.
+    input_percentiles : list of float, optional
+        1st, 50th and 99th percentiles of the training tiles' grey values, to check that an
+        image is on the same scale (:mod:`olmap.segment.scale`); None in older files.
     """
 
     architecture: str
@@ -65,6 +70,8 @@ class ModelMeta:
     train_config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     olmap_version: str = __version__
+    input_dtype: str | None = None
+    input_percentiles: list[float] | None = None
 
     @property
     def class_names(self) -> list[str]:

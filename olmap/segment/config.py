@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 #: Backbones of torchvision's DeepLabV3 that olmap builds (``olmap.segment.model``).
 Architecture = Literal[
@@ -139,6 +140,17 @@ class PredictConfig(BaseModel):
     flips: bool = False  # average the four flips of each window (4x the time)
     amp: Literal["fp16", "bf16", "fp32"] = "fp16"  # autocast precision on CUDA
     device: str = "auto"  # auto, cpu, cuda, cuda:N or mps
+    # olmap: the BSE's grey scale for the model: None = checked against the training tiles
+    # (refused when clearly different), a factor (grey x factor), or "auto" (the image's 1st
+    # and 99th percentiles onto the training's); olmap.segment.scale
+    bse_scale: float | Literal["auto"] | None = Field(None)
+
+    @field_validator("bse_scale")
+    @classmethod
+    def _positive_scale(cls, value: float | str | None) -> float | str | None:
+        if isinstance(value, int | float) and not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"bse_scale must be a positive number or 'auto', got {value}")
+        return value
 
     @model_validator(mode="after")
     def _stride_within_window(self) -> PredictConfig:

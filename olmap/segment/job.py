@@ -38,6 +38,7 @@ from olmap.segment.model import (
     read_state_dict,
     transfer_weights,
 )
+from olmap.segment.scale import grey_percentiles
 from olmap.segment.train import EpochRecord, FitResult, fit
 
 log = logging.getLogger(__name__)
@@ -367,6 +368,7 @@ def _train_from_dataset(
             f"{ds.folder}: the val tiles have no labelled pixel; nothing to validate on"
         )
     mean, std = input_statistics(ds.meta, ds.bse, train_ids)
+    percentiles = grey_percentiles(np.asarray(ds.bse[np.asarray(train_ids)[:256]]))
     choice = resolve_init(cfg.init, cfg.architecture, weights)
     if on_init is not None:
         on_init(choice)
@@ -437,6 +439,8 @@ def _train_from_dataset(
         train_config=cfg.model_dump(mode="json"),
         metrics=metrics,
         olmap_version=__version__,
+        input_dtype=str(ds.meta.get("bse_dtype", ds.bse.dtype)),
+        input_percentiles=list(percentiles),
     )
     curves = pd.DataFrame([r.row() for r in result.history])
     # The checkpoint and its curves appear together (the claim checked --overwrite).

@@ -47,6 +47,7 @@ from olmap.io.raster import (
     create_raster,
     format_class_tag,
     raster_inputs,
+    sample_values,
     update_raster,
 )
 from olmap.io.resume import (
@@ -61,6 +62,7 @@ from olmap.segment.checkpoint import ModelMeta, load_checkpoint
 from olmap.segment.config import PREDICT_TILE, PredictConfig
 from olmap.segment.infer import classify, n_prob_bands, predict_run, resolve_device
 from olmap.segment.model import Segmenter
+from olmap.segment.scale import GreyMapping, input_mapping
 
 log = logging.getLogger(__name__)
 
@@ -161,32 +163,35 @@ def _predict_blocks(
     run: tuple[int, int, int],
     settings: PredictConfig,
     threshold: float,
+    mapping: GreyMapping,
 ) -> Iterator[tuple[int, Window, np.ndarray, np.ndarray, np.ndarray]]:
     """``(block index, window, prob, labels, valid)`` of each block of one run."""
     b, j0, j1 = run
     rows = grid.bands[b]
     cols = (grid.columns[j0][0], grid.columns[j1 - 1][1])
-    # closing(): the prefetch thread is stopped and joined before the source is closed
-    with (
-        WindowSource(bse) as source,
-        closing(
-            predict_run(
-                model,
-                plan,
-                source.read,
-                rows,
-                cols,
-                block_width=settings.block_width,
-                blend=settings.blend,
-                batch_size=settings.batch_size,
-                flips=settings.flips,
-                amp=settings.amp,
-            )
-        ) as blocks,
-    ):
-        for j, block in enumerate(blocks, start=j0):
-            prob, labels, valid = finish_block(block.mean, threshold)
-            yield b * len(grid.columns) + j, block.window, prob, labels, valid
+    with WindowSource(bse) as source:
+
+        def read(window: Window) -> tuple[np.ndarray, np.ndarray | None]:
+            image, valid = source.read(window)
+            return mapping(image), valid  # on the model's grey scale
+
+        blocks = predict_run(
+            model,
+            plan,
+            read,
+            rows,
+            cols,
+            block_width=settings.block_width,
+            blend=settings.blend,
+            batch_size=settings.batch_size,
+            flips=settings.flips,
+            amp=settings.amp,
+        )
+        # closing(): the prefetch thread is stopped and joined before the source is closed
+        with closing(blocks):
+            for j, block in enumerate(blocks, start=j0):
+                prob, labels, valid = finish_block(block.mean, threshold)
+                yield b * len(grid.columns) + j, block.window, prob, labels, valid
 
 
 @functools.lru_cache(maxsize=2)
@@ -204,11 +209,12 @@ def predict_run_task(
     run: tuple[int, int, int],
     settings: PredictConfig,
     threshold: float,
+    mapping: GreyMapping,
 ) -> list[tuple[int, Window, np.ndarray, np.ndarray, np.ndarray]]:
     """One Dask task: the finished blocks of a run, predicted on the worker."""
     fixed_mmap_threshold()  # workers run many tasks: keep their heap from fragmenting
     model = _worker_model(model_path, stamp, settings.device)
-    return list(_predict_blocks(model, Path(bse), plan, grid, run, settings, threshold))
+    return list(_predict_blocks(model, Path(bse), plan, grid, run, settings, threshold, mapping))
 
 
 def _open_outputs(
@@ -416,6 +422,11 @@ def _predict_claimed(
     device = resolve_device(settings.device)
     model, meta = load_checkpoint(model_path, device=device)
     threshold = meta.threshold if settings.threshold is None else settings.threshold
+    with WindowSource(bse) as source:
+        sample = sample_values(source)
+    mapping = input_mapping(meta, info.dtype, sample, settings.bse_scale, bse)
+    if mapping.note:
+        log.warning("%s: %s", bse, mapping.note)
     n_bands = n_prob_bands(model)
     plan = WindowPlan.over(info.height, info.width, settings.window, settings.step)
     grid = BlockGrid.of(info.height, info.width, settings)
@@ -429,6 +440,7 @@ def _predict_claimed(
             "prob": str(out_prob.resolve()),
             "settings": same_result,
             "threshold": threshold,
+            "grey": [mapping.gain, mapping.offset],
         },
         sort_keys=True,
     )
@@ -498,7 +510,10 @@ def _predict_claimed(
                 partial.open(resume=False)
             if dask is None:
                 for run in grid.runs(done):
-                    for item in _predict_blocks(model, bse, plan, grid, run, settings, threshold):
+                    blocks = _predict_blocks(
+                        model, bse, plan, grid, run, settings, threshold, mapping
+                    )
+                    for item in blocks:
                         record(*item)
                         if stop and not done.all():
                             raise _interrupted(out_mask, done)
@@ -513,6 +528,7 @@ def _predict_claimed(
                     done,
                     settings,
                     threshold,
+                    mapping,
                     lambda item: record(*item),
                     stop,
                     out_mask,
@@ -622,6 +638,7 @@ def _run_on_dask(
     done: np.ndarray,
     settings: PredictConfig,
     threshold: float,
+    mapping: GreyMapping,
     record: Callable[[tuple], None],
     stop: Any,
     out_mask: Path,
@@ -653,6 +670,7 @@ def _run_on_dask(
                 run,
                 settings,
                 threshold,
+                mapping,
                 pure=False,
             )
 
