@@ -101,14 +101,6 @@ class CalibrationResult:
     config: CalibrateConfig
     bse_dtype: str | None = None  # of the BSE image calibrated
 
-    @property
-    def bse_range(self) -> list[float] | None:
-        """1st and 99th percentiles of the BSE at the points the line was fitted on."""
-        fitted = self.points.loc[~self.points["off_mask"].astype(bool), "bse_filtered"]
-        fitted = fitted.to_numpy(float)
-        fitted = fitted[np.isfinite(fitted)]
-        return [float(v) for v in np.percentile(fitted, [1, 99])] if fitted.size else None
-
     def to_json(self) -> dict[str, Any]:
         return {
             "format": "olmap-calibration",
@@ -119,9 +111,8 @@ class CalibrationResult:
             "bse_scale": (
                 "reference (session drift removed with standards)" if self.drift else "as measured"
             ),
-            # The BSE this line holds for: mgmap refuses an image of another type or range.
+            # The BSE this line holds for: mgmap refuses an image of another type.
             "bse_dtype": self.bse_dtype,
-            "bse_range": self.bse_range,
             "not_filtered": {
                 "slope": self.calibration_not_filtered.slope,
                 "intercept": self.calibration_not_filtered.intercept,
@@ -524,28 +515,27 @@ def calibration_outputs(out: str | Path) -> dict[str, Path]:
 
 @dataclass(frozen=True)
 class BseDomain:
-    """The BSE a calibration was fitted on: data type and grey range (1st-99th percentile)."""
+    """The BSE a calibration was fitted on (its data type), and where it was recorded."""
 
     dtype: str | None
-    low: float | None = None
-    high: float | None = None
     source: str = "the calibration"
 
     @classmethod
     def of(cls, path: str | Path) -> BseDomain:
-        """From calibration.json (nothing known in files written before olmap recorded it)."""
-        data = json.loads(Path(path).read_text())
-        low, high = data.get("bse_range") or [None, None]
-        return cls(data.get("bse_dtype"), low, high, str(path))
+        """From calibration.json (the type is unknown in files written before olmap 0.1.0
+        recorded it)."""
+        return cls(json.loads(Path(path).read_text()).get("bse_dtype"), str(path))
 
-    def check(self, bse: str | Path, dtype: str, olivine: np.ndarray) -> None:
+    def check(
+        self, bse: str | Path, dtype: str, olivine: np.ndarray, line: LinearCalibration
+    ) -> None:
         """Refuse a BSE image that is not on the scale of this calibration.
 
-        ``olivine`` holds grey values of the mask's olivine pixels (a sample from across the
-        image). The image must have the calibration's data type, and at least half of those
-        values must lie within the calibrated range widened by a quarter of its width on each
-        side (session drift moves grey levels by a few per cent; another bit depth by 257x,
-        another contrast setting by tens of per cent).
+        The image must have the calibration's data type, and the line must give most of its
+        olivine a possible composition: ``olivine`` holds grey values of the mask's olivine
+        pixels (a sample from across the image), and when more than half of them map to an
+        mg# outside 0-1 the image is on another scale (another bit depth, a contrast setting
+        far from the calibrated one) whatever the composition range of the profiles.
 
         Raises
         ------
@@ -557,16 +547,16 @@ class BseDomain:
                 f"{bse}: {dtype} BSE, but {self.source} was fitted on {self.dtype} BSE; calibrate "
                 "this image (or map the image the calibration was made on)"
             )
-        if self.low is None or self.high is None or olivine.size < 100:
+        if olivine.size < 100:
             return
-        span = max(self.high - self.low, 1e-9)
-        inside = (olivine >= self.low - span / 4) & (olivine <= self.high + span / 4)
-        if inside.mean() < 0.5:
-            p5, p95 = np.percentile(olivine, [5, 95])
+        mg = line(olivine.astype(np.float64))
+        impossible = (mg < 0) | (mg > 1)
+        if impossible.mean() > 0.5:
+            lo, hi = np.percentile(mg, [5, 95])
             raise InputError(
-                f"{bse}: olivine grey levels {p5:.4g}-{p95:.4g} lie outside the range "
-                f"{self.low:.4g}-{self.high:.4g} that {self.source} was fitted on; is this the "
-                "image the calibration was made on (bit depth, contrast)?"
+                f"{bse}: {self.source} gives its olivine mg# {lo:.2f} to {hi:.2f} (5-95 %), "
+                "outside 0-1; is this the image the calibration was made on (bit depth, "
+                "contrast)?"
             )
 
 

@@ -273,7 +273,7 @@ def _mg_map(
         read_mask = mask_src.read
         if bse_domain is not None:
             olivine = sample_values(bse_src, where=read_mask)
-            bse_domain.check(bse_path, info.dtype, olivine)
+            bse_domain.check(bse_path, info.dtype, olivine, calibration)
 
         def read_bse(window):
             """BSE as float64 on the scale the calibration was fitted on; NaN if unknown."""

@@ -15,6 +15,7 @@ their outline (:func:`split_at_notches`).
 
 from __future__ import annotations
 
+import heapq
 import itertools
 
 import numpy as np
@@ -208,12 +209,13 @@ def split_concave(
     """
     out = parts.copy()
     next_id = int(parts.max()) + 1
-    for i in range(1, int(parts.max()) + 1):
-        piece = parts == i
-        if piece.sum() < min_pixels:
+    sizes = np.bincount(parts.ravel())
+    for i, box in enumerate(ndi.find_objects(parts), start=1):
+        if box is None or sizes[i] < min_pixels:
             continue
+        piece = parts[box] == i  # each piece inside its bounding box
         hull_area = _pixel_hulls(piece.astype(np.int32))[1][1]
-        if hull_area == 0 or piece.sum() / hull_area >= below_solidity:
+        if hull_area == 0 or sizes[i] / hull_area >= below_solidity:
             continue
         solid = ndi.binary_fill_holes(piece)
         dist = ndi.distance_transform_edt(np.pad(solid, 1))[1:-1, 1:-1]
@@ -222,8 +224,9 @@ def split_concave(
             continue
         cut = segmentation.watershed(-dist, markers, mask=solid) * piece
         cut = merge_concave(cut, max_solidity_loss, 0.0)
+        local = out[box]  # a view
         for j in range(2, int(cut.max()) + 1):
-            out[cut == j] = next_id
+            local[cut == j] = next_id
             next_id += 1
     return _renumber(out)
 
@@ -436,22 +439,36 @@ def absorb_small(parts: np.ndarray, min_pixels: int) -> np.ndarray:
     """Join every piece under ``min_pixels`` to the neighbour it touches most.
 
     A split must not leave slivers smaller than a catalogued crystal: their pixels would
-    belong to no crystal. Isolated small pieces (no neighbour) stay.
+    belong to no crystal. Isolated small pieces (no neighbour) stay. Pieces are handled
+    smallest first, each inside its bounding box, so the work grows with the pieces' boxes,
+    not with their number times the crystal's area.
     """
     parts = parts.astype(np.int32, copy=True)
     while True:
-        ids, counts = np.unique(parts[parts > 0], return_counts=True)
-        small = [(c, i) for i, c in zip(ids, counts, strict=True) if c < min_pixels]
+        counts = np.bincount(parts.ravel())
+        boxes = {i + 1: box for i, box in enumerate(ndi.find_objects(parts)) if box is not None}
+        small = sorted((int(counts[i]), i) for i in boxes if counts[i] < min_pixels)
         moved = False
-        for _, i in sorted(small):
-            piece = parts == i
-            if not piece.any():
-                continue
+        for _, i in small:
+            if i not in boxes:
+                continue  # absorbed into another piece earlier in this pass
+            # The box and a margin of one pixel hold the piece and the ring around it.
+            window = tuple(
+                slice(max(b.start - 1, 0), min(b.stop + 1, n))
+                for b, n in zip(boxes[i], parts.shape, strict=True)
+            )
+            local = parts[window]  # a view: the relabelling writes through
+            piece = local == i
             ring = ndi.binary_dilation(piece, np.ones((3, 3), bool)) & ~piece
-            around = parts[ring]
+            around = local[ring]
             around = around[(around > 0) & (around != i)]
             if around.size:
-                parts[piece] = np.bincount(around).argmax()
+                into = int(np.bincount(around).argmax())
+                local[piece] = into
+                boxes[into] = tuple(
+                    slice(min(a.start, b.start), max(a.stop, b.stop))
+                    for a, b in zip(boxes[into], boxes.pop(i), strict=True)
+                )
                 moved = True
         if not moved:
             return _renumber(parts)
@@ -564,33 +581,45 @@ def merge_concave(
         owner[j] = i
 
     # No crystal is that concave: a ring or an arc of a zoned crystal joins the neighbour it
-    # shares most boundary with, the least convex first.
-    while True:
-        concave = [i for i in adjacent if solidity[i] < min_solidity and adjacent[i]]
-        if not concave:
-            break
-        i = min(concave, key=lambda k: solidity[k])
+    # shares most boundary with, the least convex first. A heap keeps the next one at hand:
+    # merges change only the merged region, so the work grows as n log n, not n².
+    concave = [(solidity[i], i) for i in adjacent if solidity[i] < min_solidity and adjacent[i]]
+    heapq.heapify(concave)
+    while concave:
+        value, i = heapq.heappop(concave)
+        if i not in adjacent or solidity[i] != value or not adjacent[i]:
+            continue  # merged away, or changed since it was queued
         j = max(adjacent[i], key=lambda k: contact.get(key(i, k), 0))
         merge(j, i, union_hull(i, j))
-    union_cache: dict[tuple[int, int], tuple[np.ndarray, float]] = {}
-    while True:
-        best, best_pair = max_solidity_loss, None
-        for i in adjacent:
-            for j in adjacent[i]:
-                if j <= i:
-                    continue
-                if (i, j) not in union_cache:
-                    union_cache[(i, j)] = union_hull(i, j)
-                hull_area = union_cache[(i, j)][1]
-                union_solidity = (area[i] + area[j]) / hull_area if hull_area > 0 else 1.0
-                loss = max(solidity[i], solidity[j]) - union_solidity
-                if loss < best:
-                    best, best_pair = loss, (i, j)
-        if best_pair is None:
-            break
-        i, j = best_pair
-        merge(i, j, union_cache[best_pair])
-        union_cache = {k: v for k, v in union_cache.items() if i not in k and j not in k}
+        if solidity[j] < min_solidity:
+            heapq.heappush(concave, (solidity[j], j))
+
+    # Then the adjacent pair whose union loses least solidity, while below the limit; only
+    # the pairs of the region just merged change.
+    version = dict.fromkeys(area, 0)
+    unions: dict[tuple[int, int], tuple[np.ndarray, float]] = {}
+    pairs: list[tuple[float, int, int, int, int]] = []
+
+    def queue(i: int, j: int) -> None:
+        i, j = key(i, j)
+        hull = unions[(i, j)] = union_hull(i, j)
+        union_solidity = (area[i] + area[j]) / hull[1] if hull[1] > 0 else 1.0
+        loss = max(solidity[i], solidity[j]) - union_solidity
+        if loss < max_solidity_loss:
+            heapq.heappush(pairs, (loss, i, j, version[i], version[j]))
+
+    for i in adjacent:
+        for j in adjacent[i]:
+            if j > i:
+                queue(i, j)
+    while pairs:
+        _, i, j, vi, vj = heapq.heappop(pairs)
+        if i not in area or j not in area or (vi, vj) != (version[i], version[j]):
+            continue  # one side merged or changed since the pair was queued
+        merge(i, j, unions.pop((i, j)))
+        version[i] += 1
+        for k in adjacent[i]:
+            queue(i, k)
 
     lut = np.zeros(int(parts.max()) + 1, np.int32)
     for i in owner:

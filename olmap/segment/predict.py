@@ -157,7 +157,7 @@ def finish_block(mean: np.ndarray, threshold: float) -> tuple[np.ndarray, np.nda
 
 def _predict_blocks(
     model: Segmenter,
-    bse: Path,
+    source: WindowSource,
     plan: WindowPlan,
     grid: BlockGrid,
     run: tuple[int, int, int],
@@ -167,31 +167,28 @@ def _predict_blocks(
 ) -> Iterator[tuple[int, Window, np.ndarray, np.ndarray, np.ndarray]]:
     """``(block index, window, prob, labels, valid)`` of each block of one run."""
     b, j0, j1 = run
-    rows = grid.bands[b]
-    cols = (grid.columns[j0][0], grid.columns[j1 - 1][1])
-    with WindowSource(bse) as source:
 
-        def read(window: Window) -> tuple[np.ndarray, np.ndarray | None]:
-            image, valid = source.read(window)
-            return mapping(image), valid  # on the model's grey scale
+    def read(window: Window) -> tuple[np.ndarray, np.ndarray | None]:
+        image, valid = source.read(window)
+        return mapping(image), valid  # on the model's grey scale
 
-        blocks = predict_run(
-            model,
-            plan,
-            read,
-            rows,
-            cols,
-            block_width=settings.block_width,
-            blend=settings.blend,
-            batch_size=settings.batch_size,
-            flips=settings.flips,
-            amp=settings.amp,
-        )
-        # closing(): the prefetch thread is stopped and joined before the source is closed
-        with closing(blocks):
-            for j, block in enumerate(blocks, start=j0):
-                prob, labels, valid = finish_block(block.mean, threshold)
-                yield b * len(grid.columns) + j, block.window, prob, labels, valid
+    blocks = predict_run(
+        model,
+        plan,
+        read,
+        grid.bands[b],
+        (grid.columns[j0][0], grid.columns[j1 - 1][1]),
+        block_width=settings.block_width,
+        blend=settings.blend,
+        batch_size=settings.batch_size,
+        flips=settings.flips,
+        amp=settings.amp,
+    )
+    # closing(): the prefetch thread is stopped and joined before the source is closed
+    with closing(blocks):
+        for j, block in enumerate(blocks, start=j0):
+            prob, labels, valid = finish_block(block.mean, threshold)
+            yield b * len(grid.columns) + j, block.window, prob, labels, valid
 
 
 @functools.lru_cache(maxsize=2)
@@ -214,7 +211,8 @@ def predict_run_task(
     """One Dask task: the finished blocks of a run, predicted on the worker."""
     fixed_mmap_threshold()  # workers run many tasks: keep their heap from fragmenting
     model = _worker_model(model_path, stamp, settings.device)
-    return list(_predict_blocks(model, Path(bse), plan, grid, run, settings, threshold, mapping))
+    with WindowSource(bse) as source:
+        return list(_predict_blocks(model, source, plan, grid, run, settings, threshold, mapping))
 
 
 def _open_outputs(
@@ -400,17 +398,22 @@ def predict_mosaic(
     settings = settings or PredictConfig()
     model_path, bse = Path(model_path), Path(bse)
     out_prob, out_mask = Path(out_prob), Path(out_mask)
-    with claim_outputs(
-        [out_prob, out_mask], inputs=[model_path, *raster_inputs(bse)], overwrite=overwrite
+    inputs = [model_path, *raster_inputs(bse)]
+    check_single_band(bse, "BSE mosaic")
+    # The BSE is opened before the outputs: they are closed and reopened while it stays open
+    # (rasterio's GDAL environments close in the reverse order of opening).
+    with (
+        claim_outputs([out_prob, out_mask], inputs=inputs, overwrite=overwrite),
+        WindowSource(bse) as source,
     ):
-        return _predict_claimed(
-            model_path, bse, out_prob, out_mask, settings, dask=dask, progress=progress
+        return _predict(
+            model_path, source, out_prob, out_mask, settings, dask=dask, progress=progress
         )
 
 
-def _predict_claimed(
+def _predict(
     model_path: Path,
-    bse: Path,
+    source: WindowSource,
     out_prob: Path,
     out_mask: Path,
     settings: PredictConfig,
@@ -418,13 +421,11 @@ def _predict_claimed(
     dask: str | None,
     progress: Callable[[int], None] | None,
 ) -> PredictResult:
-    info = check_single_band(bse, "BSE mosaic")
+    info, bse = source.info, source.path
     device = resolve_device(settings.device)
     model, meta = load_checkpoint(model_path, device=device)
     threshold = meta.threshold if settings.threshold is None else settings.threshold
-    with WindowSource(bse) as source:
-        sample = sample_values(source)
-    mapping = input_mapping(meta, info.dtype, sample, settings.bse_scale, bse)
+    mapping = input_mapping(meta, info.dtype, sample_values(source), settings.bse_scale, bse)
     if mapping.note:
         log.warning("%s: %s", bse, mapping.note)
     n_bands = n_prob_bands(model)
@@ -511,7 +512,7 @@ def _predict_claimed(
             if dask is None:
                 for run in grid.runs(done):
                     blocks = _predict_blocks(
-                        model, bse, plan, grid, run, settings, threshold, mapping
+                        model, source, plan, grid, run, settings, threshold, mapping
                     )
                     for item in blocks:
                         record(*item)
