@@ -74,6 +74,12 @@ class MissingExtraError(OlmapError, ImportError):
 
 
 def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (its type name if it has none)."""
+    """The first line of an exception's message (its type name if it has none).
+
+    Where the message only points at its cause (rasterio's "Read failed. See previous
+    exception for details."), the cause's: e.g. which tile of a VRT is missing.
+    """
     text = str(exc).strip()
+    if "previous exception" in text and exc.__cause__ is not None:
+        return first_line(exc.__cause__)
     return text.splitlines()[0] if text else type(exc).__name__

@@ -117,7 +117,7 @@ def main() -> None:
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
         _fail("error", exc.format_message() + hint, getattr(exc, "exit_code", 2))
     except (KeyboardInterrupt, typer.Abort):
-        _fail("stopped", "interrupted", 130)
+        _fail("stopped", "interrupted; nothing was written under the output names", 130)
     except RunInterrupted as exc:
         _fail("stopped", _one_line(exc), 130)
     except (OlmapError, ValidationError, OSError, ValueError) as exc:
@@ -132,6 +132,8 @@ def main() -> None:
             f"{type(exc).__name__}: {_one_line(exc)} (rerun with --debug for the traceback)",
             3,
         )
+    if code == 130:  # Typer's answer to Ctrl-C outside a resumable run: say so
+        _fail("stopped", "interrupted; nothing was written under the output names", 130)
     sys.exit(code if isinstance(code, int) else 0)
 
 

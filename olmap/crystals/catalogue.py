@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from affine import Affine
 from rasterio.windows import Window
+from scipy import ndimage as ndi
 
 from olmap.composition.drift import session_index_points
 from olmap.crystals.classify import classify
@@ -99,7 +100,7 @@ def crystal_catalogue(
         Default: :func:`olmap.crystals.config.olivine_rules` (seed 002 Table 2).
     progress : callable, optional
         ``progress(stage, done, total)``; stages ``crystals`` (labelling chunks) and
-        ``measure``.
+        ``measure (px)`` (pixels of the components measured).
 
     Returns
     -------
@@ -139,10 +140,13 @@ def crystal_catalogue(
         # The area inside the outline never exceeds the bounding box: skipping these is exact.
         chosen = np.flatnonzero(bbox_um2 > config.min_area_um2)
         rows = []
-        for n, k in enumerate(chosen, 1):
+        # Progress in pixels: one giant crystal moves the bar as much as its area weighs.
+        done, total = 0, int(comps.area[chosen].sum())
+        for k in chosen:
             rows.append(_measure(k, comps, read_mask, sources, info.transform, px, config))
+            done += int(comps.area[k])
             if progress:
-                progress("measure", n, len(chosen))
+                progress("measure (px)", done, total)
 
     table = pd.DataFrame([r for part in rows if part is not None for r in part])
     too_large = int(sum(r is None for r in rows))
@@ -246,15 +250,30 @@ def _measure(
         )
     else:
         parts = component.astype(np.int32)
-    wt = window_affine(window, transform)
     rows = []
-    for label in range(1, int(parts.max()) + 1):
-        crystal = parts == label
-        if not crystal.any():
+    for label, box in enumerate(ndi.find_objects(parts), start=1):
+        if box is None:
             continue
+        # Each crystal in its own box, with the component's margin of background (the crack
+        # closing and the distance transform see its outline): the work of a component split
+        # into many crystals grows with their boxes, not with their number times its area.
+        box = tuple(
+            slice(max(b.start - pad, 0), min(b.stop + pad, n))
+            for b, n in zip(box, parts.shape, strict=True)
+        )
+        crystal = parts[box] == label
+        rows_off, cols_off = box[0].start, box[1].start
         row = measure_crystal(
-            CrystalArrays(crystal, bse, mg, outliers),
-            wt,
+            CrystalArrays(
+                crystal,
+                bse[box],
+                None if mg is None else mg[box],
+                None if outliers is None else outliers[box],
+            ),
+            window_affine(
+                Window(c0 + cols_off, r0 + rows_off, crystal.shape[1], crystal.shape[0]),
+                transform,
+            ),
             px,
             rim_exclude_px=config.rim_exclude_px,
             external_only=config.external_outline,
@@ -263,6 +282,7 @@ def _measure(
             connectivity=config.connectivity,
         )
         rr, cc = np.nonzero(crystal)
+        rr, cc = rr + rows_off, cc + cols_off  # in the component's window
         x0, y0 = transform @ (c0 + int(cc.min()), r0 + int(rr.min()))
         x1, y1 = transform @ (c0 + int(cc.max()) + 1, r0 + int(rr.max()) + 1)
         edge = (

@@ -15,6 +15,7 @@ their outline (:func:`split_at_notches`).
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 
@@ -24,7 +25,6 @@ import shapely.geometry
 import shapely.ops
 from rasterio import features
 from scipy import ndimage as ndi
-from scipy.spatial import ConvexHull, QhullError
 from skimage import graph, morphology, segmentation
 
 from olmap.composition.calibrate import masked_gaussian
@@ -47,16 +47,44 @@ def bse_gradient(bse: np.ndarray, crystal: np.ndarray, sigma_px: float) -> np.nd
     return np.hypot(ndi.sobel(smooth, 0), ndi.sobel(smooth, 1)) / 8.0
 
 
-def _weight_boundary(g, src, dst, n):
-    """New edge weight after merging: the mean gradient over both boundaries (by length)."""
-    default = {"weight": 0.0, "count": 0}
-    a, b = g[src].get(n, default), g[dst].get(n, default)
-    count = a["count"] + b["count"]
-    return {"count": count, "weight": (a["count"] * a["weight"] + b["count"] * b["weight"]) / count}
+def noise_sd(bse: np.ndarray, crystal: np.ndarray) -> float:
+    """Standard deviation of the BSE noise inside a crystal (grey levels).
+
+    From the differences of horizontal and vertical neighbours in the crystal's interior,
+    robustly (median absolute deviation): zoning changes grey levels slowly and steps or
+    cracks touch few pairs, so the differences are the noise's (variance 2σ²).
+    """
+    inner = ndi.binary_erosion(crystal) & np.isfinite(bse)
+    diffs = [
+        (bse[:, 1:] - bse[:, :-1])[inner[:, 1:] & inner[:, :-1]],
+        (bse[1:, :] - bse[:-1, :])[inner[1:, :] & inner[:-1, :]],
+    ]
+    d = np.concatenate(diffs)
+    if d.size < 16:
+        return 0.0
+    return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2))
 
 
-def _merge_nothing(g, src, dst):
-    """Boundary weights are updated by :func:`_weight_boundary`; nodes keep no data."""
+@functools.cache
+def _unit_noise_gradient(sigma_px: float) -> float:
+    """Median of :func:`bse_gradient` over white noise of sd 1 (its scale per grey level)."""
+    noise = np.random.default_rng(0).normal(0.0, 1.0, (256, 256))
+    return float(np.median(bse_gradient(noise, np.ones(noise.shape, bool), sigma_px)))
+
+
+def noise_gradient(bse: np.ndarray, crystal: np.ndarray, sigma_px: float) -> float:
+    """The median BSE gradient (grey levels per px) that a crystal's noise alone would make.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(1)
+    >>> crystal = np.ones((200, 200), bool)
+    >>> quiet, noisy = (150 + rng.normal(0, sd, crystal.shape) for sd in (3, 9))
+    >>> ratio = noise_gradient(noisy, crystal, 0.7) / noise_gradient(quiet, crystal, 0.7)
+    >>> bool(2.8 < ratio < 3.2)  # three times the noise, three times the gradient
+    True
+    """
+    return noise_sd(bse, crystal) * _unit_noise_gradient(float(sigma_px))
 
 
 def split_touching(
@@ -66,6 +94,8 @@ def split_touching(
     sigma_px: float = 0.7,
     h_min: float = 1.0,
     boundary_step: float = 2.0,
+    noise_h: float | None = 1.0,
+    noise_step: float | None = 2.0,
     close_cracks_px: int = 1,
     max_solidity_loss: float = 0.005,
     min_solidity: float = 0.6,
@@ -94,6 +124,11 @@ def split_touching(
     boundary_step : float
         Regions stay apart where the mean BSE gradient along their boundary exceeds this
         (grey levels per px): a step in mg# between crystals, not noise or gradual zoning.
+    noise_h, noise_step : float or None
+        ``h_min`` and ``boundary_step`` are raised to these multiples of the median gradient
+        that the crystal's own BSE noise makes (:func:`noise_gradient`), so that noisier
+        images are not cut along their noise (and the work stays bounded). None keeps the
+        fixed values.
     close_cracks_px : int
         Radius (px) over which cracks are bridged, so that the two sides of a crack are
         neighbours and merge.
@@ -121,6 +156,11 @@ def split_touching(
     if crystal.sum() < 16:
         return labels
     grad = bse_gradient(bse, crystal, sigma_px)
+    noise = noise_gradient(bse, crystal, sigma_px)
+    if noise_h is not None:
+        h_min = max(h_min, noise_h * noise)
+    if noise_step is not None:
+        boundary_step = max(boundary_step, noise_step * noise)
     region = _bridged(crystal, close_cracks_px)
     seeds = morphology.h_minima(np.where(region, grad, grad.max()), h_min) & region
     markers, n = ndi.label(seeds)
@@ -129,6 +169,11 @@ def split_touching(
         parts = region.astype(np.int32)
     else:
         parts = _merge_by_contrast(grad, markers, region, boundary_step)
+        if parts.max() * min_piece_pixels > region.sum():
+            # More pieces than crystals would fit: a texture (groundmass under the mask), not
+            # touching crystals. Its specks join their neighbours first, so that the shape
+            # steps below, whose work grows with the number of pieces, see crystal-sized ones.
+            parts = absorb_small(parts, min_piece_pixels)
         if parts.max() > 1:
             parts = merge_concave(parts, max_solidity_loss, min_solidity)
     if shape_split_solidity is not None:
@@ -154,24 +199,57 @@ def split_touching(
 def _merge_by_contrast(
     grad: np.ndarray, markers: np.ndarray, region: np.ndarray, boundary_step: float
 ) -> np.ndarray:
-    """Watershed of the gradient from ``markers``, merged back where boundaries are no step."""
+    """Watershed of the gradient from ``markers``, merged back where boundaries are no step.
+
+    Greedy hierarchical merging as :func:`skimage.graph.merge_hierarchical` does it (the
+    boundary with the lowest mean gradient first; a merged region's boundary with a common
+    neighbour takes the length-weighted mean), with the same order
+    and result, but on plain dictionaries and a heap: skimage re-weights and re-queues every
+    boundary of a merged region through networkx, which a large crystal's thousands of noise
+    regions turn into minutes.
+    """
     parts = segmentation.watershed(grad, markers, mask=region)
     rag = graph.rag_boundary(parts, grad)
     # Node 0 is the background around the crystal: merging through it would join crystals
     # that only share the outline's low gradient.
     if rag.has_node(0):
         rag.remove_node(0)
-    merged = graph.merge_hierarchical(
-        parts,
-        rag,
-        thresh=boundary_step,
-        rag_copy=False,
-        in_place_merge=True,
-        merge_func=_merge_nothing,
-        weight_func=_weight_boundary,
-    )
-    # merge_hierarchical numbers regions from 0, including the background: renumber the
-    # region's pixels 1..n.
+    nodes = list(rag.nodes)
+    bounds: dict[int, dict[int, tuple[float, float]]] = {n: {} for n in nodes}
+    version = dict.fromkeys(nodes, 0)
+    heap = []
+    for n1, n2, data in rag.edges(data=True):
+        bounds[n1][n2] = bounds[n2][n1] = (data["weight"], data["count"])
+        heap.append((data["weight"], n1, n2, 0, 0))
+    heapq.heapify(heap)
+    owner = {n: n for n in nodes}
+    while heap and heap[0][0] < boundary_step:
+        _, src, dst, v_src, v_dst = heapq.heappop(heap)
+        if version.get(src) != v_src or version.get(dst) != v_dst:
+            continue  # a side merged since this boundary was queued
+        # src joins dst; boundaries with a common neighbour are joined (mean by length)
+        mine, theirs = bounds.pop(src), bounds[dst]
+        for k in (mine.keys() | theirs.keys()) - {src, dst}:
+            w1, c1 = mine.get(k, (0.0, 0))
+            w2, c2 = theirs.get(k, (0.0, 0))
+            count = c1 + c2
+            theirs[k] = bounds[k][dst] = ((c1 * w1 + c2 * w2) / count, count)
+            bounds[k].pop(src, None)
+        theirs.pop(src, None)
+        del version[src]
+        version[dst] += 1
+        owner[src] = dst
+        for k, (weight, _) in theirs.items():
+            heapq.heappush(heap, (weight, dst, k, version[dst], version[k]))
+    # Regions 1..n in the order of the surviving nodes (as merge_hierarchical numbers them).
+    rank = {n: i for i, n in enumerate(n for n in nodes if owner[n] == n)}
+    label_map = np.arange(parts.max() + 1)
+    for n in nodes:
+        root = n
+        while owner[root] != root:
+            root = owner[root]
+        label_map[n] = rank[root]
+    merged = label_map[parts]
     parts = np.zeros(region.shape, np.int32)
     _, inverse = np.unique(merged[region], return_inverse=True)
     parts[region] = inverse.astype(np.int32) + 1
@@ -475,35 +553,111 @@ def absorb_small(parts: np.ndarray, min_pixels: int) -> np.ndarray:
 
 
 def _hull(points: np.ndarray) -> tuple[np.ndarray, float]:
-    """Vertices and area of the convex hull of ``points`` (a line of pixels: area 0)."""
-    try:
-        hull = ConvexHull(points)
-    except QhullError:
+    """Vertices (anticlockwise) and area of the convex hull of ``points`` (a line: area 0).
+
+    GEOS through shapely: a quarter of the time of Qhull on the few dozen points of a
+    region's or a union's hull, and the same exact area on pixel corners.
+    """
+    if len(points) < 3:
         return points, 0.0
-    return points[hull.vertices], float(hull.volume)  # in 2-D, "volume" is the area
+    # A line through the points has their hull, and is made without a geometry per point.
+    hull = shapely.convex_hull(shapely.linestrings(points))
+    area = float(shapely.area(hull))
+    if area <= 0:
+        return points, 0.0
+    return _anticlockwise(shapely.get_coordinates(hull)[:-1]), area
+
+
+def _anticlockwise(vertices: np.ndarray) -> np.ndarray:
+    """The vertices of a convex polygon (no three in a line), turned anticlockwise."""
+    (x0, y0), (x1, y1), (x2, y2) = vertices[:3].tolist()
+    turn = (x1 - x0) * (y2 - y1) - (y1 - y0) * (x2 - x1)
+    return vertices if turn > 0 else vertices[::-1]
+
+
+def _half_planes(hull: tuple[np.ndarray, float]) -> np.ndarray | None:
+    """Outward edge normals and offsets ``(m, 3)`` of a hull of :func:`_hull` (its vertices
+    anticlockwise); None for a degenerate hull (a line of pixels)."""
+    vertices, hull_area = hull
+    if hull_area <= 0:
+        return None
+    edges = np.roll(vertices, -1, axis=0) - vertices
+    normals = np.stack([edges[:, 1], -edges[:, 0]], axis=1)
+    return np.column_stack([normals, -np.sum(normals * vertices, axis=1)])
+
+
+def _inside(points: np.ndarray, planes: np.ndarray | None) -> bool:
+    """Whether all ``points`` lie in the hull of :func:`_half_planes`."""
+    if planes is None:
+        return False
+    return bool((planes[:, :2] @ points.T + planes[:, 2:]).max() <= 1e-9)
 
 
 def _pixel_hulls(parts: np.ndarray) -> dict[int, tuple[np.ndarray, float]]:
-    """Convex hull (vertices, area) of every region's pixel squares, from its outer pixels."""
+    """Convex hull (vertices, area) of every region's pixel squares, from its outer pixels.
+
+    All regions in one vectorised GEOS call.
+    """
     padded = np.pad(parts, 1)  # the window's border is an outline too
     outer = (ndi.grey_erosion(padded, size=3) != padded) | (
         ndi.grey_dilation(padded, size=3) != padded
     )
     r, c = np.nonzero(outer & (padded > 0))
     ids = padded[r, c]
-    r, c = r - 1, c - 1
     if ids.size == 0:
         return {}
+    r, c = r - 1, c - 1
     order = np.argsort(ids, kind="stable")
     r, c, ids = r[order], c[order], ids[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(ids)) + 1]
+    # The four corners of each outer pixel, region by region.
+    corners = np.stack([np.c_[r + dr, c + dc] for dr in (0, 1) for dc in (0, 1)], axis=1)
+    points = corners.reshape(-1, 2).astype(float)
+    regions, first = np.unique(ids, return_index=True)
+    bounds = np.r_[first, len(ids)] * 4  # each region's corners in `points`
+    index = np.repeat(np.arange(len(regions)), np.diff(bounds))
+    # A line through a region's corners has their hull (no geometry per point needed).
+    hulls = shapely.convex_hull(shapely.linestrings(points, indices=index))
+    areas = shapely.area(hulls)
+    coords, which = shapely.get_coordinates(hulls, return_index=True)
+    ends = np.searchsorted(which, np.arange(len(regions) + 1))
     out = {}
-    for rr, cc, i in zip(
-        np.split(r, starts[1:]), np.split(c, starts[1:]), ids[starts], strict=True
-    ):
-        corners = np.concatenate([np.c_[rr + dr, cc + dc] for dr in (0, 1) for dc in (0, 1)])
-        out[int(i)] = _hull(corners.astype(float))
+    for n, i in enumerate(regions.tolist()):
+        if areas[n] > 0:
+            out[i] = (_anticlockwise(coords[ends[n] : ends[n + 1] - 1]), float(areas[n]))
+        else:  # a line of pixels
+            out[i] = (points[bounds[n] : bounds[n + 1]], 0.0)
     return out
+
+
+#: Neighbours whose pairs are queued again after a region merges (merge_concave): all of
+#: a crystal's pieces; a region grown through a texture (a whole groundmass under one
+#: mask, thousands of neighbours) would otherwise cost thousands of hulls per merge.
+REQUEUE_LIMIT = 64
+
+#: Directions of the support points that bound a union's hull from below (merge_concave).
+_SUPPORT = np.stack([np.cos(np.arange(64) * np.pi / 32), np.sin(np.arange(64) * np.pi / 32)], 1)
+
+
+def _support_points(vertices: np.ndarray) -> np.ndarray:
+    """The vertex farthest in each :data:`_SUPPORT` direction, in order (64, 2)."""
+    return vertices[np.argmax(vertices @ _SUPPORT.T, axis=0)]
+
+
+def _union_support(mine: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """Support points of the union of one region (64, 2) with each of others (n, 64, 2)."""
+    farther = np.einsum("nkd,kd->nk", others - mine, _SUPPORT) > 0
+    return np.where(farther[..., None], others, mine)
+
+
+def _polygon_area(points: np.ndarray) -> np.ndarray:
+    """Shoelace area of polygons (n, m, 2) whose vertices are in order around them.
+
+    Support points of a convex set in directions of increasing angle lie in order on its
+    hull, so their polygon is convex and its area is that of their hull: a lower bound of the
+    whole hull's area.
+    """
+    x, y = points[..., 0], points[..., 1]
+    return 0.5 * np.abs(np.sum(x * np.roll(y, -1, axis=-1) - y * np.roll(x, -1, axis=-1), -1))
 
 
 def _contacts(parts: np.ndarray) -> dict[tuple[int, int], int]:
@@ -594,32 +748,65 @@ def merge_concave(
         if solidity[j] < min_solidity:
             heapq.heappush(concave, (solidity[j], j))
 
-    # Then the adjacent pair whose union loses least solidity, while below the limit; only
-    # the pairs of the region just merged change.
+    # Then the adjacent pair whose union loses least solidity, while below the limit. Only
+    # the pairs of the region just merged change; they are queued again (for a region with
+    # more than REQUEUE_LIMIT neighbours, a texture rather than a crystal, the ones it shares
+    # most boundary with; its other pairs are measured anew when their entries come up).
+    # The union's hull is computed only for pairs that may qualify: each pair is first
+    # queued with a lower bound of its loss from the hull of the two regions' extreme points
+    # (_SUPPORT directions), which cannot exceed the union's hull; a pair whose bound comes
+    # first is then measured exactly. Most pairs of touching crystals are far from convex
+    # together and never are.
     version = dict.fromkeys(area, 0)
+    extremes = {i: _support_points(hulls[i][0]) for i in area}
+    planes = {i: _half_planes(hulls[i]) for i in area}
     unions: dict[tuple[int, int], tuple[np.ndarray, float]] = {}
-    pairs: list[tuple[float, int, int, int, int]] = []
+    EXACT, BOUND = 0, 1
+    pairs: list[tuple[float, int, int, int, int, int]] = []
 
-    def queue(i: int, j: int) -> None:
-        i, j = key(i, j)
-        hull = unions[(i, j)] = union_hull(i, j)
+    def queue(i: int, others: list[int]) -> None:
+        if not others:
+            return
+        support = np.stack([extremes[k] for k in others])
+        bound_area = _polygon_area(_union_support(extremes[i], support))
+        for k, hull_area in zip(others, bound_area, strict=True):
+            a, b = key(i, k)
+            most = max(solidity[a], solidity[b])
+            bound = most - (area[a] + area[b]) / hull_area if hull_area > 0 else -np.inf
+            if bound < max_solidity_loss:
+                heapq.heappush(pairs, (bound, BOUND, a, b, version[a], version[b]))
+
+    def measure(i: int, j: int) -> None:
+        # A region inside the other's hull leaves that hull as the union's (a sliver filling
+        # a notch, the common case): no new hull needed.
+        small, large = (i, j) if area[i] < area[j] else (j, i)
+        if _inside(hulls[small][0], planes[large]):
+            hull = hulls[large]
+        elif _inside(hulls[large][0], planes[small]):
+            hull = hulls[small]
+        else:
+            hull = union_hull(i, j)
+        unions[(i, j)] = hull
         union_solidity = (area[i] + area[j]) / hull[1] if hull[1] > 0 else 1.0
         loss = max(solidity[i], solidity[j]) - union_solidity
         if loss < max_solidity_loss:
-            heapq.heappush(pairs, (loss, i, j, version[i], version[j]))
+            heapq.heappush(pairs, (loss, EXACT, i, j, version[i], version[j]))
 
     for i in adjacent:
-        for j in adjacent[i]:
-            if j > i:
-                queue(i, j)
+        queue(i, [j for j in adjacent[i] if j > i])
     while pairs:
-        _, i, j, vi, vj = heapq.heappop(pairs)
-        if i not in area or j not in area or (vi, vj) != (version[i], version[j]):
-            continue  # one side merged or changed since the pair was queued
+        _, kind, i, j, vi, vj = heapq.heappop(pairs)
+        if i not in area or j not in area:
+            continue  # one side merged away
+        if kind == BOUND or (vi, vj) != (version[i], version[j]):
+            measure(i, j)  # a bound, or a side changed since: its loss now
+            continue
         merge(i, j, unions.pop((i, j)))
+        extremes[i] = _union_support(extremes[i], extremes.pop(j)[None])[0]
+        planes[i] = _half_planes(hulls[i])
+        del planes[j]
         version[i] += 1
-        for k in adjacent[i]:
-            queue(i, k)
+        queue(i, sorted(adjacent[i], key=lambda k: -contact[key(i, k)])[:REQUEUE_LIMIT])
 
     lut = np.zeros(int(parts.max()) + 1, np.int32)
     for i in owner:

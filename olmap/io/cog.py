@@ -17,11 +17,12 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 from affine import Affine
+from rasterio._err import CPLE_BaseError  # GDAL's errors as rasterio raises them
 from rasterio.enums import ColorInterp, Resampling
 from rasterio.windows import Window
 
 from olmap.errors import InputError, first_line
-from olmap.io.outputs import atomic_path
+from olmap.io.outputs import atomic_path, is_write_failure
 from olmap.io.raster import create_raster, gdal_env, gdal_write_errors, open_raster
 from olmap.io.windows import block_windows
 
@@ -35,9 +36,11 @@ _COLOUR_INTERP = {
 }
 
 
-def _cog_options(*, blocksize: int, compress: str, resampling: str, dtype: str) -> dict[str, Any]:
+def _cog_options(
+    *, blocksize: int, compress: str, resampling: str, dtype: str, side: int
+) -> dict[str, Any]:
     options: dict[str, Any] = {
-        "BLOCKSIZE": blocksize,
+        "BLOCKSIZE": fitted_blocksize(blocksize, side),
         "COMPRESS": compress.upper(),
         "OVERVIEWS": "AUTO",
         "OVERVIEW_RESAMPLING": resampling.upper(),
@@ -49,11 +52,27 @@ def _cog_options(*, blocksize: int, compress: str, resampling: str, dtype: str) 
     return options
 
 
-def _copy_as_cog(staging: Path, target: Path, options: dict[str, Any]) -> None:
+def fitted_blocksize(blocksize: int, side: int) -> int:
+    """The internal tile side for a raster whose longer side is ``side`` px: ``blocksize``,
+    or for a small raster the next multiple of 16 (TIFF's unit) above its side.
+
+    libvips refuses TIFF tiles much larger than the image ("tile size out of range").
+
+    Examples
+    --------
+    >>> fitted_blocksize(512, 4096), fitted_blocksize(512, 64), fitted_blocksize(512, 1)
+    (512, 64, 16)
+    """
+    return min(blocksize, max(16, -(-side // 16) * 16))
+
+
+def _copy_as_cog(source: Path, target: Path, options: dict[str, Any]) -> None:
     try:
-        rasterio.shutil.copy(str(staging), str(target), driver="COG", **options)
-    except rasterio.errors.RasterioError as exc:  # pragma: no cover - GDAL failures
-        raise InputError(f"{target}: GDAL could not write the COG ({first_line(exc)})") from exc
+        rasterio.shutil.copy(str(source), str(target), driver="COG", **options)
+    except (rasterio.errors.RasterioError, CPLE_BaseError) as exc:
+        if is_write_failure(exc, target):
+            raise  # the disk: the output's error (atomic_path names it)
+        raise InputError(f"{source}: cannot be copied as a COG ({first_line(exc)})") from exc
 
 
 def write_cog(
@@ -112,8 +131,9 @@ def write_cog(
     """
     path = Path(path)
     dtype = np.dtype(dtype).name
+    blocksize = fitted_blocksize(blocksize, max(height, width))
     options = _cog_options(
-        blocksize=blocksize, compress=compress, resampling=resampling, dtype=dtype
+        blocksize=blocksize, compress=compress, resampling=resampling, dtype=dtype, side=blocksize
     )
     with atomic_path(path, overwrite=overwrite) as tmp:
         staging = tmp.with_name(tmp.name + ".staging.tif")
@@ -165,9 +185,9 @@ def copy_cog(
     """Copy a raster (GeoTIFF or VRT) as a COG, keeping its values, nodata and metadata."""
     path = Path(path)
     with open_raster(src) as ds:
-        dtype = ds.dtypes[0]
+        dtype, side = ds.dtypes[0], max(ds.height, ds.width)
     options = _cog_options(
-        blocksize=blocksize, compress=compress, resampling=resampling, dtype=dtype
+        blocksize=blocksize, compress=compress, resampling=resampling, dtype=dtype, side=side
     )
     with atomic_path(path, overwrite=overwrite) as tmp, gdal_env(), gdal_write_errors(tmp):
         _copy_as_cog(Path(src), tmp, options)

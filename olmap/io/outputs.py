@@ -448,8 +448,10 @@ def atomic_dir(
         Replace an existing, non-empty ``path`` (only one that olmap wrote; see
         :func:`check_writable`).
     keep_partial : bool
-        Keep an existing partial directory (to resume an interrupted run) and keep the
-        partial directory on failure; otherwise it is removed.
+        Keep an existing partial directory (to resume an interrupted run), and keep the
+        partial directory when the run fails other than on its input or its output (an
+        interruption, an internal error): otherwise it is removed, since running again
+        could not use it.
     """
     path = check_writable(path, overwrite=overwrite)
     with output_lock(path):
@@ -463,7 +465,7 @@ def atomic_dir(
             commit([(tmp, path)])
         except BaseException as exc:
             failed = is_write_failure(exc, path)
-            if not keep_partial or failed or isinstance(exc, OutputWriteError):
+            if not keep_partial or failed or isinstance(exc, (OutputWriteError, InputError)):
                 _remove(tmp)  # a full disk gets its space back; resuming starts afresh
             if failed:
                 raise write_failure(path, exc) from exc

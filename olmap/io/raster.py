@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import rasterio
 from affine import Affine
+from rasterio._err import CPLE_BaseError  # GDAL's errors as rasterio raises them
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
@@ -290,6 +291,8 @@ def open_raster(path: str | Path, **options: Any) -> Iterator[rasterio.io.Datase
                 yield ds
     except RasterioIOError as exc:
         raise InputError(f"{path}: not a readable raster ({first_line(exc)})") from exc
+    except CPLE_BaseError as exc:  # a block GDAL cannot read: a damaged or cut-short file
+        raise InputError(f"{path}: cannot read its pixels ({first_line(exc)})") from exc
 
 
 def _dataset_info(ds: rasterio.io.DatasetReader, path: str | Path) -> RasterInfo:
@@ -365,10 +368,21 @@ def read_raster(
 
 
 def _creation_profile(
-    height: int, width: int, count: int, dtype: str, *, tile: int, compress: str
+    height: int,
+    width: int,
+    count: int,
+    dtype: str,
+    *,
+    tile: int,
+    compress: str,
+    internal_mask: bool = False,
 ) -> dict[str, Any]:
     nbytes = height * width * count * np.dtype(dtype).itemsize
     kind = np.dtype(dtype).kind
+    # GDAL compresses the blocks of an internal mask of a raster of 3+ bands in worker
+    # threads as small TIFFs that inherit its ExtraSamples, which libtiff rejects ("Bad value
+    # 8 for ExtraSamples"), printing errors: such rasters compress in one thread.
+    threads = "1" if internal_mask and count > 2 else "ALL_CPUS"
     profile: dict[str, Any] = {
         "driver": "GTiff",
         "height": height,
@@ -377,7 +391,7 @@ def _creation_profile(
         "dtype": dtype,
         "compress": compress,
         "BIGTIFF": "YES" if nbytes > BIGTIFF_THRESHOLD else "NO",
-        "NUM_THREADS": "ALL_CPUS",
+        "NUM_THREADS": threads,
     }
     profile.update(tiled=True, blockxsize=tile, blockysize=tile)
     if compress.lower() in {"deflate", "lzw", "zstd"}:
@@ -404,6 +418,7 @@ def create_raster(
     tile: int = 512,
     compress: str = "deflate",
     atomic: bool = True,
+    internal_mask: bool = False,
 ) -> Iterator[rasterio.io.DatasetWriter]:
     """Create a tiled, compressed GeoTIFF and yield it open for windowed writing.
 
@@ -435,6 +450,8 @@ def create_raster(
         GDAL compression (deflate, lzw, zstd, none).
     atomic : bool
         Write under a temporary name and rename when complete (default).
+    internal_mask : bool
+        The caller writes a nodata mask (``write_mask``) into the file.
 
     Examples
     --------
@@ -453,7 +470,9 @@ def create_raster(
         transform = micrometre_transform(height, float(pixel_size_um))  # type: ignore[arg-type]
     if band_names is not None and len(band_names) != count:
         raise ValueError(f"{len(band_names)} band names for {count} bands")
-    profile = _creation_profile(height, width, count, dtype, tile=tile, compress=compress)
+    profile = _creation_profile(
+        height, width, count, dtype, tile=tile, compress=compress, internal_mask=internal_mask
+    )
     profile.update(transform=transform, nodata=nodata)
     with ExitStack() as stack:
         if atomic:
@@ -479,7 +498,11 @@ def update_raster(path: str | Path) -> Iterator[rasterio.io.DatasetWriter]:
         raise InputFileNotFoundError(path, "raster")
     with gdal_env():
         try:
-            ds = rasterio.open(path, "r+")
+            # One compression thread for 3+ bands, as at creation with a mask (the libtiff
+            # ExtraSamples errors of _creation_profile): reopened files may get a mask too.
+            with rasterio.open(path) as probe:
+                threads = "1" if probe.count > 2 else "ALL_CPUS"
+            ds = rasterio.open(path, "r+", NUM_THREADS=threads)
         except Exception as exc:  # rasterio raises TypeError, not an IO error, for non-TIFFs
             raise InputError(f"{path}: cannot reopen for writing ({first_line(exc)})") from exc
         with gdal_write_errors(path), ds:
@@ -710,7 +733,7 @@ class WindowSource:
         """Grey values (float32) of ``window`` and its valid pixels (None when all are)."""
         try:
             image = self._ds.read(self.band, window=window).astype(np.float32, copy=False)
-        except RasterioIOError as exc:
+        except (RasterioIOError, CPLE_BaseError) as exc:
             raise InputError(f"{self.path}: cannot read {window} ({first_line(exc)})") from exc
         return image, self.valid(window, image)
 
@@ -724,7 +747,7 @@ class WindowSource:
                 finite = np.isfinite(image)
                 if not finite.all():
                     valid = finite if valid is None else valid & finite
-        except RasterioIOError as exc:
+        except (RasterioIOError, CPLE_BaseError) as exc:
             raise InputError(f"{self.path}: cannot read {window} ({first_line(exc)})") from exc
         return None if valid is None or valid.all() else valid
 

@@ -12,6 +12,8 @@ opening one never runs code)::
 
 from __future__ import annotations
 
+import math
+import pickle
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,6 +140,13 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], ModelMet
         raise InputFileNotFoundError(path, "model checkpoint")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # torch's own message advises weights_only=False: never (that would run the file's code)
+        raise InputError(
+            f"{path}: not a plain checkpoint: it holds Python objects besides tensors and "
+            "plain data, and loading those could run code; olmap does not load it (use a "
+            "checkpoint written by olmap train)"
+        ) from exc
     except Exception as exc:
         raise InputError(f"{path}: not a readable model checkpoint ({first_line(exc)})") from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
@@ -159,7 +168,30 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], ModelMet
         raise InputError(f"{path}: damaged checkpoint metadata ({exc})") from exc
     if meta.architecture not in ARCHITECTURES:
         raise InputError(f"{path}: unknown architecture {meta.architecture!r}")
+    _check_meta(path, meta)
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise InputError(
+            f"{path}: {len(bad)} weight tensors hold NaN or infinite values (e.g. {bad[0]}): "
+            "the training diverged or the file is damaged"
+        )
     return state, meta
+
+
+def _check_meta(path: Path, meta: ModelMeta) -> None:
+    """Refuse metadata whose numbers are not numbers (a hand-edited or damaged file)."""
+    ranges = {"input_mean": None, "input_std": (0.0, None), "threshold": (0.0, 1.0)}
+    for name, bounds in ranges.items():
+        value = getattr(meta, name)
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        ok = ok and math.isfinite(value)
+        if ok and bounds is not None:
+            low, high = bounds
+            ok = value > low and (high is None or value < high)
+        if not ok:
+            raise InputError(f"{path}: damaged checkpoint metadata ({name} = {value!r})")
+    if not meta.classes:
+        raise InputError(f"{path}: damaged checkpoint metadata (no classes)")
 
 
 def load_checkpoint(

@@ -262,7 +262,27 @@ def open_tile_dataset(folder: str | Path) -> TileDataset:
         raise InputError(f"{folder}/manifest.csv: needs columns tile_id, split, session")
     if sum(c != IGNORE_INDEX for c in classes) < 2:
         raise InputError(f"{folder}: needs at least two classes (background and one more)")
+    _check_label_codes(folder, labels, classes)
     return TileDataset(folder, bse, labels, manifest, classes, meta)
+
+
+def _check_label_codes(folder: Path, labels: np.ndarray, classes: Mapping[int, str]) -> None:
+    """Refuse label codes that dataset.json does not list (found now, not after an epoch).
+
+    One pass over the memory-mapped stack, tile by tile (a histogram of uint8 codes).
+    """
+    if labels.dtype != np.uint8:
+        raise InputError(f"{folder}/labels.npy: {labels.dtype} codes; olmap writes uint8")
+    seen = np.zeros(256, np.int64)
+    for tile in labels:
+        seen += np.bincount(np.asarray(tile).ravel(), minlength=256)
+    unknown = [c for c in np.flatnonzero(seen) if int(c) not in classes and c != IGNORE_INDEX]
+    if unknown:
+        listed = ", ".join(f"{c}={n}" for c, n in sorted(classes.items()))
+        raise InputError(
+            f"{folder}/labels.npy: label code {int(unknown[0])} on {int(seen[unknown[0]]):,} "
+            f"pixels is not among the classes of dataset.json ({listed})"
+        )
 
 
 def input_statistics(meta: Mapping, bse: np.ndarray, tiles: Sequence[int]) -> tuple[float, float]:

@@ -254,6 +254,7 @@ def _open_outputs(
             overwrite=True,
             atomic=False,
             tile=PREDICT_TILE,
+            internal_mask=True,
         )
     )
     codes = {i: name for i, name in enumerate(names)}
@@ -535,8 +536,10 @@ def _predict(
                     out_mask,
                 )
             partial.close()
-        except OutputWriteError:
-            partial.discard()  # damaged: no resuming from it, and its space back
+        except (OutputWriteError, InputError):
+            # Damaged outputs, or an input that would stop a rerun at the same block: nothing
+            # to resume from (and the space back).
+            partial.discard()
             raise
         except BaseException as exc:
             # Files are closed before the progress is saved: every block it lists is on disk.
