@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -49,3 +53,55 @@ def olivine_dataset(
         section_dir / "bse.tif", olivine_mask, section_dir / "sessions.csv", out, tile=(128, 128)
     )
     return out
+
+
+_HOLD_LOCK = """
+import sys, time
+from olmap.io.outputs import output_lock
+with output_lock(sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(120)
+"""
+
+
+@contextmanager
+def _lock_held_elsewhere(path: Path) -> Iterator[subprocess.Popen]:
+    """Another process (another olmap run) holding the output lock of ``path``; killed with
+    SIGKILL at the end, as a crashed run would be."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+@pytest.fixture
+def lock_held_elsewhere() -> Callable[[Path], AbstractContextManager[subprocess.Popen]]:
+    """``with lock_held_elsewhere(path) as proc:`` another run holds ``path``'s lock."""
+    return _lock_held_elsewhere
+
+
+def run_olmap(
+    *args: str | Path, cwd: Path | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """``olmap ARGS`` as a user runs it: its own process, stdout and stderr captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "olmap", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        check=False,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def olmap_cli() -> Callable[..., subprocess.CompletedProcess]:
+    """``olmap_cli("predict", "--model", ...)``: the ``olmap`` command in a subprocess."""
+    return run_olmap

@@ -107,6 +107,14 @@ def predict(
             show_default=False,
         ),
     ] = None,
+    save_every: Annotated[
+        float,
+        typer.Option(
+            "--save-every",
+            min=0.1,
+            help="Seconds between saves of the finished blocks (a kill loses at most this).",
+        ),
+    ] = 20.0,
     overwrite: Overwrite = False,
 ) -> None:
     """Segment a whole BSE mosaic with a trained model, window by window.
@@ -116,7 +124,8 @@ def predict(
     pixel is covered the same way up to the mosaic edges. Memory depends on the window, band
     and batch size, never on the mosaic size. Nodata areas are skipped and written as nodata.
     Outputs appear only when complete; Ctrl-C stops at the next block, and the same command
-    run again resumes there.
+    run again resumes there (after a kill -9 or a power cut: from the last save, every
+    --save-every seconds).
 
     Example: olmap predict --model model.pt --bse bse.tif --out-prob prob.tif --out-mask pred_mask.tif --window 2048 --stride 1024
     """  # noqa: E501
@@ -131,6 +140,7 @@ def predict(
         amp=amp,
         device=device,
         bse_scale=bse_scale,
+        save_every_s=save_every,
     )
     from olmap.segment.predict import fixed_mmap_threshold, predict_mosaic
 

@@ -47,8 +47,9 @@ def fit_session_drift(standards: pd.DataFrame) -> SessionDrift:
     --------
     >>> df = pd.DataFrame({"session": ["a", "a"], "bse_measured": [85.0, 245.0],
     ...                    "bse_reference": [80.0, 240.0]})
-    >>> fit_session_drift(df).to_dict()
-    {'a': {'gain': 1.0, 'offset': 5.0}}
+    >>> drift = fit_session_drift(df)
+    >>> round(drift.gain["a"], 6), round(drift.offset["a"], 6)
+    (1.0, 5.0)
     """
     gain, offset = {}, {}
     for session, group in standards.groupby("session", sort=False):

@@ -150,8 +150,9 @@ def write_failure(path: str | Path, exc: BaseException, inside: str = "") -> Out
         detail = exc.detail
     elif isinstance(exc, OSError) and exc.strerror:
         detail = exc.strerror
-    elif free is not None and free < FULL_BYTES:
-        detail = "no space left on device"  # a library's own words for it (SQL, zip, GDAL)
+    elif (free is not None and free < FULL_BYTES) or "No space left" in str(exc):
+        # A library's own words for it: SQLite's, a zip writer's, GDAL's, shutil's list.
+        detail = "no space left on device"
     else:
         detail = first_line(exc)
     if inside:
@@ -171,18 +172,43 @@ def write_failure(path: str | Path, exc: BaseException, inside: str = "") -> Out
 FULL_BYTES = 1 << 20
 
 
+#: Words of writers' own messages for a refused write (lower case).
+WRITE_FAILURE_WORDS = (
+    "no space left",
+    "disk is full",
+    "disk full",
+    "quota exceeded",
+    "read-only file system",
+    "file too large",
+    "io error writing",
+    "write error",
+    "error writing",
+    "failed to commit transaction",
+    "no such table: gpkg_",  # a GeoPackage whose own tables could not be written
+)
+
+
 def is_write_failure(exc: BaseException, output: str | Path | None = None) -> bool:
     """Whether ``exc`` means "the disk refused the data" (full, quota, read-only, I/O).
 
-    An ``OSError`` says so by its errno. Writers that wrap it in their own exception (SQLite's
-    "database or disk is full" in a GeoPackage, torch's zip writer, GDAL's COG driver) are
-    recognised by the state they leave: with ``output`` given, any error while the output's
-    file system has less than :data:`FULL_BYTES` free.
+    An ``OSError`` says so by its errno, anywhere in the chain of causes. Writers that wrap it
+    in their own exception are recognised by their words (SQLite's "database or disk is full"
+    and "Failed to commit transaction" in a GeoPackage, libtiff's "IO error writing", copytree's
+    list of errors), or by the state they leave: with ``output`` given, any error while the
+    output's file system has less than :data:`FULL_BYTES` free. (Free space alone is not
+    enough: a writer that deletes its half-written file on failure frees the space again.)
     """
     if isinstance(exc, OlmapError) or not isinstance(exc, Exception):
         return False
-    if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
-        return True
+    seen: BaseException | None = exc
+    for _ in range(8):  # the exception and its causes
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and seen.errno in WRITE_ERRNOS:
+            return True
+        if any(words in str(seen).lower() for words in WRITE_FAILURE_WORDS):
+            return True
+        seen = seen.__cause__ or seen.__context__
     free = free_bytes(output) if output is not None else None
     return free is not None and free < FULL_BYTES
 
@@ -395,11 +421,14 @@ def atomic_paths(
             yield tmps
             commit(list(zip(tmps, finals, strict=True)))
         except BaseException as exc:
-            failed = is_write_failure(exc, finals[0])  # before the removal frees space
+            # Judged and worded before the partial files go (their removal frees space).
+            failure = None
+            if is_write_failure(exc, finals[0]):
+                failure = write_failure(getattr(exc, "filename", None) or finals[0], exc)
             for tmp in tmps:
                 _remove(tmp)
-            if failed:
-                raise write_failure(getattr(exc, "filename", None) or finals[0], exc) from exc
+            if failure is not None:
+                raise failure from exc
             raise
 
 
@@ -464,14 +493,17 @@ def atomic_dir(
             yield tmp
             commit([(tmp, path)])
         except BaseException as exc:
-            failed = is_write_failure(exc, path)
-            if not keep_partial or failed or isinstance(exc, (OutputWriteError, InputError)):
-                _remove(tmp)  # a full disk gets its space back; resuming starts afresh
-            if failed:
-                raise write_failure(path, exc) from exc
-            if isinstance(exc, OutputWriteError) and tmp in exc.path.parents:
+            # Judged and worded before the partial folder goes (its removal frees space).
+            failure = None
+            if is_write_failure(exc, path):
+                failure = write_failure(path, exc)
+            elif isinstance(exc, OutputWriteError) and tmp in exc.path.parents:
                 # A file inside the folder: the output the user named is the folder.
-                raise write_failure(path, exc, inside=str(exc.path.relative_to(tmp))) from exc
+                failure = write_failure(path, exc, inside=str(exc.path.relative_to(tmp)))
+            if not keep_partial or failure is not None or isinstance(exc, InputError):
+                _remove(tmp)  # a full disk gets its space back; resuming starts afresh
+            if failure is not None:
+                raise failure from exc
             raise
 
 

@@ -288,11 +288,23 @@ def open_raster(path: str | Path, **options: Any) -> Iterator[rasterio.io.Datase
             # Plain images have no georeference; olmap asks for a pixel size instead.
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(path, **options) as ds:
+                _check_sources(ds, path)
                 yield ds
     except RasterioIOError as exc:
         raise InputError(f"{path}: not a readable raster ({first_line(exc)})") from exc
     except CPLE_BaseError as exc:  # a block GDAL cannot read: a damaged or cut-short file
         raise InputError(f"{path}: cannot read its pixels ({first_line(exc)})") from exc
+
+
+def _check_sources(ds: rasterio.io.DatasetReader, path: Path) -> None:
+    """Refuse a VRT mosaic whose tiles are not all there: GDAL reads a missing one as zeros
+    (only logging its name), which would be a silently wrong mosaic."""
+    if ds.driver != "VRT":
+        return
+    missing = [f for f in ds.files[1:] if not f.startswith("/vsi") and not Path(f).exists()]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise InputError(f"{path}: its tile {missing[0]} is missing{more}")
 
 
 def _dataset_info(ds: rasterio.io.DatasetReader, path: str | Path) -> RasterInfo:

@@ -21,7 +21,7 @@ from olmap.segment.config import output_paths
 #: fingerprint, so changing them does not rerun a stage (predict: as its own resume
 #: fingerprint, olmap.segment.predict; masks: windows are exact, olmap.masks.stream).
 EXECUTION_ONLY = frozenset({"workers"})
-PREDICT_EXECUTION_ONLY = frozenset({"workers", "batch_size", "device", "band"})
+PREDICT_EXECUTION_ONLY = frozenset({"workers", "batch_size", "device", "band", "save_every_s"})
 MASKS_EXECUTION_ONLY = frozenset({"workers", "window"})
 
 
@@ -291,6 +291,8 @@ def plan_stages(project: Project, layout: RunLayout) -> list[Stage]:
                     *(["--band", str(p.band)] if p.band else []),
                     *(["--flips"] if p.flips else []),
                     *(["--bse-scale", f"{p.bse_scale}"] if p.bse_scale is not None else []),
+                    "--save-every",
+                    f"{p.save_every_s:g}",
                 ]
             ],
         )

@@ -142,11 +142,13 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], ModelMet
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # torch's own message advises weights_only=False: never (that would run the file's code)
-        raise InputError(
-            f"{path}: not a plain checkpoint: it holds Python objects besides tensors and "
-            "plain data, and loading those could run code; olmap does not load it (use a "
-            "checkpoint written by olmap train)"
-        ) from exc
+        if "GLOBAL" in str(exc):
+            raise InputError(
+                f"{path}: not a plain checkpoint: it holds Python objects besides tensors and "
+                "plain data, and loading those could run code; olmap does not load it (use a "
+                "checkpoint written by olmap train)"
+            ) from exc
+        raise InputError(f"{path}: not a readable model checkpoint (not a torch file)") from exc
     except Exception as exc:
         raise InputError(f"{path}: not a readable model checkpoint ({first_line(exc)})") from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:

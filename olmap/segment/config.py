@@ -144,6 +144,9 @@ class PredictConfig(BaseModel):
     # (refused when clearly different), a factor (grey x factor), or "auto" (the image's 1st
     # and 99th percentiles onto the training's); olmap.segment.scale
     bse_scale: float | Literal["auto"] | None = Field(None)
+    # olmap: seconds between saves of the finished blocks (their files flushed, the progress
+    # file written): a kill -9 or power cut loses at most this much work
+    save_every_s: float = Field(20.0, gt=0)
 
     @field_validator("bse_scale")
     @classmethod

@@ -346,10 +346,6 @@ class _PartialOutputs:
             path.unlink(missing_ok=True)
 
 
-#: Seconds between saves of the finished blocks (a SIGKILL loses at most this much work).
-SAVE_EVERY_SECONDS = 20.0
-
-
 def predict_mosaic(
     model_path: str | Path,
     bse: str | Path,
@@ -433,7 +429,7 @@ def _predict(
     plan = WindowPlan.over(info.height, info.width, settings.window, settings.step)
     grid = BlockGrid.of(info.height, info.width, settings)
     # Batch size and device change nothing but float rounding: a resume may use others.
-    same_result = settings.model_dump(exclude={"device", "batch_size"})
+    same_result = settings.model_dump(exclude={"device", "batch_size", "save_every_s"})
     fingerprint = json.dumps(
         {
             "olmap": __version__,
@@ -495,7 +491,7 @@ def _predict(
         done[index] = True
         if progress is not None:
             progress(int(areas[index]))
-        if time.monotonic() - partial.saved > SAVE_EVERY_SECONDS and not done.all():
+        if time.monotonic() - partial.saved > settings.save_every_s and not done.all():
             partial.save(counts, done)
 
     with interrupts_deferred() as stop:

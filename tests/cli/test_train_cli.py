@@ -123,6 +123,14 @@ def test_bad_checkpoints_are_refused(trained: Path, tmp_path: Path) -> None:
     torch.save(payload, tmp_path / "mismatch.pt")
     payload["meta"]["architecture"] = "unet"
     torch.save(payload, tmp_path / "unknown.pt")
+    payload = torch.load(trained / "model.pt", weights_only=True)
+    payload["meta"]["input_std"] = "wide"
+    torch.save(payload, tmp_path / "bad_meta.pt")
+    payload = torch.load(trained / "model.pt", weights_only=True)
+    name = next(k for k, v in payload["state_dict"].items() if v.is_floating_point())
+    payload["state_dict"][name] = torch.full_like(payload["state_dict"][name], float("nan"))
+    torch.save(payload, tmp_path / "nan.pt")  # once accepted: all nodata, exit 0
+    torch.save({"format": "olmap-segmenter", "meta": Path("a")}, tmp_path / "hostile.pt")
     cases = {
         "truncated.pt": "not a readable model checkpoint",
         "text.pt": "not a readable model checkpoint",
@@ -130,6 +138,10 @@ def test_bad_checkpoints_are_refused(trained: Path, tmp_path: Path) -> None:
         "mismatch.pt": "weights do not match architecture deeplabv3_resnet50",
         "unknown.pt": "unknown architecture 'unet'",
         "missing.pt": "model checkpoint not found",
+        "bad_meta.pt": r"damaged checkpoint metadata \(input_std = 'wide'\)",
+        "nan.pt": "weight tensors hold NaN or infinite values",
+        # never torch's advice to load with weights_only=False (that runs the file's code)
+        "hostile.pt": "not a plain checkpoint: it holds Python objects",
     }
     for name, message in cases.items():
         with pytest.raises((InputError, FileNotFoundError), match=message):

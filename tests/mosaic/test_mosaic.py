@@ -158,3 +158,15 @@ def test_jittered_stage_positions_leave_no_gaps(section_dir: Path, tmp_path: Pat
     h, w = min(mosaic.shape[0], original.shape[0]), min(mosaic.shape[1], original.shape[1])
     # tiles land within a few px of their true place: the mosaic still matches the section
     assert np.corrcoef(mosaic[:h, :w].ravel(), original[:h, :w].ravel())[0, 1] > 0.5
+
+
+def test_a_mosaic_with_a_missing_tile_names_the_tile(seamless, tmp_path: Path) -> None:
+    """Once "not a readable raster" naming only the VRT."""
+    import shutil
+
+    tiles = shutil.copytree(seamless.out_dir, tmp_path / "tiles")
+    out = build_mosaic(tiles, tmp_path / "mosaic.vrt", rows=3, cols=4, order="snake").path
+    gone = sorted(tiles.glob("*.tif"))[5]
+    gone.unlink()
+    with pytest.raises(InputError, match=str(gone.name)):
+        read_raster(out, bands=1)

@@ -197,3 +197,24 @@ def test_resume_ignores_workers_and_survives_a_cut_job_file(results_dir, tmp_pat
         build_site(files, tmp_path / "b", progress=stop_at_mg)
     (tmp_path / "b.partial" / ".tiles-job.json").write_text('{"olmap": ')  # a crash mid-write
     assert build_site(files, tmp_path / "b").resumed == []
+
+
+@pytest.mark.parametrize("side", [1, 40])
+def test_a_small_bse_mosaic_gives_a_site(tmp_path, side):
+    """Once "internal error": libvips refused TIFF tiles larger than the image."""
+    grey = (np.arange(side * side) % 251).astype(np.uint8).reshape(side, side)
+    write_raster(tmp_path / "r" / "bse.tif", grey, pixel_size_um=1.0)
+    build_site(find_results(tmp_path / "r"), tmp_path / "site")
+    assert is_cog(tmp_path / "site" / "cog" / "bse.tif")
+    with rasterio.open(tmp_path / "site" / "cog" / "bse.tif") as ds:
+        assert np.array_equal(ds.read(1), grey)
+
+
+def test_a_cut_short_bse_mosaic_is_named(results_dir, tmp_path):
+    """Once "internal error" without a file name."""
+    data = (results_dir / "bse.tif").read_bytes()
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "bse.tif").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match=re.escape(str(tmp_path / "r" / "bse.tif"))):
+        build_site(find_results(tmp_path / "r"), tmp_path / "site")
+    assert not (tmp_path / "site").exists()
