@@ -88,7 +88,7 @@ def lock_held_elsewhere() -> Callable[[Path], AbstractContextManager[subprocess.
 
 
 def run_olmap(
-    *args: str | Path, cwd: Path | None = None, timeout: float = 600
+    *args: str | Path, cwd: Path | None = None, timeout: float | None = None
 ) -> subprocess.CompletedProcess:
     """``olmap ARGS`` as a user runs it: its own process, stdout and stderr captured."""
     return subprocess.run(

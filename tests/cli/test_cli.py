@@ -2,8 +2,6 @@
 
 import json
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -13,13 +11,9 @@ from olmap import __version__
 from olmap.cli.main import app
 from olmap.io.raster import raster_info, read_raster
 
+from ..conftest import run_olmap as olmap
+
 runner = CliRunner()
-
-
-def olmap(*args, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "olmap", *args], capture_output=True, text=True, cwd=cwd, check=False
-    )
 
 
 def test_help_lists_commands_with_descriptions():

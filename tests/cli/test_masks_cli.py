@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +11,9 @@ import pytest
 
 from olmap.io.raster import class_names, raster_info, read_raster, write_raster
 
+from ..conftest import run_olmap as olmap
+
 REPO = Path(__file__).resolve().parents[2]
-
-
-def olmap(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "olmap", *args], capture_output=True, text=True, cwd=cwd, check=False
-    )
 
 
 @pytest.fixture()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +11,7 @@ from olmap.segment.checkpoint import save_checkpoint
 from olmap.segment.job import synthetic_init_model
 from olmap.synth.tiles import cut_tiles
 
-
-def olmap(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "olmap", *args], capture_output=True, text=True, cwd=cwd, check=False
-    )
+from ..conftest import run_olmap as olmap
 
 
 def test_mosaic_then_predict_as_documented(section_dir: Path, tmp_path: Path) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +13,8 @@ import yaml
 
 from olmap.io.raster import format_class_tag, write_raster
 from olmap.segment.checkpoint import load_checkpoint
+
+from ..conftest import run_olmap as olmap
 
 TINY = {
     "architecture": "deeplabv3_mobilenet_v3_large",
@@ -27,12 +27,6 @@ TINY = {
     "max_epochs": 2,
     "device": "cpu",
 }
-
-
-def olmap(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "olmap", *args], capture_output=True, text=True, cwd=cwd, check=False
-    )
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -14,6 +12,8 @@ import rasterio
 from olmap.composition.calibrate import calibrate
 from olmap.composition.config import CalibrateConfig, RegistrationConfig
 from olmap.composition.regression import LinearCalibration
+
+from ..conftest import run_olmap as olmap
 
 
 def registration_errors(result, section_dir) -> pd.Series:
@@ -71,13 +71,6 @@ def test_registration_relocates_lines(calibrated, section_dir):
     sd = calibrated.profiles.set_index("profile_id")["shift_along_sd_um"]
     assert ((sd > 0.05) & (sd < 2.0)).all()
     assert (found <= 3 * sd.loc[found.index] + 0.5).all()
-
-
-def olmap(*args: str, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "olmap", *map(str, args)],
-        capture_output=True, text=True, cwd=cwd, check=False,
-    )  # fmt: skip
 
 
 def test_cli_calibrate_then_mgmap_as_documented(section_dir, tmp_path):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import geopandas as gpd
 import numpy as np
@@ -18,6 +16,8 @@ from olmap.crystals.catalogue import crystal_catalogue
 from olmap.crystals.config import CrystalsConfig
 from olmap.crystals.evaluate import match_instances
 from olmap.io.raster import write_raster
+
+from ..conftest import run_olmap as olmap
 
 # ../shared/CLI.md: "Catalogue columns (at least)".
 CLI_COLUMNS = [
@@ -92,16 +92,6 @@ def test_split_only_adds_crystals(catalogue, section_dir):
     assert plain.catalogue["component"].is_unique  # the paper's rule: a component is a crystal
     assert len(catalogue.catalogue) >= len(plain.catalogue)
     assert catalogue.components == plain.components
-
-
-def olmap(*args, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "olmap", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        check=False,
-    )
 
 
 def test_cli_as_documented(section_dir, tmp_path):

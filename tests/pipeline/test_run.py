@@ -16,6 +16,8 @@ from olmap.synth.config import SynthConfig
 from olmap.synth.section import generate_section
 from tests.pipeline.test_config import write_project
 
+from ..conftest import run_olmap as olmap
+
 #: cpu-quick cut down to seconds: two epochs of two small batches.
 TINY_TRAIN = {
     "config": "cpu-quick",
@@ -27,12 +29,6 @@ TINY_TRAIN = {
     "device": "cpu",
 }
 ALL = ["masks", "dataset", "train", "predict", "evaluate", "calibrate", "mgmap", "crystals"]
-
-
-def olmap(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "olmap", *args], capture_output=True, text=True, cwd=cwd, check=False
-    )
 
 
 def statuses(out: Path) -> dict[str, str]:
