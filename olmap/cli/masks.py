@@ -33,18 +33,36 @@ def print_mask_report(result: MaskResult) -> None:
         classes.add_row(str(code), name, f"{n:,}", f"{100 * n / total:.3f}")
     stdout.print(classes)
 
+    if result.references is not None:
+        levels = Table("element", "counts = 1", "reference", title="Relative units (this map)")
+        for el, level in result.references.levels.items():
+            levels.add_row(el, f"{level:,.4g}", result.references.basis[el])
+        stdout.print(levels)
     steps = Table(
-        "class", "matched", "+grown", "-small", "+holes", title="Rule matches and clean-up (px)"
+        "class",
+        "matched",
+        "-earlier",
+        "+grown",
+        "-small",
+        "+holes",
+        title="Rule matches and clean-up (px; -earlier: also matched by an earlier class)",
     )
     for i, name in enumerate(names):
         steps.add_row(
             name,
             f"{stats.matched[i]:,}",
+            f"{stats.lost[i]:,}",
             f"{stats.grown[i]:,}",
             f"{stats.removed[i]:,}",
             f"{stats.filled[i]:,}",
         )
     stdout.print(steps)
+    for key, n in stats.rejected.items():
+        cls, entry = key.split(": ", 1)
+        stdout.print(
+            f"{cls}: {n:,} px that pass its rules rejected as {entry} "
+            "(counts pooled over its candidate pixels nearby)"
+        )
     stdout.print(
         f"Pixels matching more than one class: {stats.multi_matched:,} "
         "(the first class in the rule file wins)"
@@ -79,7 +97,8 @@ def masks(
         list[str],
         typer.Option(
             "--eds",
-            help="EDS stack (bands named Mg, Ca, ...), a Bruker .bcf, or ELEMENT=FILE (repeat).",
+            help="EDS stack (bands named Mg, Ca, ...), a folder of per-element maps (Mg.txt, "
+            "'Mg K series.csv', Mg.tif, ...), a Bruker .bcf, or ELEMENT=FILE (repeat).",
         ),
     ],
     rules: Annotated[
@@ -94,7 +113,22 @@ def masks(
         Path | None,
         typer.Option(
             "--reference",
-            help="Label map to compare with (e.g. truth/phases.tif of a synthetic section).",
+            help="Label map to compare with (truth/phases.tif of a synthetic section, or a "
+            "lab's own classification with --legend).",
+        ),
+    ] = None,
+    legend: Annotated[
+        Path | None,
+        typer.Option(
+            "--legend",
+            help="Codes of --reference -> class names (YAML '4: olivine' or CSV code,name); "
+            "then any integer type; aliases such as opx, cpx, plag understood.",
+        ),
+    ] = None,
+    pixel_size: Annotated[
+        float | None,
+        typer.Option(
+            "--pixel-size", min=1e-6, help="Pixel size in µm of a folder of text/PNG maps."
         ),
     ] = None,
     window: Annotated[
@@ -113,14 +147,32 @@ def masks(
     pixels matched by several classes, and clean-up effects. Works window by window on maps
     larger than RAM.
 
+    Rule files with `units: relative` (all shipped ones but olivine-paper.yaml) divide each
+    element map by its level in a reference phase of the same map first, so that thresholds
+    hold on any instrument (docs/masks.md).
+
     Example: olmap masks --eds eds.tif --rules configs/rules/olivine.yaml --out mask.tif --bse bse.tif
+
+    Example: olmap masks --eds SK392D/ --rules configs/rules/basalt.yaml --out labels.tif --reference phases.tif --legend legend.yaml
     """  # noqa: E501
     rule_set = load_rules(rules)
     report = report_path(out)
     eds_files = [str(e).partition("=")[2] or e for e in eds]
-    inputs = [rules, *raster_inputs(bse, reference, *eds_files)]
+    folders = [Path(e) for e in eds_files if Path(e).is_dir()]
+    inputs = [
+        rules,
+        *raster_inputs(bse, reference, *[e for e in eds_files if not Path(e).is_dir()]),
+    ]
+    inputs += [p for f in folders for p in sorted(f.iterdir()) if p.is_file()]
+    if legend is not None:
+        inputs.append(legend)
     with claim_outputs([out, report], inputs=inputs, overwrite=overwrite):
-        source = open_eds(eds, elements=rule_set.elements, bcf_downsample=bcf_downsample)
+        source = open_eds(
+            eds,
+            elements=rule_set.elements,
+            bcf_downsample=bcf_downsample,
+            pixel_size_um=pixel_size,
+        )
         height, width = source.shape
         with progress_bar("masks", total=height * width / 1e6, unit="Mpx") as advance:
             result = build_label_map(
@@ -129,6 +181,7 @@ def masks(
                 out,
                 bse=bse,
                 reference=reference,
+                legend=legend,
                 window=window,
                 workers=workers,
                 report=report,

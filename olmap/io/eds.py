@@ -1,5 +1,7 @@
-"""EDS element maps as a windowed source: one multi-band GeoTIFF, one file per element, or a
-Bruker ``.bcf`` hypermap (element maps computed in memory, see :mod:`olmap.io.bruker`).
+"""EDS element maps as a windowed source: one multi-band GeoTIFF, one file per element, a folder
+of per-element maps as labs export them (text/CSV count matrices or images, see
+:mod:`olmap.io.element_maps`), or a Bruker ``.bcf`` hypermap (element maps computed in memory,
+see :mod:`olmap.io.bruker`).
 
 Every source answers ``read(window, elements)`` with counts per element and checks them:
 counts must be finite and non-negative (pixels equal to a band's nodata value are reported as
@@ -17,7 +19,19 @@ from affine import Affine
 from rasterio.windows import Window
 
 from olmap.errors import InputError
-from olmap.io.raster import RasterInfo, check_coregistered, open_raster, raster_info
+from olmap.io.element_maps import (
+    TEXT_SUFFIXES,
+    element_symbol,
+    read_count_matrix,
+    read_element_folder,
+)
+from olmap.io.raster import (
+    RasterInfo,
+    check_coregistered,
+    micrometre_transform,
+    open_raster,
+    raster_info,
+)
 
 
 def check_counts(values: np.ndarray, *, path: str | Path, element: str, window: Window) -> None:
@@ -110,6 +124,8 @@ class EdsArrays:
     maps: dict[str, np.ndarray]
     transform: Affine
     path: Path
+    #: What the reader wants the user to know (e.g. an unknown pixel size), one line each.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def elements(self) -> tuple[str, ...]:
@@ -146,7 +162,10 @@ def _element_spec(spec: str) -> tuple[str, Path] | None:
         return None
     if not name.strip() or not path.strip():
         raise InputError(f"--eds {spec!r}: expected ELEMENT=FILE, e.g. Mg=eds_Mg.tif")
-    return name.strip(), Path(path.strip())
+    symbol = element_symbol(name)
+    if symbol is None:
+        raise InputError(f"--eds {spec!r}: {name.strip()!r} is not an element (e.g. Mg, Ca)")
+    return symbol, Path(path.strip())
 
 
 def open_eds(
@@ -154,6 +173,7 @@ def open_eds(
     *,
     elements: Sequence[str] | None = None,
     bcf_downsample: int = 1,
+    pixel_size_um: float | None = None,
 ) -> EdsSource:
     """Open EDS element maps given on the command line.
 
@@ -161,11 +181,14 @@ def open_eds(
     ----------
     specs : sequence of str or Path
         Either one multi-band GeoTIFF whose band descriptions are element symbols, one
-        ``.bcf`` hypermap, or several ``ELEMENT=FILE`` items (one single-band raster each).
+        ``.bcf`` hypermap, one folder of per-element maps (``Mg.txt``, ``Mg K series.csv``,
+        ``Mg.tif``, ...), or several ``ELEMENT=FILE`` items (one single-band raster each).
     elements : sequence of str, optional
-        Elements needed (only a ``.bcf`` uses it: the maps computed from its spectra).
+        Elements needed (a ``.bcf`` computes only these; a folder reads only these).
     bcf_downsample : int
         Downsampling factor passed to the Bruker reader (sums ``n x n`` pixels).
+    pixel_size_um : float, optional
+        Pixel side in µm of a folder of maps (text maps carry none).
 
     Raises
     ------
@@ -188,6 +211,8 @@ def open_eds(
             from olmap.io.bruker import read_bcf_element_maps
 
             return read_bcf_element_maps(path, elements=elements, downsample=bcf_downsample)
+        if path.is_dir():
+            return open_element_folder(path, elements=elements, pixel_size_um=pixel_size_um)
         return _stack(path)
     if any(p is None for p in parsed):
         raise InputError("mix of --eds FILE and --eds ELEMENT=FILE; use one form")
@@ -196,6 +221,8 @@ def open_eds(
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise InputError(f"--eds: element(s) given twice: {', '.join(dupes)}")
+    if any(p.suffix.lower() in TEXT_SUFFIXES for _, p in pairs):
+        return _text_maps(pairs, pixel_size_um)
     grid = check_coregistered(*(p for _, p in pairs))
     sources, nodata = {}, {}
     for el, path in pairs:
@@ -206,11 +233,59 @@ def open_eds(
     return EdsRasters(sources, grid, nodata)
 
 
+def open_element_folder(
+    folder: Path, *, elements: Sequence[str] | None = None, pixel_size_um: float | None = None
+) -> EdsArrays:
+    """A folder of per-element maps (see :func:`olmap.io.element_maps.read_element_folder`)."""
+    found = read_element_folder(folder, elements=elements, pixel_size_um=pixel_size_um)
+    height = next(iter(found.maps.values())).shape[0]
+    notes = []
+    if not found.pixel_size_known:
+        notes.append(
+            f"{folder}: pixel size unknown (text and PNG maps carry none); the grid is in "
+            "pixels (1 px written as 1 µm): give --pixel-size UM for sizes in µm"
+        )
+    return EdsArrays(
+        maps=found.maps,
+        transform=micrometre_transform(height, found.pixel_size_um),
+        path=folder,
+        notes=notes,
+    )
+
+
+def _text_maps(pairs: list[tuple[str, Path]], pixel_size_um: float | None) -> EdsArrays:
+    """``--eds Mg=Mg.txt ...``: text count matrices (all held in memory, like a folder)."""
+    bad = [p for _, p in pairs if p.suffix.lower() not in TEXT_SUFFIXES]
+    if bad:
+        raise InputError(
+            f"--eds: mix of text maps and rasters ({bad[0]}); put the maps in one folder "
+            "and give --eds FOLDER"
+        )
+    maps = {el: read_count_matrix(p) for el, p in pairs}
+    if len({m.shape for m in maps.values()}) > 1:
+        raise InputError("--eds: the text maps differ in size; they must match")
+    height = next(iter(maps.values())).shape[0]
+    notes = []
+    if pixel_size_um is None:
+        notes.append(
+            "pixel size of the text maps unknown; the grid is in pixels (1 px written as "
+            "1 µm): give --pixel-size UM for sizes in µm"
+        )
+    transform = micrometre_transform(height, pixel_size_um or 1.0)
+    return EdsArrays(maps, transform, pairs[0][1].parent, notes)
+
+
 def _band_for(info: RasterInfo, element: str) -> int:
     if info.count == 1:
+        described = element_symbol(info.band_names[0]) if info.band_names[0] else None
+        if described is not None and described != element:
+            raise InputError(
+                f"{info.path}: given as the {element} map, but its band is described as "
+                f"{info.band_names[0]!r} ({described})"
+            )
         return 1
     for i, name in enumerate(info.band_names, start=1):
-        if name == element:
+        if element_symbol(name) == element:
             return i
     raise InputError(
         f"{info.path}: has {info.count} bands and none is described as {element!r}; "
@@ -220,12 +295,12 @@ def _band_for(info: RasterInfo, element: str) -> int:
 
 def _stack(path: Path) -> EdsRasters:
     info = raster_info(path)
-    names = [n.strip() for n in info.band_names]
+    names = [element_symbol(n) or "" for n in info.band_names]  # "Mg K series" -> "Mg"
     if not all(names):
         raise InputError(
-            f"{path}: EDS bands must be described by element symbols (Mg, Ca, ...); "
-            f"band descriptions are {list(info.band_names)} — or give one file per element "
-            "with --eds Mg=FILE"
+            f"{path}: EDS bands must be described by element names (Mg, 'Mg K series', "
+            f"'Mg Ka', ...); band descriptions are {list(info.band_names)} — or give one file "
+            "per element with --eds Mg=FILE, or a folder of per-element maps"
         )
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

@@ -22,7 +22,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage import morphology
 
-from olmap.masks.rules import IGNORE, UNCLASSIFIED, Condition, RuleSet
+from olmap.masks.rules import IGNORE, UNCLASSIFIED, Condition, MineralRule, RuleSet
 
 
 def ratio_rule_mask(
@@ -57,9 +57,67 @@ def ratio_rule_mask(
     return mask
 
 
-def class_matches(counts: Mapping[str, np.ndarray], rules: RuleSet) -> np.ndarray:
-    """``(n_classes, row, col)`` booleans: which classes' rules hold at each pixel."""
-    return np.stack([ratio_rule_mask(counts, c.rules) for c in rules.classes])
+def reject_pooled(
+    match: np.ndarray, counts: Mapping[str, np.ndarray], rule: MineralRule
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Remove the pixels of ``match`` that a ``reject`` entry of ``rule`` claims.
+
+    Each entry's conditions are tested at every matched pixel on counts pooled over the matched
+    pixels of a ``(2 r + 1)²`` box around it (``r = rule.reject_pool_px``): a ratio of sums,
+    which averages Poisson noise ~``2 r + 1`` times down without mixing in the neighbouring
+    phases (only the class's own candidates are pooled). An entry earlier in the file claims a
+    pixel first.
+
+    Returns
+    -------
+    kept : ndarray of bool
+    rejected : dict of str to ndarray of bool
+        Pixels rejected by each entry.
+    """
+    if not rule.reject or not match.any():
+        return match, {name: np.zeros_like(match) for name in rule.reject}
+    size = 2 * rule.reject_pool_px + 1
+    weight = match.astype(np.float32)
+
+    def pooled(elements: tuple[str, ...]) -> np.ndarray:
+        total = sum(np.asarray(counts[e], dtype=np.float32) for e in elements)
+        return ndi.uniform_filter(total * weight, size=size, mode="nearest")
+
+    n = ndi.uniform_filter(weight, size=size, mode="nearest")
+    free = match.copy()
+    rejected: dict[str, np.ndarray] = {}
+    for name, conditions in rule.reject.items():
+        claim = free.copy()
+        for cond in conditions:
+            num = pooled(cond.numerator)
+            den = pooled(cond.denominator) if cond.denominator else n
+            value = np.divide(num, den, out=np.full_like(num, np.inf), where=den > 0)
+            claim &= cond.compare(value)
+        free &= ~claim
+        rejected[name] = claim
+    return free, rejected
+
+
+def class_matches(
+    counts: Mapping[str, np.ndarray], rules: RuleSet, nodata: np.ndarray | None = None
+) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
+    """Which classes' rules hold at each pixel, after rejections (:func:`reject_pooled`).
+
+    Returns
+    -------
+    matches : ndarray of bool, shape (n_classes, row, col)
+    rejected : list of dict of str to ndarray
+        Per class, the pixels its ``reject`` entries removed.
+    """
+    matches, rejected = [], []
+    for rule in rules.classes:
+        match = ratio_rule_mask(counts, rule.rules)
+        if nodata is not None:
+            match &= ~nodata
+        match, gone = reject_pooled(match, counts, rule)
+        matches.append(match)
+        rejected.append(gone)
+    return np.stack(matches), rejected
 
 
 def label_by_precedence(matches: np.ndarray, codes: Sequence[int]) -> np.ndarray:
@@ -99,6 +157,13 @@ class LabelStats:
         Pixels added by boundary growth, removed as small objects, added as filled holes.
     ignored_cracks, ignored_nodata : int
         Classified pixels set to 255 because BSE shows a crack/hole; pixels without EDS data.
+    lost : ndarray, shape (n_classes,)
+        Pixels a class matched that an earlier class also matched (they went to it).
+    rejected : dict of str to int
+        ``"class: entry"`` -> pixels of grains rejected by that ``reject`` entry.
+    passed : dict of str to int
+        ``"class: condition"`` -> pixels passing each plain (non-ratio) threshold, to warn
+        about thresholds that exclude almost nothing.
     """
 
     class_names: dict[int, str]
@@ -111,6 +176,9 @@ class LabelStats:
     filled: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     ignored_cracks: int = 0
     ignored_nodata: int = 0
+    lost: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    rejected: dict[str, int] = field(default_factory=dict)
+    passed: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def empty(cls, rules: RuleSet) -> LabelStats:
@@ -124,6 +192,14 @@ class LabelStats:
             grown=zeros.copy(),
             removed=zeros.copy(),
             filled=zeros.copy(),
+            lost=zeros.copy(),
+            rejected={f"{c.name}: {name}": 0 for c in rules.classes for name in c.reject},
+            passed={
+                f"{c.name}: {cond}": 0
+                for c in rules.classes
+                for cond in c.rules
+                if not cond.is_ratio and cond.op in (">", ">=")
+            },
         )
 
     def __iadd__(self, other: LabelStats) -> LabelStats:
@@ -137,6 +213,11 @@ class LabelStats:
         self.filled += other.filled
         self.ignored_cracks += other.ignored_cracks
         self.ignored_nodata += other.ignored_nodata
+        self.lost += other.lost
+        for key, n in other.rejected.items():
+            self.rejected[key] = self.rejected.get(key, 0) + n
+        for key, n in other.passed.items():
+            self.passed[key] = self.passed.get(key, 0) + n
         return self
 
     @property
@@ -166,6 +247,9 @@ class LabelStats:
             "filled_holes": dict(zip(names, self.filled.tolist(), strict=True)),
             "ignored_cracks": int(self.ignored_cracks),
             "ignored_nodata": int(self.ignored_nodata),
+            "lost_to_earlier_classes": dict(zip(names, self.lost.tolist(), strict=True)),
+            "rejected_grains_px": {k: int(v) for k, v in self.rejected.items()},
+            "plain_threshold_passes_px": {k: int(v) for k, v in self.passed.items()},
         }
 
 
@@ -222,11 +306,23 @@ def classify_window(
     codes = list(rules.codes.values())
     stats = LabelStats.empty(rules)
 
-    matches = class_matches(counts, rules)
-    if nodata is not None:
-        matches &= ~nodata
+    matches, rejected = class_matches(counts, rules, nodata)
+    for rule, gone in zip(rules.classes, rejected, strict=True):
+        for name, px in gone.items():
+            stats.rejected[f"{rule.name}: {name}"] = int(px[inner].sum())
+    has_data = np.ones(matches.shape[1:], bool) if nodata is None else ~nodata
+    for rule in rules.classes:
+        for cond in rule.rules:
+            key = f"{rule.name}: {cond}"
+            if key in stats.passed:
+                stats.passed[key] = int((cond.evaluate(counts) & has_data)[inner].sum())
     core = matches[(slice(None), *inner)]
     stats.matched = core.sum(axis=(1, 2), dtype=np.int64)
+    earlier = np.zeros(core.shape[1:], bool)
+    for i in range(len(codes)):
+        stats.lost[i] = int((core[i] & earlier).sum())
+        earlier |= core[i]
+    del earlier
     n_match = core.sum(axis=0, dtype=np.int16)
     stats.multi_matched = int((n_match > 1).sum())
     if stats.multi_matched:

@@ -36,7 +36,7 @@ from pydantic import (
 )
 
 from olmap.io.config import load_config
-from olmap.masks.xray import ELEMENT_SYMBOLS
+from olmap.io.element_maps import ELEMENT_SYMBOLS
 
 #: Label value of pixels no rule claims.
 UNCLASSIFIED = 0
@@ -120,6 +120,14 @@ class Condition:
             value = np.divide(value, den, out=np.full_like(value, np.inf), where=den > 0)
         return _OPS[self.op](value, self.threshold)
 
+    @property
+    def is_ratio(self) -> bool:
+        return bool(self.denominator)
+
+    def compare(self, value: np.ndarray) -> np.ndarray:
+        """The condition's comparison applied to already computed term values."""
+        return _OPS[self.op](value, self.threshold)
+
 
 _OPS = {"<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal}
 
@@ -179,7 +187,13 @@ class GrowRule(_Strict):
 
 
 class MineralRule(_Strict):
-    """One class of the label map."""
+    """One class of the label map.
+
+    ``reject`` maps a name to conditions tested at each pixel the class's rules match, on the
+    counts of the matched pixels pooled within ``reject_pool_px`` (a box): a pixel for which
+    all conditions of an entry hold is not this class (e.g. olivine candidates whose Si per
+    Mg+Fe is that of orthopyroxene); it goes on to later classes and the report counts it.
+    """
 
     # Letters, digits, "_", "-" and inner spaces; no leading/trailing space ("olivine " would
     # be a second class that prints like "olivine").
@@ -189,6 +203,8 @@ class MineralRule(_Strict):
     grow: GrowRule | None = None
     min_size_px: StrictCount = Field(0, ge=0, description="objects of <= this many px removed")
     fill_holes_px: StrictCount = Field(0, ge=0, description="holes of <= this many px filled")
+    reject: dict[str, Conditions] = Field(default_factory=dict)
+    reject_pool_px: StrictCount = Field(3, ge=0, le=32, description="pooling box half-side")
 
     @field_validator("name")
     @classmethod
@@ -200,6 +216,7 @@ class MineralRule(_Strict):
     @property
     def elements(self) -> tuple[str, ...]:
         conds = self.rules + (self.grow.rules if self.grow else ())
+        conds += tuple(c for entry in self.reject.values() for c in entry)
         return tuple(dict.fromkeys(el for c in conds for el in c.elements))
 
 
@@ -217,8 +234,14 @@ class IgnoreRule(_Strict):
 
 
 class RuleSet(_Strict):
-    """A rule file: classes in precedence order, and optional crack masking."""
+    """A rule file: classes in precedence order, and optional crack masking.
 
+    ``units``: ``counts`` (raw counts per pixel, as in the paper) or ``relative`` (each
+    element divided by its level in a reference phase of the same map, see
+    :mod:`olmap.masks.normalise`; thresholds then hold on any instrument).
+    """
+
+    units: Literal["counts", "relative"] = "counts"
     classes: tuple[MineralRule, ...] = Field(min_length=1, max_length=254)
     ignore: IgnoreRule | None = None
     _source: str = PrivateAttr("")
@@ -272,7 +295,9 @@ class RuleSet(_Strict):
             (c.fill_holes_px + 1 if c.fill_holes_px else 0 for c in self.classes), default=0
         )
         dilate = self.ignore.dilate_px if self.ignore else 0
-        return grow + small + holes + dilate
+        # ``reject`` pools counts within reject_pool_px before anything else runs.
+        reject = max((c.reject_pool_px for c in self.classes if c.reject), default=0)
+        return reject + grow + small + holes + dilate
 
 
 def load_rules(path: str | Path) -> RuleSet:

@@ -17,6 +17,7 @@ from rasterio.windows import Window
 from olmap import __version__
 from olmap.errors import InputError
 from olmap.io.eds import EdsSource
+from olmap.io.legend import canonical_class_name, read_legend
 from olmap.io.outputs import atomic_paths
 from olmap.io.raster import (
     check_grid,
@@ -24,7 +25,6 @@ from olmap.io.raster import (
     class_names,
     create_raster,
     format_class_tag,
-    raster_info,
     raster_inputs,
     read_raster,
     unsigned_grey_scale,
@@ -32,8 +32,12 @@ from olmap.io.raster import (
 from olmap.io.tables import write_json
 from olmap.io.windows import block_windows, halo_window
 from olmap.masks.label import LabelStats, classify_window
+from olmap.masks.normalise import ReferenceLevels, reference_levels, sample_counts
 from olmap.masks.rules import IGNORE, UNCLASSIFIED, RuleSet
 from olmap.parallel import ordered_map
+
+#: A plain threshold passing at least this share of the pixels with data gets a warning.
+WARN_PASS_SHARE = 0.85
 
 #: Default window side (px): ~2,048² px x (5 bands + labels + masks) stays under ~300 MB.
 DEFAULT_WINDOW = 2048
@@ -45,9 +49,11 @@ class Confusion:
 
     Attributes
     ----------
-    counts : ndarray, shape (256, 256)
-        ``counts[t, p]``: pixels with reference value ``t`` and label ``p``.
-    reference_names, label_names : dict of int to str
+    counts : ndarray, shape (n_reference_rows, 256)
+        ``counts[t, p]``: pixels of reference row ``t`` with label ``p``.
+    reference_names : dict of int to str
+        Row -> reference class name.
+    label_names : dict of int to str
     """
 
     counts: np.ndarray
@@ -67,13 +73,16 @@ class Confusion:
 
     def iou(self) -> dict[str, float]:
         """IoU of every class named in both maps (ignored pixels count as not the class)."""
-        ref_codes = {name: code for code, name in self.reference_names.items()}
+        ref_rows: dict[str, list[int]] = {}
+        for row, name in self.reference_names.items():
+            ref_rows.setdefault(canonical_class_name(name), []).append(row)
         out = {}
         for p, name in self.label_names.items():
-            if name in ref_codes and p not in (UNCLASSIFIED, IGNORE):
-                t = ref_codes[name]
-                inter = self.counts[t, p]
-                union = self.counts[t].sum() + self.counts[:, p].sum() - inter
+            rows = ref_rows.get(canonical_class_name(name))
+            if rows and p not in (UNCLASSIFIED, IGNORE):
+                inter = self.counts[rows, p].sum()
+                labelled = self.counts[list(self.reference_names), p].sum()  # nodata left out
+                union = self.counts[rows].sum() + labelled - inter
                 out[name] = float(inter / union) if union else float("nan")
         return out
 
@@ -86,9 +95,13 @@ class MaskResult:
     stats: LabelStats
     confusion: Confusion | None = None
     notes: list[str] = field(default_factory=list)
+    references: ReferenceLevels | None = None
+    units: str = "counts"
 
     def as_dict(self) -> dict:
-        out = {"output": str(self.path), **self.stats.as_dict()}
+        out = {"output": str(self.path), "units": self.units, **self.stats.as_dict()}
+        if self.references is not None:
+            out["reference_levels"] = self.references.as_dict()
         if self.confusion is not None:
             out["reference_fractions"] = self.confusion.fractions()
             out["reference_iou"] = self.confusion.iou()
@@ -116,6 +129,7 @@ def build_label_map(
     *,
     bse: str | Path | None = None,
     reference: str | Path | None = None,
+    legend: str | Path | None = None,
     window: int = DEFAULT_WINDOW,
     workers: int = 1,
     report: str | Path | None = None,
@@ -135,8 +149,12 @@ def build_label_map(
     bse : path-like, optional
         BSE mosaic on the same grid; checked for co-registration; enables crack masking.
     reference : path-like, optional
-        A label map with a ``classes`` tag on the same grid (e.g. ``truth/phases.tif`` of a
-        synthetic section) to compare with.
+        A label map on the same grid to compare with: uint8 with a ``classes`` tag (e.g.
+        ``truth/phases.tif`` of a synthetic section), or any integer codes with ``legend``.
+    legend : path-like, optional
+        Codes of ``reference`` -> class names (YAML or CSV, :func:`olmap.io.legend.read_legend`);
+        the raster may then be of any integer type (or float holding whole numbers, with
+        its nodata value skipped).
     window : int
         Window side in px; memory grows with ``(window + 2 * halo)²``.
     workers : int
@@ -155,9 +173,11 @@ def build_label_map(
         any class (nothing is written then).
     """
     inputs = raster_inputs(*eds.paths, bse, reference)  # a VRT's sources are inputs too
+    if legend is not None:
+        inputs.append(Path(legend))
     outputs = [out, report] if report is not None else [out]
     with atomic_paths(outputs, inputs=[*inputs, rules.source], overwrite=overwrite) as tmps:
-        result = _label_map(eds, rules, tmps[0], bse, reference, window, workers, progress)
+        result = _label_map(eds, rules, tmps[0], bse, reference, legend, window, workers, progress)
         result.path = Path(out)
         if report is not None:
             write_json(result.as_dict(), tmps[1], overwrite=True)
@@ -170,6 +190,7 @@ def _label_map(
     out: Path,
     bse: str | Path | None,
     reference: str | Path | None,
+    legend: str | Path | None,
     window: int,
     workers: int,
     progress: Callable[[int], None] | None,
@@ -180,14 +201,13 @@ def _label_map(
         bse_info = check_single_band(bse, "BSE image")
         if rules.ignore is not None:  # bse_below is in 8-bit grey levels
             grey_scale = unsigned_grey_scale(bse_info, f"ignore.bse_below of {rules.source}")
+    ref_rows = None
     if reference is not None:
-        ref_info = check_single_band(reference, "reference label map")
-        if ref_info.dtype != "uint8":
-            raise InputError(
-                f"{reference}: reference label maps must be uint8 class codes, not {ref_info.dtype}"
-            )
+        ref_rows = ReferenceRows.open(reference, legend)
+    elif legend is not None:
+        raise InputError(f"{legend}: a legend describes --reference; give the label map too")
     height, width = eds.shape
-    notes: list[str] = []
+    notes: list[str] = list(getattr(eds, "notes", []))
     for path in (bse, reference):
         if path is not None:
             check_grid(path, eds.shape, eds.transform, f"the EDS grid of {eds.description}")
@@ -196,26 +216,33 @@ def _label_map(
             f"{rules.source}: crack masking (ignore.bse_below) needs the BSE image; "
             "give --bse to apply it"
         )
-    ref_names = class_names(raster_info(reference)) if reference is not None else None
     halo = rules.halo_px
     elements = rules.elements
+    levels = None
+    if rules.units == "relative":
+        sample = sample_counts(eds.read, eds.shape, elements, window=window, workers=workers)
+        levels = reference_levels(sample, source=eds.description)
 
     def process(win: Window) -> tuple[np.ndarray, LabelStats, np.ndarray | None]:
         padded, inner = halo_window(win, halo, height, width)
         counts, missing = eds.read(padded, elements)
+        if levels is not None:
+            counts = levels.apply(counts)
         grey = None
         if bse is not None:
             grey = read_raster(bse, window=padded, bands=1) * grey_scale
         labels, stats = classify_window(counts, rules, bse=grey, nodata=missing, inner=inner)
         labels = labels[inner]
         confusion = None
-        if reference is not None:
-            ref = read_raster(reference, window=win, bands=1).astype(np.int64)
-            confusion = np.bincount((ref * 256 + labels).ravel(), minlength=65536)
+        if ref_rows is not None:
+            rows = ref_rows.read(win)
+            confusion = np.bincount((rows * 256 + labels).ravel(), minlength=ref_rows.n_rows * 256)[
+                : ref_rows.n_rows * 256
+            ]
         return labels, stats, confusion
 
     total = LabelStats.empty(rules)
-    conf = np.zeros(65536, np.int64) if reference is not None else None
+    conf = np.zeros(ref_rows.n_rows * 256, np.int64) if ref_rows is not None else None
     tags = {
         "classes": format_class_tag(rules.class_names),
         "rules": rules.source,
@@ -241,11 +268,20 @@ def _label_map(
                 conf += confusion
             if progress is not None:
                 progress(int(win.width * win.height))
-        if total.classified == 0:
+        rejected = sum(total.rejected.values())
+        if total.classified == 0 and rejected:
+            # A real answer, not a failure: e.g. an andesite whose Mg-rich grains are all
+            # orthopyroxene has no olivine. The map is written; the note says why it is empty.
+            notes.append(
+                f"no pixel classified: all {rejected:,} px that passed the rules were "
+                "rejected (" + ", ".join(f"{k} {v:,}" for k, v in total.rejected.items() if v) + ")"
+            )
+        elif total.classified == 0:
             if total.matched.sum() == 0:
+                unit = "relative units" if rules.units == "relative" else "counts"
                 why = (
                     "no pixel of {} matched any class "
-                    "(are the maps counts, and the thresholds in counts?)"
+                    f"(are the maps counts, and the thresholds in {unit}?)"
                 )
             else:
                 why = (
@@ -256,11 +292,96 @@ def _label_map(
                 f"{rules.source or 'rules'}: {why.format(eds.description)}; nothing written"
             )
     confusion_result = None
-    if conf is not None and ref_names is not None:
-        confusion_result = Confusion(conf.reshape(256, 256), ref_names, rules.class_names)
-    notes += [
-        f"class {name!r} matched no pixel"
-        for name, code in rules.codes.items()
-        if total.pixels.get(code, 0) == 0
-    ]
-    return MaskResult(Path(out), total, confusion_result, notes)
+    if conf is not None and ref_rows is not None:
+        confusion_result = Confusion(
+            conf.reshape(ref_rows.n_rows, 256), ref_rows.names, rules.class_names
+        )
+    notes += report_notes(rules, total)
+    return MaskResult(Path(out), total, confusion_result, notes, levels, rules.units)
+
+
+def report_notes(rules: RuleSet, stats: LabelStats) -> list[str]:
+    """Notes that keep the report truthful: empty classes and why, idle thresholds."""
+    notes = []
+    for i, (name, code) in enumerate(rules.codes.items()):
+        if stats.pixels.get(code, 0):
+            continue
+        matched, lost = int(stats.matched[i]), int(stats.lost[i])
+        if matched == 0:
+            notes.append(f"class {name!r} matched no pixel")
+            continue
+        why = (
+            [f"{lost:,} went to earlier classes (the first class in the file wins)"] if lost else []
+        )
+        if matched > lost:
+            why.append(f"{matched - lost:,} were removed by clean-up or masked as cracks")
+        notes.append(f"class {name!r} matched {matched:,} px but kept none: " + "; ".join(why))
+    with_data = max(stats.total - stats.ignored_nodata, 1)
+    for key, n in stats.passed.items():
+        if n >= WARN_PASS_SHARE * with_data:
+            cls, cond = key.split(": ", 1)
+            unit = "relative units" if rules.units == "relative" else "counts"
+            notes.append(
+                f"{rules.source or 'rules'}: rule {cond!r} of class {cls!r} passes "
+                f"{100 * n / with_data:.0f} % of the map's pixels, so it excludes almost "
+                f"nothing (thresholds in {unit}; is it meant for this map's count level?)"
+            )
+    return notes
+
+
+@dataclass
+class ReferenceRows:
+    """A reference label map read as rows of the confusion matrix.
+
+    With a legend, each listed code gets a row, then one row for codes the legend does not
+    list; pixels equal to the raster's nodata value are left out. Without one, the raster
+    must be uint8 with a ``classes`` tag, and rows are its codes.
+    """
+
+    path: Path
+    names: dict[int, str]
+    codes: np.ndarray | None  # sorted legend codes; None: rows are the uint8 codes
+    nodata: float | None
+
+    @property
+    def n_rows(self) -> int:
+        return 256 if self.codes is None else len(self.codes) + 2
+
+    @classmethod
+    def open(cls, path: str | Path, legend: str | Path | None) -> ReferenceRows:
+        info = check_single_band(path, "reference label map")
+        if legend is None:
+            if info.dtype != "uint8":
+                raise InputError(
+                    f"{path}: a {info.dtype} reference label map needs --legend (a YAML or CSV "
+                    "of code: class name); only uint8 maps with a classes tag read without one"
+                )
+            return cls(Path(path), class_names(info), None, None)
+        codes_names = read_legend(legend)
+        codes = np.array(sorted(codes_names), dtype=np.float64)
+        names = {i: codes_names[int(c)] for i, c in enumerate(codes)}
+        names[len(codes)] = "(codes not in the legend)"
+        return cls(Path(path), names, codes, info.nodata)
+
+    def read(self, win: Window) -> np.ndarray:
+        """Row index of every pixel of ``win`` (``n_rows - 1``: nodata, not counted)."""
+        values = read_raster(self.path, window=win, bands=1)
+        if self.codes is None:
+            return values.astype(np.int64)
+        values = values.astype(np.float64)
+        skip = np.isnan(values)
+        if self.nodata is not None:
+            skip |= np.isnan(values) if np.isnan(self.nodata) else values == self.nodata
+        bad = ~skip & (values != np.round(values))
+        if bad.any():
+            r, c = np.argwhere(bad)[0]
+            raise InputError(
+                f"{self.path}: value {values[r, c]:g} at row {int(win.row_off) + r}, col "
+                f"{int(win.col_off) + c} is not an integer class code"
+            )
+        idx = np.searchsorted(self.codes, values)
+        idx = np.clip(idx, 0, len(self.codes) - 1)
+        listed = self.codes[idx] == values
+        rows = np.where(listed, idx, len(self.codes))
+        rows[skip] = len(self.codes) + 1
+        return rows.astype(np.int64)

@@ -16,13 +16,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-#: Chemical element symbols (Z = 1 ... 118); rule files may name any of them.
-ELEMENT_SYMBOLS: tuple[str, ...] = tuple(
-    """H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As
-    Se Br Kr Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce Pr Nd Pm Sm Eu Gd Tb
-    Dy Ho Er Tm Yb Lu Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi Po At Rn Fr Ra Ac Th Pa U Np Pu Am Cm Bk
-    Cf Es Fm Md No Lr Rf Db Sg Bh Hs Mt Ds Rg Cn Nh Fl Mc Lv Ts Og""".split()
-)
+from olmap.io.element_maps import ELEMENT_SYMBOLS  # noqa: F401  (re-exported)
 
 #: Kα line energies in keV for the elements of rock-forming minerals (Bearden 1967).
 KALPHA_KEV: dict[str, float] = {

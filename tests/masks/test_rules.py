@@ -74,12 +74,21 @@ def test_shipped_rule_files_load() -> None:
         "spinel",
         "basalt",
         "garnet",
+        "olivine-paper",
     }
     for f in files:
         rules = load_rules(f)
         assert rules.classes and rules.source == str(f)
-    olivine = load_rules(CONFIGS / "olivine.yaml")
-    assert [str(c) for c in olivine.classes[0].rules] == ["Ca/Mg < 0.1", "Al/Mg < 0.1", "Mg > 30"]
+        # Issue 22: no shipped rule depends on the absolute count level, but the paper's own.
+        assert rules.units == ("counts" if f.stem == "olivine-paper" else "relative"), f
+    paper = load_rules(CONFIGS / "olivine-paper.yaml")
+    assert [str(c) for c in paper.classes[0].rules] == ["Ca/Mg < 0.1", "Al/Mg < 0.1", "Mg > 30"]
+    olivine = load_rules(CONFIGS / "olivine.yaml").classes[0]
+    assert [str(c) for c in olivine.reject["orthopyroxene"]] == ["Si/(Mg+Fe) > 0.47"]
+    for f in files:  # every shipped file with olivine rejects orthopyroxene, but the paper's
+        for cls in load_rules(f).classes:
+            if cls.name == "olivine" and f.stem != "olivine-paper":
+                assert "orthopyroxene" in cls.reject, f
 
 
 @pytest.mark.parametrize(
