@@ -2,7 +2,8 @@
 """Accuracy of EDS rule masks against the synthetic truth, step by step (docs/masks.md).
 
 For each synthetic section (generated if missing) and each variant of the olivine rules —
-the paper's rule alone, + crack masking, + boundary growth, the full ``olivine.yaml``, and the
+the paper's rule alone, + crack masking, + boundary growth, the full ``olivine-paper.yaml``,
+``olivine.yaml`` (relative units, orthopyroxene rejected), and the
 olivine class of the multi-class ``basalt.yaml`` — prints IoU against ``truth/olivine.tif``
 and the share of clinopyroxene, orthopyroxene, spinel and crack pixels labelled olivine.
 
@@ -31,7 +32,7 @@ RULES = REPO / "configs" / "rules"
 
 
 def variants() -> dict[str, tuple[RuleSet, str]]:
-    full = load_rules(RULES / "olivine.yaml")
+    full = load_rules(RULES / "olivine-paper.yaml")
     olivine = full.classes[0]
     paper = olivine.model_copy(update={"grow": None, "min_size_px": 0})
 
@@ -45,7 +46,11 @@ def variants() -> dict[str, tuple[RuleSet, str]]:
             with_class(paper.model_copy(update={"grow": olivine.grow}), full.ignore),
             "olivine",
         ),
-        "olivine.yaml (+ specks <= 10 px removed)": (full, "olivine"),
+        "olivine-paper.yaml (+ specks <= 10 px removed)": (full, "olivine"),
+        "olivine.yaml (relative units, opx rejected)": (
+            load_rules(RULES / "olivine.yaml"),
+            "olivine",
+        ),
         "basalt.yaml, olivine class (opx first)": (load_rules(RULES / "basalt.yaml"), "olivine"),
     }
 

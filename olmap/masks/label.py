@@ -3,7 +3,8 @@
 Pure functions on numpy arrays; :mod:`olmap.masks.stream` applies them window by window. The
 steps of :func:`classify_window`, in order:
 
-1. *match* — every class's rules on every pixel (:func:`class_matches`);
+1. *match* — every class's rules on every pixel, then its ``reject`` entries on counts pooled
+   over nearby candidates (:func:`class_matches`, :func:`reject_pooled`);
 2. *precedence* — the first class in file order that matches wins (:func:`label_by_precedence`);
    pixels matching several classes are counted, pair by pair, so rule-order effects are visible;
 3. *grow* — unclassified pixels near a class that pass its looser boundary rules join it;
