@@ -59,8 +59,10 @@ def eds(
     ] = None,
     overwrite: Overwrite = False,
 ) -> None:
-    """Element count maps (a GeoTIFF stack, bands named by element) from a Bruker .bcf
-    hypermap (needs: pip install 'olmap[bcf]') or from a folder of per-element maps.
+    """Element count maps from a folder of per-element maps or a Bruker .bcf hypermap.
+
+    Writes one GeoTIFF stack with bands named by element. A .bcf needs: pip install
+    'olmap[bcf]'.
 
     A folder holds one map per element, named by it in any vendor spelling (Mg.txt,
     'Mg K series.csv' from AZtec, MgKa.tif, mg.png); text maps are count matrices (tabs,

@@ -35,11 +35,14 @@ _BY_LOWER = {s.lower(): s for s in ELEMENT_SYMBOLS}
 TEXT_SUFFIXES = (".txt", ".csv", ".tsv", ".dat")
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
 
-# An X-ray line after the symbol: "K series", "Ka", "Kα", "Ka1", "L alpha", "M", "K-series".
-_LINE = r"(?:[\s_-]*(?:[KLM])(?:[\s_-]*(?:series|alpha|beta|a|b|α|β)\s*\d?)?)"
-# Optional prefix ("eds_Mg", "SK392D Mg"), the symbol, an optional line.
+# An X-ray line after the symbol: "K series", "Ka", "Kα1,2", "L alpha", "(K)", "K-series"; then
+# an optional copy number as vendors add it ("_1", " (2)").
+_LINE = r"(?:[\s_-]*\(?\s*[KLM](?:[\s_-]*(?:series|alpha|beta|a|b|α|β))?\s*\d?(?:,\s*\d)?\s*\)?)"
+_COPY = r"(?:[\s_-]*\(?\d+\)?)"
+# Optional prefix ("eds_Mg", "Map Data 1 - Mg K series"), the symbol, an optional line.
 _NAMES = [
-    re.compile(rf"^(?:.*?[\s_-])??([A-Za-z]{{{n}}}){_LINE}?\s*$", re.IGNORECASE) for n in (2, 1)
+    re.compile(rf"^(?:.*?[\s_-])??([A-Za-z]{{{n}}}){_LINE}?{_COPY}?\s*$", re.IGNORECASE)
+    for n in (2, 1)
 ]
 # Names of non-element images that vendors put next to the maps. "SE", "CL" are only taken for
 # selenium or chlorine when a line follows ("Se L series", "Cl Ka").
@@ -74,7 +77,8 @@ def element_symbol(name: str) -> str | None:
 
 def read_count_matrix(path: str | Path) -> np.ndarray:
     """A count map stored as text: one image row per line, values separated by tabs, commas,
-    semicolons or spaces; a separator at the end of each row (AZtec CSV) is allowed.
+    semicolons or spaces; a separator at the end of each row (AZtec CSV) is allowed, and so
+    are decimal commas where the separator is not a comma.
 
     Returns
     -------
@@ -94,7 +98,9 @@ def read_count_matrix(path: str | Path) -> np.ndarray:
         raise InputError(f"{path}: not a readable text map ({exc})") from exc
     if not first:
         raise InputError(f"{path}: empty file; expected a matrix of counts")
-    sep = next((s for s in ("\t", ",", ";") if s in first), r"\s+")
+    sep = next((s for s in ("\t", ";", ",") if s in first), r"\s+")
+    # Exports of European locales write decimal commas ("1,5;2,25" or tab-separated).
+    decimal = "," if sep != "," and "," in first else "."
     try:
         table = pd.read_csv(
             path,
@@ -104,6 +110,7 @@ def read_count_matrix(path: str | Path) -> np.ndarray:
             skip_blank_lines=True,
             skipinitialspace=True,
             encoding="utf-8-sig",
+            decimal=decimal,
             engine="c" if sep != r"\s+" else "python",
         )
     except (ValueError, pd.errors.ParserError) as exc:

@@ -7,11 +7,12 @@ Dividing each element by a level measured in the same map cancels all of that: a
 with ``units: relative`` gives the same mask when any element map is scaled by any factor
 (tested). The reference levels (docs/masks.md, "Relative units"):
 
-* **Si** — the most common Si level of the map: the felsic matrix (glass, feldspar) of a
-  volcanic rock. Olivine has ~0.6-0.85 of it, pyroxenes and plagioclase ~0.9-1.2.
+* **Si** — its median in the map's plagioclase (Al-rich pixels with little Mg and Fe), whose
+  Si varies less than that of glass; without plagioclase, the most common Si level of the map
+  (the felsic matrix). Olivine has ~0.7-0.85 of it, pyroxenes ~1.0-1.2.
 * **Mg, Fe** — their median in the map's Mg-richest phase (pixels with at least 0.6 x the
   99.9th percentile of Mg): olivine where there is olivine, else orthopyroxene, clinopyroxene.
-  So ``Si/(Mg+Fe)`` is about half the phase's Si (relative to the matrix) for that phase:
+  So ``Si/(Mg+Fe)`` is about half the phase's Si (relative to plagioclase) for that phase:
   ~0.3-0.43 for olivine, ~0.5-0.6 for orthopyroxene — the stoichiometric factor of two between
   (Mg,Fe)2SiO4 and (Mg,Fe)SiO3, read without knowing any element's sensitivity.
 * **every other element** — its 99th percentile: the level of the map's richest abundant
@@ -41,6 +42,12 @@ MAX_SAMPLES = 4_000_000
 EMPTY_BELOW = 0.2
 #: The Mg-rich reference phase: pixels with at least this fraction of the 99.9th percentile of Mg.
 MG_RICH_FRACTION = 0.6
+#: Plagioclase, the Si reference: Al >= PLAG_AL (relative to Al's 99th percentile) and
+#: Mg + Fe (relative) <= PLAG_MAFIC x Al (glass has ~0.7-0.9, plagioclase ~0.05-0.3); used when
+#: at least PLAG_MIN_SHARE of the non-empty pixels (and 100) are such.
+PLAG_AL = 0.65
+PLAG_MAFIC = 0.5
+PLAG_MIN_SHARE = 0.005
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,25 @@ def _mode(values: np.ndarray) -> float:
     hist[edges[:-1] < 0.3 * top] = 0  # oxides and mixed edge pixels are not the matrix
     i = int(np.argmax(hist))
     return float((edges[i] + edges[i + 1]) / 2)
+
+
+def _si_reference(v: Mapping[str, np.ndarray], levels: Mapping[str, float]) -> tuple[float, str]:
+    """Si of the map's plagioclase where it has some, else its most common Si level.
+
+    Plagioclase (Al-rich pixels with little Mg + Fe) is in nearly every basalt and andesite,
+    and its Si (21-28 wt%) varies less than that of glass (24-35 wt%): a silicic glass as the
+    reference would put orthopyroxene at olivine's Si.
+    """
+    if "Al" in v and ("Mg" in v or "Fe" in v):
+        al = v["Al"] / levels["Al"]
+        mafic = sum(v[e] / levels[e] for e in ("Mg", "Fe") if e in v)
+        plag = (al >= PLAG_AL) & (mafic <= PLAG_MAFIC * al)
+        if plag.sum() >= max(100, PLAG_MIN_SHARE * plag.size):
+            share = 100 * plag.mean()
+            return float(np.median(v["Si"][plag])), (
+                f"median in the map's plagioclase (Al-rich, Mg-Fe-poor: {share:.1f} % of pixels)"
+            )
+    return _mode(v["Si"]), "most common Si level (the felsic matrix: glass, feldspar)"
 
 
 def reference_levels(samples: Mapping[str, np.ndarray], *, source: str = "EDS") -> ReferenceLevels:
@@ -137,13 +163,12 @@ def reference_levels(samples: Mapping[str, np.ndarray], *, source: str = "EDS") 
             if e in v:
                 levels[e] = float(np.median(v[e][rich]))
                 basis[e] = f"median in the map's Mg-richest phase ({share:.1f} % of pixels)"
-    if "Si" in v:
-        levels["Si"] = _mode(v["Si"])
-        basis["Si"] = "most common Si level (the felsic matrix: glass, feldspar)"
     for e, x in v.items():
-        if e not in levels:
+        if e not in levels and e != "Si":
             levels[e] = float(np.percentile(x, 99))
             basis[e] = "99th percentile (the richest abundant phase)"
+    if "Si" in v:
+        levels["Si"], basis["Si"] = _si_reference(v, levels)
     zero = [e for e, lv in levels.items() if not lv > 0]
     if zero:
         raise InputError(f"{source}: reference level of {', '.join(zero)} is 0 counts")

@@ -26,7 +26,7 @@ def test_help_lists_commands_with_descriptions():
         ("serve", "Serve a viewer site over HTTP and print its URL; Ctrl-C stops."),
         ("info", "Show a raster's shape"),
         ("masks", "Label map from EDS element maps by element-ratio rules"),
-        ("eds", "Element count maps from a Bruker .bcf hypermap"),
+        ("eds", "Element count maps from a folder of per-element maps or a Bruker"),
         ("dataset", "Cut BSE + label tiles inside each session"),
         ("train", "Fine-tune DeepLabV3 on BSE tiles of a dataset folder; write one checkpoint."),
         ("evaluate", "Score a segmentation against reference masks"),

@@ -22,7 +22,8 @@ from ..conftest import run_olmap as olmap
         ("Mg", "Mg"), ("mg", "Mg"), ("MG", "Mg"), ("Mg K series", "Mg"), ("Mg Ka", "Mg"),
         ("MgKa", "Mg"), ("Mg_Ka1", "Mg"), ("Mg Kα", "Mg"), ("Fe L series", "Fe"), ("K Ka", "K"),
         ("eds_Si", "Si"), ("Cl Ka", "Cl"), ("BSE", None), ("SE", None), ("phases", None),
-        ("Electron Image 1", None),
+        ("Electron Image 1", None), ("Map Data 1 - Mg K series", "Mg"), ("Mg K series_1", "Mg"),
+        ("Si Ka (1)", "Si"), ("Mg Kα1,2", "Mg"), ("EDS Layered Image 1", None), ("CK", "C"),
     ],
 )  # fmt: skip
 def test_vendor_element_names(name: str, symbol: str | None) -> None:
@@ -80,6 +81,10 @@ def test_text_maps_without_pixel_size_say_so(tmp_path: Path) -> None:
 def test_aztec_trailing_separator_and_bad_matrices(tmp_path: Path) -> None:
     path = tmp_path / "Mg K series.csv"
     path.write_text("1,2,3,\n4,5,6,\n")
+    np.testing.assert_array_equal(read_count_matrix(path), [[1, 2, 3], [4, 5, 6]])
+    path.write_text("1,5;2;3;\n4;5;6,25;\n")  # decimal commas
+    np.testing.assert_array_equal(read_count_matrix(path), [[1.5, 2, 3], [4, 5, 6.25]])
+    path.write_text("1 2  3\n 4 5 6\n")
     np.testing.assert_array_equal(read_count_matrix(path), [[1, 2, 3], [4, 5, 6]])
     path.write_text("1,2,3\n4,5\n")
     with pytest.raises(InputError, match=r"Mg K series.csv: row 2 has no value in column 3"):
