@@ -14,7 +14,7 @@ from olmap.cli._options import Overwrite
 from olmap.errors import InputError
 from olmap.io.bruker import DEFAULT_ELEMENTS, read_bcf_element_maps, read_bcf_images
 from olmap.io.eds import open_element_folder
-from olmap.io.element_maps import element_symbol
+from olmap.io.element_maps import element_map_files, element_symbol
 from olmap.io.outputs import atomic_paths
 from olmap.io.raster import write_raster
 from olmap.masks.xray import FWHM_MN_EV, KALPHA_KEV
@@ -153,7 +153,7 @@ def _folder_to_stack(
     wanted = None
     if elements:
         wanted = [element_symbol(e) or e.strip() for e in elements.split(",") if e.strip()]
-    inputs = [p for p in sorted(folder.iterdir()) if p.is_file()]
+    inputs = element_map_files(folder)
     with atomic_paths([out], inputs=inputs, overwrite=overwrite) as tmps:
         maps = open_element_folder(folder, elements=wanted, pixel_size_um=pixel_size)
         names = list(maps.maps)

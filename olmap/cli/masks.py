@@ -11,6 +11,7 @@ from rich.table import Table
 from olmap.cli._console import progress_bar, stderr, stdout
 from olmap.cli._options import Overwrite, Workers
 from olmap.io.eds import open_eds
+from olmap.io.element_maps import element_map_files
 from olmap.io.outputs import claim_outputs
 from olmap.io.raster import raster_inputs
 from olmap.masks.rules import IGNORE, UNCLASSIFIED, load_rules
@@ -163,7 +164,7 @@ def masks(
         rules,
         *raster_inputs(bse, reference, *[e for e in eds_files if not Path(e).is_dir()]),
     ]
-    inputs += [p for f in folders for p in sorted(f.iterdir()) if p.is_file()]
+    inputs += [p for f in folders for p in element_map_files(f)]
     if legend is not None:
         inputs.append(legend)
     with claim_outputs([out, report], inputs=inputs, overwrite=overwrite):

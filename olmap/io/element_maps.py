@@ -134,6 +134,17 @@ def read_count_matrix(path: str | Path) -> np.ndarray:
     return values.astype(np.float32)
 
 
+def element_map_files(folder: str | Path) -> list[Path]:
+    """The files of ``folder`` that :func:`read_element_folder` reads as element maps."""
+    return [
+        p
+        for p in sorted(Path(folder).iterdir(), key=lambda p: p.name.lower())
+        if p.is_file()
+        and p.suffix.lower() in TEXT_SUFFIXES + IMAGE_SUFFIXES
+        and element_symbol(p.stem) is not None
+    ]
+
+
 @dataclass
 class ElementFolder:
     """What :func:`read_element_folder` found.
@@ -202,15 +213,17 @@ def read_element_folder(
     if not folder.is_dir():
         raise InputError(f"{folder}: not a folder of element maps")
     found: dict[str, Path] = {}
-    skipped: list[Path] = []
-    for path in sorted(folder.iterdir(), key=lambda p: p.name.lower()):
-        suffix = path.suffix.lower()
-        if not path.is_file() or suffix not in TEXT_SUFFIXES + IMAGE_SUFFIXES:
-            continue
+    maps_files = element_map_files(folder)
+    skipped = [
+        p
+        for p in sorted(folder.iterdir(), key=lambda p: p.name.lower())
+        if p.is_file()
+        and p.suffix.lower() in TEXT_SUFFIXES + IMAGE_SUFFIXES
+        and p not in maps_files
+    ]
+    for path in maps_files:
         symbol = element_symbol(path.stem)
-        if symbol is None:
-            skipped.append(path)
-            continue
+        assert symbol is not None  # element_map_files keeps element-named files only
         if symbol in found:
             raise InputError(
                 f"{folder}: two maps of {symbol} ({found[symbol].name}, {path.name}); keep one"

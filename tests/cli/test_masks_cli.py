@@ -194,3 +194,44 @@ def test_dataset_with_class_names_holding_spaces(workdir: Path) -> None:
                 "sessions.csv", "--out", "ds", "--tile", "128x128", cwd=workdir)  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert "Fe-Ti oxide %" in res.stdout and "Mg olivine %" in res.stdout
+
+
+def test_masks_from_a_folder_of_lab_exports_equal_the_stack(
+    workdir: Path, section_dir: Path
+) -> None:
+    """Issue 22: the section's maps written as a lab exports them (tab-separated text, AZtec CSV
+    with a separator ending each row, a TIFF), read by `olmap masks --eds FOLDER`, give the same
+    labels as the stack; the section's own phase map scores them through a legend."""
+    info = raster_info(workdir / "eds.tif")
+    folder = workdir / "exports"
+    folder.mkdir()
+    layouts = {"Mg": "Mg.txt", "Ca": "Ca K series.csv", "Al": "Al Ka.csv", "Fe": "fe.tif",
+               "Si": "Si K series.csv"}  # fmt: skip
+    for band, el in enumerate(info.band_names, start=1):
+        data = read_raster(workdir / "eds.tif", bands=band)
+        name = layouts[el]
+        if name.endswith(".tif"):
+            write_raster(folder / name, data, pixel_size_um=info.pixel_size_um)
+        else:
+            sep, end = ("\t", "") if name.endswith(".txt") else (",", ",")
+            lines = (sep.join(map(str, row)) + end for row in data.tolist())
+            (folder / name).write_text("\n".join(lines) + "\n")
+    write_raster(folder / "BSE.tif", np.zeros((4, 4), np.uint8), pixel_size_um=1.0)  # skipped
+    phases = read_raster(section_dir / "truth" / "phases.tif", bands=1).astype(np.int16)
+    write_raster(workdir / "lab_phases.tif", phases - 100, transform=info.transform)
+    (workdir / "legend.yaml").write_text("-97: ol\n-95: opx\n-96: cpx\n-98: plag\n")
+    base = ["--rules", "configs/rules/basalt.yaml", "--bse", "bse.tif"]
+    res = olmap("masks", "--eds", "eds.tif", *base, "--out", "a.tif", cwd=workdir)
+    assert res.returncode == 0, res.stderr
+    res = olmap("masks", "--eds", "exports", *base, "--out", "b.tif", "--pixel-size",
+                str(info.pixel_size_um), "--reference", "lab_phases.tif", "--legend",
+                "legend.yaml", cwd=workdir)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    np.testing.assert_array_equal(
+        read_raster(workdir / "a.tif", bands=1), read_raster(workdir / "b.tif", bands=1)
+    )
+    assert "IoU olivine vs reference: 0.9" in res.stdout  # legend "ol" scored as olivine
+    assert "IoU orthopyroxene vs reference" in res.stdout
+    report = json.loads((workdir / "b.report.json").read_text())
+    assert report["units"] == "relative" and report["reference_levels"]["levels_counts"]["Si"] > 0
+    assert report["reference_fractions"]["opx"]["olivine"] < 0.03

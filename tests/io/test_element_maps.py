@@ -146,3 +146,15 @@ def test_olmap_eds_folder_writes_the_stack(tmp_path: Path) -> None:
     assert raster_info(tmp_path / "eds2.tif").pixel_size_um == 2.0
     res = olmap("eds", str(folder), "--out", "eds2.tif", cwd=tmp_path)
     assert res.returncode == 1 and "--overwrite" in res.stderr
+
+
+def test_outputs_inside_the_maps_folder(tmp_path: Path) -> None:
+    """A label map written into the folder of maps is not read as a map on the next run."""
+    lab_folder(tmp_path)
+    (tmp_path / "r.yaml").write_text("classes: [{name: a, rules: [Mg > 0]}]\n")
+    args = ["masks", "--eds", "maps", "--rules", "r.yaml", "--out", "maps/labels.tif"]
+    assert olmap(*args, cwd=tmp_path).returncode == 0
+    res = olmap(*args, "--overwrite", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    res = olmap(*args[:-1], "maps/Mg.txt", "--overwrite", cwd=tmp_path)
+    assert res.returncode == 1 and "output is an input" in res.stderr
