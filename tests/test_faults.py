@@ -321,7 +321,12 @@ def test_ctrl_c_outside_a_resumable_run_says_so(section_dir: Path, tmp_path: Pat
          "--out", "cat"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    time.sleep(4)
+    # Interrupt the job, not Python's start-up: the output's lock appears once the job has
+    # claimed its outputs (after the imports, which take seconds on a loaded machine).
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "cat.lock").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(2)
     proc.send_signal(signal.SIGINT)
     _out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130

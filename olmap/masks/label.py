@@ -161,7 +161,7 @@ class LabelStats:
     lost : ndarray, shape (n_classes,)
         Pixels a class matched that an earlier class also matched (they went to it).
     rejected : dict of str to int
-        ``"class: entry"`` -> pixels of grains rejected by that ``reject`` entry.
+        ``"class: entry"`` -> pixels that entry of the class's ``reject`` took away.
     passed : dict of str to int
         ``"class: condition"`` -> pixels passing each plain (non-ratio) threshold, to warn
         about thresholds that exclude almost nothing.
@@ -249,7 +249,7 @@ class LabelStats:
             "ignored_cracks": int(self.ignored_cracks),
             "ignored_nodata": int(self.ignored_nodata),
             "lost_to_earlier_classes": dict(zip(names, self.lost.tolist(), strict=True)),
-            "rejected_grains_px": {k: int(v) for k, v in self.rejected.items()},
+            "rejected_px": {k: int(v) for k, v in self.rejected.items()},
             "plain_threshold_passes_px": {k: int(v) for k, v in self.passed.items()},
         }
 

@@ -158,3 +158,16 @@ def test_outputs_inside_the_maps_folder(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     res = olmap(*args[:-1], "maps/Mg.txt", "--overwrite", cwd=tmp_path)
     assert res.returncode == 1 and "output is an input" in res.stderr
+
+
+def test_stack_with_vendor_band_names(tmp_path: Path) -> None:
+    names = ["Mg K series", "ca", "Al Ka", "FeKa", "Si"]
+    data = np.stack([counts(i) for i in range(5)]).astype(np.uint16)
+    write_raster(tmp_path / "eds.tif", data, pixel_size_um=1.0, band_names=names)
+    eds = open_eds([tmp_path / "eds.tif"])
+    assert eds.elements == ("Mg", "Ca", "Al", "Fe", "Si")
+    values, _ = eds.read(Window(0, 0, 7, 6), ["Fe"])
+    np.testing.assert_array_equal(values["Fe"], data[3])
+    write_raster(tmp_path / "bad.tif", data[:2], pixel_size_um=1.0, band_names=["Mg", "BSE"])
+    with pytest.raises(InputError, match="described by element names"):
+        open_eds([tmp_path / "bad.tif"])
