@@ -36,7 +36,7 @@ from olmap.io.windows import block_windows
 from olmap.parallel import ordered_map
 
 #: Pixels sampled at most to find the reference levels (a regular grid over the map).
-MAX_SAMPLES = 4_000_000
+MAX_SAMPLES = 1_000_000
 #: A pixel is empty (hole, epoxy) when the sum of its counts relative to each element's 99th
 #: percentile is below this.
 EMPTY_BELOW = 0.2
@@ -139,7 +139,7 @@ def reference_levels(samples: Mapping[str, np.ndarray], *, source: str = "EDS") 
     >>> round(ref.levels["Si"] / 85, 1), round(ref.levels["Mg"] / 80, 1)
     (1.0, 1.0)
     """
-    values = {e: np.asarray(v, dtype=np.float64) for e, v in samples.items()}
+    values = {e: np.asarray(v, dtype=np.float32) for e, v in samples.items()}
     top = {e: float(np.percentile(v, 99)) if v.size else 0.0 for e, v in values.items()}
     empty = [e for e, t in top.items() if not t > 0]
     if empty:
