@@ -320,6 +320,9 @@ def test_ctrl_c_outside_a_resumable_run_says_so(section_dir: Path, tmp_path: Pat
         [sys.executable, "-m", "olmap", "crystals", "--bse", "bse.tif", "--mask", "mask.tif",
          "--out", "cat"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # As from a terminal: Ctrl-C not ignored, even if something in this test session
+        # left SIGINT ignored (an ignored SIGINT is inherited, and the run then finishes).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     # Interrupt the job, not Python's start-up: the output's lock appears once the job has
     # claimed its outputs (after the imports, which take seconds on a loaded machine).
