@@ -14,7 +14,7 @@ Text and PNG maps carry no pixel size. olmap never invents one silently: without
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -134,15 +134,18 @@ def read_count_matrix(path: str | Path) -> np.ndarray:
     return values.astype(np.float32)
 
 
-def element_map_files(folder: str | Path) -> list[Path]:
-    """The files of ``folder`` that :func:`read_element_folder` reads as element maps."""
+def _map_candidates(folder: Path) -> list[Path]:
+    """Files of ``folder`` with a text or image suffix, in case-insensitive name order."""
     return [
         p
-        for p in sorted(Path(folder).iterdir(), key=lambda p: p.name.lower())
-        if p.is_file()
-        and p.suffix.lower() in TEXT_SUFFIXES + IMAGE_SUFFIXES
-        and element_symbol(p.stem) is not None
+        for p in sorted(folder.iterdir(), key=lambda p: p.name.lower())
+        if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES + IMAGE_SUFFIXES
     ]
+
+
+def element_map_files(folder: str | Path) -> list[Path]:
+    """The files of ``folder`` that :func:`read_element_folder` reads as element maps."""
+    return [p for p in _map_candidates(Path(folder)) if element_symbol(p.stem) is not None]
 
 
 @dataclass
@@ -153,19 +156,14 @@ class ElementFolder:
     ----------
     maps : dict of str to ndarray
         Element symbol -> counts (float32 for text, the image's dtype otherwise).
-    files : dict of str to Path
-    skipped : list of Path
-        Files whose names are not element names (e.g. ``BSE.tif``, ``phases.tif``).
     pixel_size_um : float
     pixel_size_known : bool
         ``False`` when no file and no argument gave a pixel size (1 µm is used then).
     """
 
     maps: dict[str, np.ndarray]
-    files: dict[str, Path]
     pixel_size_um: float
     pixel_size_known: bool
-    skipped: list[Path] = field(default_factory=list)
 
 
 def _read_image_map(path: Path, symbol: str) -> tuple[np.ndarray, float | None]:
@@ -213,17 +211,12 @@ def read_element_folder(
     if not folder.is_dir():
         raise InputError(f"{folder}: not a folder of element maps")
     found: dict[str, Path] = {}
-    maps_files = element_map_files(folder)
-    skipped = [
-        p
-        for p in sorted(folder.iterdir(), key=lambda p: p.name.lower())
-        if p.is_file()
-        and p.suffix.lower() in TEXT_SUFFIXES + IMAGE_SUFFIXES
-        and p not in maps_files
-    ]
-    for path in maps_files:
+    skipped: list[Path] = []  # BSE.tif, phases.tif, ...: named in the error if nothing else
+    for path in _map_candidates(folder):
         symbol = element_symbol(path.stem)
-        assert symbol is not None  # element_map_files keeps element-named files only
+        if symbol is None:
+            skipped.append(path)
+            continue
         if symbol in found:
             raise InputError(
                 f"{folder}: two maps of {symbol} ({found[symbol].name}, {path.name}); keep one"
@@ -259,8 +252,6 @@ def read_element_folder(
         pixel_size_um, known = sizes.pop(), True
     return ElementFolder(
         maps=maps,
-        files={e: found[e] for e in wanted},
         pixel_size_um=float(pixel_size_um) if pixel_size_um is not None else 1.0,
         pixel_size_known=known,
-        skipped=skipped,
     )

@@ -118,7 +118,7 @@ class Condition:
             den = _sum(counts, self.denominator)
             # A zero denominator makes the ratio infinite (paper: Mg = 0 -> Ca/Mg infinite).
             value = np.divide(value, den, out=np.full_like(value, np.inf), where=den > 0)
-        return _OPS[self.op](value, self.threshold)
+        return self.compare(value)
 
     @property
     def is_ratio(self) -> bool:

@@ -236,9 +236,7 @@ def _label_map(
         confusion = None
         if ref_rows is not None:
             rows = ref_rows.read(win)
-            confusion = np.bincount((rows * 256 + labels).ravel(), minlength=ref_rows.n_rows * 256)[
-                : ref_rows.n_rows * 256
-            ]
+            confusion = np.bincount((rows * 256 + labels).ravel(), minlength=ref_rows.n_rows * 256)
         return labels, stats, confusion
 
     total = LabelStats.empty(rules)
