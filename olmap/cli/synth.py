@@ -11,6 +11,7 @@ from olmap.cli._console import progress_bar, stdout
 from olmap.cli._options import Overwrite, Seed, Workers
 from olmap.io.config import load_config
 from olmap.synth.config import SynthConfig, parse_size
+from olmap.synth.looks import random_look_config
 from olmap.synth.section import SectionSummary, generate_section
 
 app = typer.Typer(help="Generate synthetic data with ground truth.", no_args_is_help=True)
@@ -71,20 +72,40 @@ def section(
         Path | None,
         typer.Option("--config", help="YAML of generator parameters (configs/synth/*.yaml)."),
     ] = None,
+    look: Annotated[
+        str,
+        typer.Option(
+            "--look",
+            help="default: olmap's demo look; random: instrument, noise, pixel size and "
+            "texture drawn from --look-seed (docs/synthetic-data.md).",
+        ),
+    ] = "default",
+    look_seed: Annotated[
+        int | None,
+        typer.Option("--look-seed", min=0, help="Seed of the random look (default: --seed)."),
+    ] = None,
     workers: Workers = 2,
     overwrite: Overwrite = False,
 ) -> None:
     """Generate a synthetic thin section (BSE, EDS, sessions, EPMA, standards, truth).
 
     Written window by window, so a 20,000 x 20,000 section needs well under 2 GB of RAM.
-    Options override the values of --config.
+    Options override the values of --config (--pixel-size also the random look's).
 
     Example: olmap synth section demo_section --seed 7 --size 4096x4096 --sessions 4
+
+    Another instrument's look: olmap synth section s5 --seed 5 --size 2048x2048 --look random
     """
+    if look not in ("default", "random"):
+        raise typer.BadParameter(f"--look must be default or random, got {look!r}")
     overrides = {"seed": seed, "sessions": sessions, "pixel_size_um": pixel_size}
     if size is not None:
         overrides["width"], overrides["height"] = size_option(size)
     cfg = load_config(SynthConfig, config, **overrides)
+    if look == "random":
+        cfg = random_look_config(cfg, cfg.seed if look_seed is None else look_seed)
+        if pixel_size is not None:
+            cfg = SynthConfig.model_validate({**cfg.model_dump(), "pixel_size_um": pixel_size})
     total = cfg.width * cfg.height / 1e6
     with progress_bar("synth section", total=total, unit="Mpx") as advance:
         summary = generate_section(

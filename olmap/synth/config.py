@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from olmap.synth.phases import Phase
 
 
 class SizeClassDensity(BaseModel):
@@ -19,6 +24,63 @@ class SizeClassDensity(BaseModel):
         if not 0 < lo < hi:
             raise ValueError(f"area range must satisfy 0 < min < max, got {self.area_um2}")
         return self
+
+
+class LookConfig(BaseModel):
+    """How one instrument renders a section: the part of a BSE image that is not the rock.
+
+    The defaults are olmap's "default look" (the demo's, pixel for pixel the generator of
+    before this field existed). :func:`olmap.synth.looks.random_look` draws the others within
+    the ranges a real SEM varies (docs/synthetic-data.md, "Looks").
+
+    Grey levels are on an 8-bit scale until the last step: the nominal grey of a pixel
+    (linear in mean atomic number) plus ``phase_shift[phase]`` becomes
+    ``contrast * (grey - 128) + 128 + brightness``; a 16-bit look then writes
+    ``grey * scale_16bit + offset_16bit``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    contrast: float = Field(1.0, gt=0, description="detector contrast (x the default look's)")
+    brightness: float = Field(0.0, description="detector brightness shift (8-bit grey levels)")
+    # Phases whose composition differs from one rock or coating to the next (glass, pyroxene,
+    # plagioclase, epoxy) move against olivine, whose grey is tied to its mg#.
+    phase_shift: dict[str, float] = Field(
+        default_factory=dict, description="grey shift per phase name (8-bit levels)"
+    )
+    bit_depth: Literal[8, 16] = 8
+    scale_16bit: float = Field(257.0, gt=0, description="16-bit levels per 8-bit level")
+    offset_16bit: float = Field(0.0, ge=0, description="16-bit black level")
+    vignetting: float = Field(0.0, ge=0, lt=0.5, description="gain loss at tile corners")
+    ramp: float = Field(0.0, ge=0, lt=0.5, description="gain change across the section")
+    ramp_angle_deg: float = 0.0
+    scan_line_noise: float = Field(0.0, ge=0, description="sd of per-line offsets (levels)")
+    charging: float = Field(0.0, ge=0, description="peak brightening of epoxy (levels)")
+
+    def output_grey(self, grey: float | np.ndarray, phase: str | None = None) -> np.ndarray:
+        """Nominal 8-bit grey of ``phase`` as this look writes it (no drift, no noise)."""
+        g = np.asarray(grey, dtype=np.float64) + self.phase_shift.get(phase or "", 0.0)
+        g = self.contrast * (g - 128.0) + 128.0 + self.brightness
+        if self.bit_depth == 16:
+            g = g * self.scale_16bit + self.offset_16bit
+        return g
+
+    @model_validator(mode="after")
+    def _check_phases(self) -> LookConfig:
+        unknown = set(self.phase_shift) - {p.name.lower() for p in Phase}
+        if unknown:
+            raise ValueError(f"phase_shift: unknown phase(s) {', '.join(sorted(unknown))}")
+        return self
+
+    @property
+    def dtype(self) -> str:
+        """Data type of ``bse.tif``."""
+        return "uint8" if self.bit_depth == 8 else "uint16"
+
+    @property
+    def is_default(self) -> bool:
+        """True for the default look (rendering skips every look step)."""
+        return self == LookConfig()
 
 
 class SynthConfig(BaseModel):
@@ -79,6 +141,9 @@ class SynthConfig(BaseModel):
     eds_gain_range: tuple[float, float] = (0.85, 1.15)
     # EDS: the X-ray interaction volume blurs the maps (seed 002 sect. 3.5: cracks vanish).
     eds_psf_um: float = Field(1.5, ge=0)
+
+    # Instrument look: detector contrast, per-phase grey, bit depth, artefacts.
+    look: LookConfig = LookConfig()
 
     # EPMA rim-to-rim profiles (seed 002 sect. 3.3, 4.4).
     epma_profiles: int | None = Field(

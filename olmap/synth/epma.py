@@ -180,10 +180,21 @@ def epma_profiles(model: SectionModel) -> tuple[pd.DataFrame, pd.DataFrame]:
 def standards_table(model: SectionModel) -> pd.DataFrame:
     """BSE of the reference standards as measured in each session (ROI means, under drift)."""
     rng = np.random.default_rng([model.config.seed, 4])
+    look = model.config.look
     rows = []
     for s in model.sessions:
-        for name, ref in STANDARDS.items():
-            measured = s.bse_gain * ref + s.bse_offset + rng.normal(0, 0.15)
+        for name, nominal in STANDARDS.items():
+            # The look's detector maps the standard as it maps the rock: the San Carlos
+            # olivine moves with olivine, the garnet with no phase shift.
+            phase = "olivine" if name == "san_carlos_olivine" else None
+            ref = float(look.output_grey(nominal, phase)) if not look.is_default else nominal
+            noise = rng.normal(0, 0.15)
+            if look.bit_depth == 16:  # drift and noise act on the 8-bit scale, then scaled
+                ref8 = (ref - look.offset_16bit) / look.scale_16bit
+                measured = (s.bse_gain * ref8 + s.bse_offset + noise) * look.scale_16bit
+                measured += look.offset_16bit
+            else:
+                measured = s.bse_gain * ref + s.bse_offset + noise
             rows.append(
                 {
                     "session": s.session,

@@ -33,6 +33,7 @@ NOISE_TILE = 256
 
 # Random streams (fixed numbers: changing one changes every section of every seed).
 _S_GLASS_LOW, _S_GLASS_FINE, _S_MICROLITE, _S_TILE, _S_NOISE = 11, 12, 13, 14, 15
+_S_CHARGING, _S_SCAN = 16, 17
 
 # Groundmass microlites (cell-hashed): cell side and per-slot presence probabilities.
 _CELL_UM = 20.0
@@ -177,7 +178,8 @@ class ObservedWindow:
 
     Attributes
     ----------
-    bse : ndarray (h, w) uint8
+    bse : ndarray (h, w) uint8 or uint16
+        uint16 for a 16-bit look (:attr:`~olmap.synth.config.LookConfig.bit_depth`).
     eds : ndarray (band, h, w) uint16
         Counts of :data:`~olmap.synth.phases.EDS_ELEMENTS`.
     phase, instance, mg : ndarray (h, w)
@@ -189,6 +191,52 @@ class ObservedWindow:
     phase: np.ndarray
     instance: np.ndarray
     mg: np.ndarray
+
+
+def _look_grey(model: SectionModel, truth: Canvas) -> np.ndarray:
+    """Nominal grey of the truth window under the section's look (before the point-spread).
+
+    Per-phase shifts, charging of the epoxy (smooth bright patches: the uncoated resin holds
+    charge), then the detector's contrast and brightness, all in 8-bit levels.
+    """
+    look = model.config.look
+    grey = truth.grey.astype(np.float32, copy=True)
+    if look.phase_shift:
+        lut = np.zeros(256, dtype=np.float32)
+        for phase in Phase:
+            lut[phase] = look.phase_shift.get(phase.name.lower(), 0.0)
+        grey += lut[truth.phase]
+    if look.charging:
+        key = stream_key(model.config.seed, _S_CHARGING)
+        field = value_noise(
+            key, truth.row0, truth.col0, truth.height, truth.width, model.config.um(80.0)
+        )
+        resin = (truth.phase == Phase.EPOXY) | (truth.phase == Phase.CRACK)
+        grey += np.where(resin, look.charging * np.clip(field, 0.0, None) ** 2, 0.0)
+    return look.contrast * (grey - 128.0) + 128.0 + look.brightness
+
+
+def _look_acquisition(
+    model: SectionModel, grey: np.ndarray, rows: np.ndarray, cols: np.ndarray
+) -> np.ndarray:
+    """Acquisition artefacts of a look: vignetting per tile, a gain ramp, scan-line noise."""
+    cfg = model.config
+    look = cfg.look
+    th, tw = cfg.acquisition_tile
+    if look.vignetting:
+        dy = ((rows % th) + 0.5) / th - 0.5
+        dx = ((cols % tw) + 0.5) / tw - 0.5
+        grey = grey * (1.0 - look.vignetting * 2.0 * (dy[:, None] ** 2 + dx[None, :] ** 2))
+    if look.ramp:
+        a = np.deg2rad(look.ramp_angle_deg)
+        u = np.cos(a) * ((cols + 0.5) / cfg.width - 0.5)
+        v = np.sin(a) * ((rows + 0.5) / cfg.height - 0.5)
+        grey = grey * (1.0 + look.ramp * (v[:, None] + u[None, :]))
+    if look.scan_line_noise:
+        key = stream_key(cfg.seed, _S_SCAN)
+        line = hash_normal(key, rows[:, None], (cols // tw)[None, :], 0)
+        grey = grey + look.scan_line_noise * line
+    return grey
 
 
 def observation_halo(model: SectionModel) -> int:
@@ -228,7 +276,8 @@ def render_observed(
         model, int(padded.row_off), int(padded.col_off), int(padded.height), int(padded.width)
     )
     s_bse, s_eds = cfg.um(cfg.bse_psf_um), cfg.um(cfg.eds_psf_um)
-    grey = ndimage.gaussian_filter(truth.grey, s_bse, mode="nearest")[inner]
+    nominal = truth.grey if cfg.look.is_default else _look_grey(model, truth)
+    grey = ndimage.gaussian_filter(nominal, s_bse, mode="nearest")[inner]
     lam = np.stack([ndimage.gaussian_filter(b, s_eds, mode="nearest")[inner] for b in truth.eds])
 
     rows = np.arange(row0, row0 + height)
@@ -254,6 +303,8 @@ def render_observed(
     t_off = cfg.tile_offset_sd * hash_normal(key, ur[:, None], uc[None, :], 0)
     t_gain = 1.0 + cfg.tile_gain_sd * hash_normal(key, ur[:, None], uc[None, :], 1)
     grey = grey * t_gain[ir][:, ic] + t_off[ir][:, ic]
+    if not cfg.look.is_default:
+        grey = _look_acquisition(model, grey, rows, cols)
 
     # Session drift, per column strip.
     s_idx = model.session_index(cols)
@@ -264,7 +315,9 @@ def render_observed(
     lam = lam * eds_gain + EDS_BACKGROUND
 
     sd = np.sqrt(cfg.bse_noise**2 + cfg.bse_shot_noise * np.maximum(grey, 0.0))
-    bse = np.empty((height, width), dtype=np.uint8)
+    look = cfg.look
+    full = 255 if look.bit_depth == 8 else 65535
+    bse = np.empty((height, width), dtype=look.dtype)
     eds = np.empty((N_BANDS, height, width), dtype=np.uint16)
     for tr in range(row0 // NOISE_TILE, (row0 + height - 1) // NOISE_TILE + 1):
         for tc in range(col0 // NOISE_TILE, (col0 + width - 1) // NOISE_TILE + 1):
@@ -272,7 +325,9 @@ def render_observed(
             rs = slice(tr * NOISE_TILE - row0, min((tr + 1) * NOISE_TILE, row0 + height) - row0)
             cs = slice(tc * NOISE_TILE - col0, min((tc + 1) * NOISE_TILE, col0 + width) - col0)
             g = grey[rs, cs] + sd[rs, cs] * rng.standard_normal(grey[rs, cs].shape)
-            bse[rs, cs] = np.clip(np.rint(g), 0, 255)
+            if look.bit_depth == 16:
+                g = g * look.scale_16bit + look.offset_16bit
+            bse[rs, cs] = np.clip(np.rint(g), 0, full)
             eds[:, rs, cs] = np.minimum(rng.poisson(lam[:, rs, cs]), 65535)
     return ObservedWindow(
         bse=bse,

@@ -239,11 +239,13 @@ def _open_writers(stack: ExitStack, folder: Path, cfg: SynthConfig, *, resume: b
             for key, (rel, _) in _OUTPUT_RASTERS.items()
         }
     common = {"height": cfg.height, "width": cfg.width, "pixel_size_um": cfg.pixel_size_um}
+    specs = {key: dict(spec) for key, (_, spec) in _OUTPUT_RASTERS.items()}
+    specs["bse"]["dtype"] = cfg.look.dtype
     return {
         key: stack.enter_context(
-            create_raster(folder / rel, **spec, **common, atomic=False, overwrite=True)
+            create_raster(folder / rel, **specs[key], **common, atomic=False, overwrite=True)
         )
-        for key, (rel, spec) in _OUTPUT_RASTERS.items()
+        for key, (rel, _) in _OUTPUT_RASTERS.items()
     }
 
 
