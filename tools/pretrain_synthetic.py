@@ -37,6 +37,7 @@ from olmap.segment.job import model_for
 from olmap.segment.model import transfer_weights
 from olmap.segment.train import fit
 from olmap.synth.config import SynthConfig
+from olmap.synth.looks import FOREIGN_LOOK_SEEDS, random_look_config
 from olmap.synth.section import generate_section
 
 #: Seeds of the pretraining sections; validation uses VAL_SEED. Benchmarks and tests use other
@@ -44,10 +45,20 @@ from olmap.synth.section import generate_section
 FIRST_SEED, VAL_SEED = 1000, 1999
 
 
-def section_arrays(folder: Path, cfg: SynthConfig) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Generate one section into ``folder``; return its BSE, truth phases and phase names."""
+def section_arrays(
+    folder: Path, cfg: SynthConfig, standardise: tuple[float, float] | None = None
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Generate one section into ``folder``; return its BSE, truth phases and phase names.
+
+    ``standardise = (mean, sd)``: the BSE is returned as float32 with that mean and sd (a
+    random look's 16-bit or low-contrast grey put on one scale, as ``olmap train`` puts a
+    user's tiles on one scale with their own mean and sd).
+    """
     generate_section(folder, cfg, workers=2)
     bse = read_raster(folder / "bse.tif")[0]
+    if standardise is not None:
+        b = bse.astype(np.float32)
+        bse = (b - b.mean()) / max(float(b.std()), 1e-6) * standardise[1] + standardise[0]
     phases_path = folder / "truth" / "phases.tif"
     phases = read_raster(phases_path)[0]
     names = class_names(raster_info(phases_path))
@@ -70,6 +81,17 @@ def varied_config(seed: int, size: int) -> SynthConfig:
         bse_gain_range=(0.9, 1.1),
         bse_offset_range=(-8.0, 8.0),
     )
+
+
+def section_config(seed: int, size: int, looks: str) -> SynthConfig:
+    """The pretraining section ``seed``: the default look's drift and noise varied, or a
+    random instrument look (``olmap.synth.looks``; look seed = section seed, never one of
+    the foreign-look benchmark's)."""
+    cfg = varied_config(seed, size)
+    if looks == "random":
+        assert seed not in FOREIGN_LOOK_SEEDS
+        cfg = random_look_config(cfg, seed)
+    return cfg
 
 
 def main() -> None:
@@ -95,6 +117,13 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--looks",
+        choices=["default", "random"],
+        default="default",
+        help="random: every section (validation too) in its own instrument look, its BSE "
+        "standardised to the mean and sd of --init's training tiles (issue 23)",
+    )
+    parser.add_argument(
         "--init", type=Path, default=None, help="continue from an olmap checkpoint (same classes)"
     )
     args = parser.parse_args()
@@ -103,12 +132,23 @@ def main() -> None:
     t0 = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="olmap-pretrain-"))
     seeds = [FIRST_SEED + i for i in range(args.sections)]
+    standardise = None
+    if args.looks == "random":
+        if args.init is None:
+            raise SystemExit("--looks random continues a model: give --init")
+        init_meta = read_checkpoint(args.init)[1]
+        standardise = (float(init_meta.input_mean), float(init_meta.input_std))
     try:
         # Sections are independent: on a many-core machine (a lent GPU's host) they are
         # generated in parallel processes; the arrays come back in seed order either way.
         with ProcessPoolExecutor(max_workers=max(args.gen_workers, 1)) as pool:
             futures = [
-                pool.submit(section_arrays, work / f"s{seed}", varied_config(seed, args.size))
+                pool.submit(
+                    section_arrays,
+                    work / f"s{seed}",
+                    section_config(seed, args.size, args.looks),
+                    standardise,
+                )
                 for seed in [*seeds, VAL_SEED]
             ]
             results = []
@@ -127,8 +167,8 @@ def main() -> None:
     bse_all, phases_all = np.stack(bse_list), np.stack(phase_list)
     n_train = len(seeds)
     train_ids = list(range(n_train))
-    mean = float(bse_all[:n_train].mean())
-    std = float(bse_all[:n_train].std())
+    mean = float(bse_all[:n_train].mean()) if standardise is None else standardise[0]
+    std = float(bse_all[:n_train].std()) if standardise is None else standardise[1]
     codes = list(range(len(names)))
     cfg = TrainConfig(
         architecture=args.architecture,
@@ -213,6 +253,7 @@ def main() -> None:
             "pretraining": {
                 "sections": seeds,
                 "validation_section": VAL_SEED,
+                "looks": args.looks,
                 "size_px": args.size,
                 "best_epoch": result.best_epoch,
                 "epochs": len(result.history),

@@ -50,7 +50,10 @@ def _shift(value: float, sd: float) -> str:
 def print_calibration_report(result: CalibrationResult, outputs: dict[str, Path]) -> None:
     """The paper's Table 4 (filtered / not filtered) and the per-profile relocation."""
     c = result.calibration
-    stdout.print(f"mg# = {c.slope:.6f} * BSE + {c.intercept:.5f}")
+    stdout.print(
+        f"mg# = {c.slope:.6f} * BSE + {c.intercept:.5f}  "
+        f"({result.fit_used.replace('_', ' ')}: {result.fit_reason})"
+    )
     table = Table("", "R²", "RMSE", "RMSE10", "RMSEsh", "RMSEsh10", "points", title="Table 4")
     for name, by_split in result.metrics.items():
         for split, m in by_split.items():
@@ -66,6 +69,7 @@ def print_calibration_report(result: CalibrationResult, outputs: dict[str, Path]
         "split",
         "points",
         "outliers",
+        "noise sd",
         "shift along µm",
         "shift across µm",
         "RMSE",
@@ -76,7 +80,8 @@ def print_calibration_report(result: CalibrationResult, outputs: dict[str, Path]
             row.profile_id,
             row.split,
             str(row.points),
-            str(row.outliers),
+            f"{row.outliers}{' (capped)' if row.outliers_capped else ''}",
+            f"{row.noise_sd:.3g}",
             _shift(row.shift_along_um, row.shift_along_sd_um),
             _shift(row.shift_across_um, row.shift_across_sd_um),
             f"{row.rmse:.4f}",
@@ -149,6 +154,10 @@ def print_mgmap_report(result: MgMapResult) -> None:
         f"{result.olivine_pixels:,} olivine pixels, {result.outlier_pixels:,} outliers "
         f"({100 * result.outlier_pixels / max(result.olivine_pixels, 1):.2f} %)"
     )
+    stdout.print(
+        f"BSE noise sd {result.noise_sd:.3g} (median of the largest crystals); "
+        f"smoothing sd {result.smooth_sigma_px:.2f} px"
+    )
     if result.unmapped:
         stdout.print(
             f"{result.unmapped:,} olivine pixels have no BSE on the calibration's scale "
@@ -180,7 +189,12 @@ def mgmap(
     ] = None,
     smooth: Annotated[
         float | None,
-        typer.Option("--smooth", min=0.0, max=8.0, help="Gaussian sd over clean pixels (px)."),
+        typer.Option(
+            "--smooth",
+            min=0.0,
+            max=8.0,
+            help="Gaussian sd over clean pixels (px) [default: from the BSE noise].",
+        ),
     ] = None,
     mask_class: MaskClass = None,
     overwrite: Overwrite = False,

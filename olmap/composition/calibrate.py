@@ -90,7 +90,7 @@ class ProfileData:
 class CalibrationResult:
     """What ``olmap calibrate`` found; :meth:`to_json` is calibration.json."""
 
-    calibration: LinearCalibration
+    calibration: LinearCalibration  # the line used: filtered or not, as ``fit_used`` says
     calibration_not_filtered: LinearCalibration
     metrics: dict[str, dict[str, dict[str, float]]]  # filtered|not_filtered -> split -> metric
     points: pd.DataFrame  # one row per EPMA point
@@ -100,6 +100,11 @@ class CalibrationResult:
     pixel_size_um: float
     config: CalibrateConfig
     bse_dtype: str | None = None  # of the BSE image calibrated
+    calibration_filtered: LinearCalibration | None = None
+    fit_used: str = "filtered"  # filtered | not_filtered
+    # leave-one-profile-out RMSE of each line over the calibration profiles (NaN: < 2)
+    loo_rmse: dict[str, float] = field(default_factory=dict)
+    fit_reason: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -113,6 +118,18 @@ class CalibrationResult:
             ),
             # The BSE this line holds for: mgmap refuses an image of another type.
             "bse_dtype": self.bse_dtype,
+            "fit_used": self.fit_used,
+            "fit_choice": {
+                "reason": self.fit_reason,
+                # null, not NaN, with fewer than two calibration profiles
+                "leave_one_profile_out_rmse": {
+                    k: (v if np.isfinite(v) else None) for k, v in self.loo_rmse.items()
+                },
+            },
+            "filtered": {
+                "slope": (self.calibration_filtered or self.calibration).slope,
+                "intercept": (self.calibration_filtered or self.calibration).intercept,
+            },
             "not_filtered": {
                 "slope": self.calibration_not_filtered.slope,
                 "intercept": self.calibration_not_filtered.intercept,
@@ -275,18 +292,20 @@ def _sample(p: ProfileData, config: CalibrateConfig, px: float) -> None:
     width = config.profile.line_width_um / px
     bse = sample_line(p.image, rows, cols, geom, width)
     inside = sample_line(p.on_mask, rows, cols, geom, width) >= 0.5
-    lof = profile_outliers(
-        rows,
-        cols,
+    found = profile_outliers(
         bse,
         n_neighbors=config.profile.lof_neighbors,
         threshold=config.profile.lof_threshold,
+        noise_weight=config.profile.lof_noise_weight,
+        max_share=config.profile.max_outlier_share,
     )
-    outlier = lof | ~inside
+    outlier = found.outlier | ~inside
     p.samples = {
         "bse": bse,
         "bse_filtered": interpolate_outliers(bse, outlier),
         "outlier": outlier,
+        "noise_sd": np.full(bse.size, found.noise_sd),
+        "capped": np.full(bse.size, found.capped),
         "off_mask": ~inside,
         "rows": rows,
         "cols": cols,
@@ -300,6 +319,48 @@ def _robust_fit(bse: np.ndarray, mg: np.ndarray) -> LinearCalibration:
     mad = 1.4826 * np.nanmedian(np.abs(res - np.nanmedian(res)))
     keep = np.abs(res) <= 3 * max(mad, 1e-4)
     return LinearCalibration.fit(bse[keep], mg[keep]) if keep.sum() >= 2 else cal
+
+
+#: The BSE samples each line is fitted to.
+SAMPLE_OF_FIT = {"filtered": "bse_filtered", "not_filtered": "bse"}
+
+
+def leave_one_profile_out_rmse(profiles: list[ProfileData], key: str) -> float:
+    """RMSE over every calibration point of the line fitted without that point's profile.
+
+    ``key`` names the BSE samples (``bse_filtered`` or ``bse``) both fitted and predicted
+    from, so each pipeline is judged as it would be used on a profile it did not see. NaN
+    with fewer than two profiles.
+    """
+    if len(profiles) < 2:
+        return float("nan")
+    residuals = []
+    for i, held in enumerate(profiles):
+        rest = profiles[:i] + profiles[i + 1 :]
+        line = LinearCalibration.fit(_stack(rest, key), _stack(rest, "mg"))
+        residuals.append(held.mg - line(held.samples[key]))
+    r = np.concatenate(residuals)
+    return float(np.sqrt(np.nanmean(r**2)))
+
+
+def choose_fit(loo_rmse: dict[str, float], choice: str = "auto") -> tuple[str, str]:
+    """Which line to use (``filtered`` or ``not_filtered``) and why, in a few words.
+
+    Examples
+    --------
+    >>> choose_fit({"filtered": 0.0041, "not_filtered": 0.0038})
+    ('not_filtered', 'leave-one-profile-out RMSE 0.0038 against 0.0041 filtered')
+    >>> choose_fit({"filtered": float("nan"), "not_filtered": float("nan")})[0]
+    'filtered'
+    """
+    if choice != "auto":
+        return choice, "fit_choice in the config"
+    f, u = loo_rmse["filtered"], loo_rmse["not_filtered"]
+    if not (np.isfinite(f) and np.isfinite(u)):
+        return "filtered", "fewer than two calibration profiles to compare the lines"
+    if u < f:
+        return "not_filtered", f"leave-one-profile-out RMSE {u:.4f} against {f:.4f} filtered"
+    return "filtered", f"leave-one-profile-out RMSE {f:.4f} against {u:.4f} not filtered"
 
 
 def _stack(profiles: list[ProfileData], key: str, split: str | None = None) -> np.ndarray:
@@ -395,6 +456,17 @@ def calibrate(
     # --no-register, where the loop above does not run).
     cal = LinearCalibration.fit(_stack(cal_profiles, "bse_filtered"), _stack(cal_profiles, "mg"))
     cal_raw = LinearCalibration.fit(_stack(cal_profiles, "bse"), _stack(cal_profiles, "mg"))
+    loo = {key: leave_one_profile_out_rmse(cal_profiles, key) for key in SAMPLE_OF_FIT.values()}
+    loo = {name: loo[key] for name, key in SAMPLE_OF_FIT.items()}
+    used, reason = choose_fit(loo, config.fit_choice)
+    say(f"calibration line: {used.replace('_', ' ')} ({reason})")
+    capped = [p.profile_id for p in profiles if p.samples["capped"].any()]
+    if capped:
+        say(
+            f"profile(s) {', '.join(capped)}: more than "
+            f"{config.profile.max_outlier_share:.0%} of the points are outliers; "
+            "only the most outlying were replaced"
+        )
 
     metrics: dict[str, dict[str, dict[str, float]]] = {}
     for name, model, key in (
@@ -413,10 +485,15 @@ def calibrate(
                 ids,
                 end_points=config.end_points,
             )
-    points, table = _tables(profiles, cal, info.transform, px)
+    chosen = cal if used == "filtered" else cal_raw
+    points, table = _tables(profiles, chosen, SAMPLE_OF_FIT[used], info.transform, px)
     return CalibrationResult(
-        calibration=cal,
+        calibration=chosen,
         calibration_not_filtered=cal_raw,
+        calibration_filtered=cal,
+        fit_used=used,
+        loo_rmse=loo,
+        fit_reason=reason,
         metrics=metrics,
         points=points,
         profiles=table,
@@ -429,7 +506,7 @@ def calibrate(
 
 
 def _tables(
-    profiles: list[ProfileData], cal: LinearCalibration, transform: Any, px: float
+    profiles: list[ProfileData], cal: LinearCalibration, key: str, transform: Any, px: float
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     point_rows, profile_rows = [], []
     for p in profiles:
@@ -437,7 +514,7 @@ def _tables(
         rows, cols = s["rows"] + p.row0, s["cols"] + p.col0
         x_um = transform.c + transform.a * (cols + 0.5)
         y_um = transform.f + transform.e * (rows + 0.5)
-        mg_pred = cal(s["bse_filtered"])
+        mg_pred = cal(s[key])
         point_rows.append(
             pd.DataFrame(
                 {
@@ -466,6 +543,8 @@ def _tables(
                 "split": p.split,
                 "points": len(p.rows),
                 "outliers": int(s["outlier"].sum()),
+                "outliers_capped": bool(s["capped"].any()),
+                "noise_sd": round(float(s["noise_sd"][0]), 4) if len(s["noise_sd"]) else None,
                 "shift_along_um": round(reg.along_px * px, 3),
                 "shift_across_um": round(reg.across_px * px, 3),
                 # Posterior sd of the shift: large where nothing but bounds place the line.
@@ -491,7 +570,10 @@ def write_calibration(
         write_table(result.points, tmp["points"], overwrite=True)
         write_calibration_plot(
             result.points,
-            {"filtered": result.calibration, "not_filtered": result.calibration_not_filtered},
+            {
+                "filtered": result.calibration_filtered or result.calibration,
+                "not_filtered": result.calibration_not_filtered,
+            },
             result.metrics,
             tmp["plot"],
             bse_scale="reference scale" if result.drift is not None else "as measured",

@@ -6,9 +6,9 @@ elsewhere; each comment says which (figures in docs/composition.md and docs/benc
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Literal
 
-from olmap.io.raster import grey_level_scale
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class LofConfig(BaseModel):
@@ -24,10 +24,20 @@ class LofConfig(BaseModel):
     # ...but when k nears a crystal's size every neighbourhood is the whole crystal and LOF
     # is ~1 everywhere: microlite cracks went 60 % -> 97 % flagged with k <= n/4.
     max_neighbor_fraction: float = Field(0.25, gt=0, le=1, description="k <= this x pixels")
-    # Feature units per BSE unit: the paper's raw features (row, col, BSE) weigh one 8-bit
-    # grey level like one pixel. None = 1 for 8-bit (and float) rasters, 1/257 for 16-bit
-    # ones (the same weight per grey level of 256; olmap.io.raster.grey_level_scale).
+    # Feature units per BSE unit. None (olmap, issue 23) = from each crystal's own noise:
+    # noise_weight / (robust sd of its pixel-to-pixel BSE differences), so one noise sd
+    # weighs noise_weight pixels on any instrument. The paper's raw features weigh one 8-bit
+    # grey level like one pixel, which fixes the filter to one contrast and noise level (a
+    # 16-bit rule of 1/257 per level, used before, was tuned to olmap's default look).
     bse_scale: float | None = Field(None, gt=0, description="BSE units -> feature units")
+    # 3: the weight the raw features gave the default look's noise (sd ~3.1 levels), where
+    # k and the threshold were measured (docs/composition.md).
+    noise_weight: float = Field(3.0, gt=0, description="pixels of distance per noise sd")
+    # Crystals with fewer 4-adjacent pixel pairs than this take the median noise sd of the
+    # (up to 50) largest crystals of the section: too few pairs for a robust spread.
+    min_noise_pairs: int = Field(50, ge=1)
+    # Smallest noise sd used (BSE units): quantised or noise-free images.
+    min_noise_sd: float = Field(0.3, gt=0)
     # scikit-learn's contamination="auto": outlier when LOF > 1.5 (Breunig et al. 2000).
     threshold: float = Field(1.5, gt=1.0, description="LOF above which a pixel is an outlier")
     # olmap: on a regular grid the density at stride s is 1/s² of the full one and LOF, a
@@ -37,11 +47,11 @@ class LofConfig(BaseModel):
     grid_stride: int = Field(4, ge=1, le=8, description="subsampling of the fitted pixels")
     min_pixels: int = Field(10, ge=3, description="crystals with fewer pixels are not filtered")
 
-    def resolved_bse_scale(self, dtype: str) -> float:
-        """``bse_scale`` for a BSE raster of ``dtype`` (see the field's comment)."""
+    def scale_for_noise(self, noise_sd: float) -> float:
+        """LOF feature units per BSE unit for a crystal of this noise sd (``bse_scale`` if set)."""
         if self.bse_scale is not None:
             return self.bse_scale
-        return grey_level_scale(dtype)
+        return self.noise_weight / max(noise_sd, self.min_noise_sd)
 
 
 class ProfileConfig(BaseModel):
@@ -61,6 +71,15 @@ class ProfileConfig(BaseModel):
     # 0.0045 on a synthetic section; a crack crosses a line in one or two points.
     lof_neighbors: int = Field(20, ge=2)
     lof_threshold: float = Field(1.5, gt=1.0)
+    # olmap (issue 23): the features are (point index, weight x detrended BSE / the
+    # profile's own robust noise sd), so one noise sd weighs this many point spacings on any
+    # instrument. The paper's raw (row, col, BSE) tied one grey level to one micrometre: on a
+    # 16-bit section of another contrast it flagged 19 of 48 points, zoned rims included.
+    # 3 = the weight the raw features gave the default look's noise (sd ~3 levels per 1 px).
+    lof_noise_weight: float = Field(3.0, gt=0, description="point spacings per noise sd")
+    # olmap: interpolation cannot repair a profile of which more is bad; beyond this share
+    # only the most outlying points are replaced and the profile is reported as capped.
+    max_outlier_share: float = Field(0.2, gt=0, le=1, description="most points replaced")
 
 
 class RegistrationConfig(BaseModel):
@@ -107,6 +126,10 @@ class CalibrateConfig(BaseModel):
     registration: RegistrationConfig = RegistrationConfig()
     # seed 002 eq. 5: RMSE10 leaves out the first and last 10 points of every profile.
     end_points: int = Field(10, ge=0, description="points left out at each end for RMSE10")
+    # olmap (issue 23): which line is used. auto = the one with the smaller leave-one-
+    # profile-out RMSE over the calibration profiles (filtered when fewer than two profiles
+    # or on a tie); both lines and both errors are reported. filtered / not_filtered force one.
+    fit_choice: Literal["auto", "filtered", "not_filtered"] = "auto"
 
 
 class MgMapConfig(BaseModel):
@@ -118,11 +141,18 @@ class MgMapConfig(BaseModel):
     # value 1).
     mask_class: str = Field("olivine", min_length=1)
     lof: LofConfig = LofConfig()
-    # olmap: mg# from one pixel carries the BSE noise (~3 grey levels = 0.008 mg#); a
-    # Gaussian of this sd over clean olivine pixels (normalised convolution, outliers and
-    # background excluded; touching crystals share their contact) cuts it ~3x. 0 = per-pixel
-    # values as in the paper.
-    smooth_sigma_px: float = Field(1.0, ge=0, le=8)
+    # olmap: mg# from one pixel carries the BSE noise (~3 grey levels = 0.008 mg# on the
+    # default look); a Gaussian over clean olivine pixels (normalised convolution, outliers
+    # and background excluded; touching crystals share their contact) averages it down.
+    # None (issue 23) = from the noise: the sd that brings |slope| x the crystals' median
+    # noise sd down to smooth_target_mg (1.1 px on the default look, where 1 px was used
+    # before), at least 1 px and at most smooth_max_um; a number fixes it (px); 0 =
+    # per-pixel values as in the paper.
+    smooth_sigma_px: float | None = Field(None, ge=0, le=8)
+    smooth_target_mg: float = Field(0.002, gt=0, description="mg# noise left after smoothing")
+    # An EPMA spot integrates ~1-2 µm: smoothing beyond that would blur what the probe
+    # resolves.
+    smooth_max_um: float = Field(1.5, gt=0, description="largest automatic smoothing (µm)")
     connectivity: int = Field(2, ge=1, le=2, description="1 = 4-neighbour, 2 = 8-neighbour")
     chunk: int = Field(2048, ge=64, description="pixels per side of the streamed blocks")
     # A component larger than this is no crystal (16 mm² at 1 µm/px) but a mis-segmented

@@ -28,7 +28,7 @@ from olmap import __version__
 from olmap.composition.calibrate import BseDomain
 from olmap.composition.config import MgMapConfig
 from olmap.composition.drift import SessionDrift, correct_bse, session_index_grid
-from olmap.composition.outliers import lof_outliers
+from olmap.composition.outliers import crystal_noise_sd, lof_outliers
 from olmap.composition.regression import LinearCalibration
 from olmap.crystals.label import component_pixels, label_components
 from olmap.io.outputs import atomic_paths, claim_outputs
@@ -70,6 +70,32 @@ class MgMapResult:
     # drift correction) in no session or a session without standards; NaN in the map
     mg_quantiles: dict[str, float] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    noise_sd: float = float("nan")  # median BSE noise sd of the largest crystals (BSE units)
+    smooth_sigma_px: float = 0.0  # the Gaussian applied (auto: from noise_sd)
+
+
+def auto_smooth_sigma(
+    slope: float, noise_sd: float, pixel_size_um: float, target_mg: float, max_um: float
+) -> float:
+    """Gaussian sd (px) that brings the per-pixel mg# noise down to ``target_mg``.
+
+    A 2-D Gaussian of sd s averages white noise down by 1 / (2 sqrt(pi) s); the per-pixel
+    mg# noise is ``|slope| * noise_sd``. At least 1 px (below it a discrete Gaussian averages
+    less than the formula says; 1 px was the fixed default before) and at most ``max_um``
+    (an EPMA spot's size: more would blur zoning the probe resolves), or 1 px if that is
+    less.
+
+    Examples
+    --------
+    >>> round(auto_smooth_sigma(-0.0025, 3.1, 1.0, 0.002, 1.5), 2)  # olmap's default look
+    1.09
+    >>> auto_smooth_sigma(-0.0046, 6.0, 0.4, 0.002, 1.5)  # low contrast, noisy: capped
+    3.75
+    """
+    if not np.isfinite(noise_sd):
+        return 1.0
+    sigma = abs(slope) * noise_sd / (2 * np.sqrt(np.pi) * target_mg)
+    return float(min(max(sigma, 1.0), max(1.0, max_um / pixel_size_um)))
 
 
 def crystal_outliers(
@@ -80,11 +106,10 @@ def crystal_outliers(
     config: MgMapConfig,
     progress: Progress | None = None,
     *,
-    bse_scale: float = 1.0,
     start: int = 0,
     found: list[np.ndarray] | None = None,
     stop: Callable[[int, list[np.ndarray]], bool] | None = None,
-) -> tuple[np.ndarray, int, int]:
+) -> tuple[np.ndarray, int, int, float]:
     """Sorted flat indices (``row * width + col``) of the LOF outliers of every crystal.
 
     Parameters
@@ -96,8 +121,6 @@ def crystal_outliers(
         Mosaic shape (px).
     config : MgMapConfig
     progress : callable, optional
-    bse_scale : float
-        LOF feature units per BSE unit (``LofConfig.bse_scale`` resolved for the raster).
     start : int
         Crystals (in id order, of those large enough) already done by an interrupted run.
     found : list of ndarray, optional
@@ -113,6 +136,8 @@ def crystal_outliers(
         Number of connected components.
     filtered : int
         Components with at least ``config.lof.min_pixels`` pixels.
+    noise_sd : float
+        Median BSE noise sd of the (up to 50) largest crystals (NaN: none).
     """
     lof = config.lof
     comps = label_components(
@@ -136,9 +161,8 @@ def crystal_outliers(
             comps.seed_col[i],
             comps.area[i],
         )
-    found = list(found or [])
-    for n in range(start, chosen.size):
-        i = chosen[n]
+
+    def read_crystal(i: int) -> tuple[np.ndarray, np.ndarray, int, int]:
         window = comps.bbox_window(int(i) + 1)
         r0, c0 = int(window.row_off), int(window.col_off)
         pix = component_pixels(
@@ -146,7 +170,22 @@ def crystal_outliers(
             (int(comps.seed_row[i]) - r0, int(comps.seed_col[i]) - c0),
             config.connectivity,
         )
-        bse_window = read_bse(window)
+        return pix, read_bse(window), r0, c0
+
+    # Noise of crystals too small to measure their own: the median of the largest ones
+    # (recomputed identically on resume, so an interrupted run gives the same flags).
+    section_sd = float("nan")
+    if chosen.size:
+        largest = chosen[np.argsort(-comps.area[chosen], kind="stable")[:50]]
+        sds = [crystal_noise_sd(*read_crystal(int(i))[:2]) for i in largest]
+        section_sd = float(np.nanmedian([sd for sd, pairs in sds if pairs] or [np.nan]))
+    found = list(found or [])
+    for n in range(start, chosen.size):
+        i = chosen[n]
+        pix, bse_window, r0, c0 = read_crystal(int(i))
+        sd, pairs = crystal_noise_sd(pix, bse_window)
+        if pairs < lof.min_noise_pairs and np.isfinite(section_sd):
+            sd = section_sd
         # BSE nodata, or no session / no standards: no grey to judge (NaN in the map anyway).
         rr, cc = np.nonzero(pix & np.isfinite(bse_window))
         rows, cols = rr + r0, cc + c0
@@ -155,7 +194,7 @@ def crystal_outliers(
             cols,
             bse_window[rr, cc],
             n_neighbors=lof.n_neighbors,
-            bse_scale=bse_scale,
+            bse_scale=lof.scale_for_noise(sd if np.isfinite(sd) else lof.min_noise_sd),
             threshold=lof.threshold,
             grid_stride=lof.grid_stride,
             max_fraction=lof.max_neighbor_fraction,
@@ -167,7 +206,7 @@ def crystal_outliers(
         if stop is not None and stop(n + 1, found) and n + 1 < chosen.size:
             raise _Stopped(n + 1)
     flat = np.sort(np.concatenate(found)) if found else np.zeros(0, np.int64)
-    return flat, len(comps), int(chosen.size)
+    return flat, len(comps), int(chosen.size), section_sd
 
 
 class _Stopped(Exception):
@@ -264,7 +303,6 @@ def _mg_map(
     info = check_coregistered(bse_path, mask_path)
     h, w = info.shape
     sessions = list(regions["session"]) if regions is not None else []
-    bse_scale = config.lof.resolved_bse_scale(info.dtype)
     t0 = time.perf_counter()
     with (
         WindowSource(bse_path) as bse_src,
@@ -325,9 +363,9 @@ def _mg_map(
                 return bool(stop_flag)
 
             try:
-                flat, n_crystals, n_filtered = crystal_outliers(
+                flat, n_crystals, n_filtered, noise_sd = crystal_outliers(
                     read_mask, read_bse, h, w, config, progress,
-                    bse_scale=bse_scale, start=start, found=found, stop=stop,
+                    start=start, found=found, stop=stop,
                 )  # fmt: skip
             except _Stopped as exc:
                 raise RunInterrupted(
@@ -336,7 +374,16 @@ def _mg_map(
                 ) from None
         save(n_filtered, [flat])  # an interrupted map stage need not redo the LOF
         t1 = time.perf_counter()
-        halo = int(np.ceil(4 * config.smooth_sigma_px))
+        sigma = config.smooth_sigma_px
+        if sigma is None:
+            sigma = auto_smooth_sigma(
+                calibration.slope,
+                noise_sd,
+                info.pixel_size_um or 1.0,
+                config.smooth_target_mg,
+                config.smooth_max_um,
+            )
+        halo = int(np.ceil(4 * sigma))
         blocks = block_windows(h, w, config.chunk)
         counts = {"olivine": 0, "unmapped": 0}
         hist = np.zeros(1001, dtype=np.int64)  # mg# in 0.001 bins, for the quantiles
@@ -369,7 +416,7 @@ def _mg_map(
                 outlier = outlier_window(flat, w, r0, c0, ph, pw) & mask
                 bse = read_bse(padded)
                 valid = mask & ~outlier & np.isfinite(bse)
-                mg = calibration(smooth_over(bse, valid, config.smooth_sigma_px))[inner]
+                mg = calibration(smooth_over(bse, valid, sigma))[inner]
                 mg_ds.write(mg.astype(np.float32)[None], window=block)
                 out_ds.write(outlier[inner].astype(np.uint8)[None], window=block)
                 m = mask[inner]
@@ -398,4 +445,6 @@ def _mg_map(
         unmapped=counts["unmapped"],
         mg_quantiles=quantiles,
         seconds={"outliers": round(t1 - t0, 2), "map": round(t2 - t1, 2)},
+        noise_sd=noise_sd,
+        smooth_sigma_px=round(float(sigma), 3),
     )

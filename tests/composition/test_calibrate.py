@@ -59,8 +59,8 @@ def test_registration_relocates_lines(calibrated, section_dir):
     refit = LinearCalibration.fit(
         cal_points["bse_filtered"].to_numpy(float), cal_points["mg_num"].to_numpy(float)
     )
-    assert fixed.calibration.slope == pytest.approx(refit.slope, rel=1e-4)
-    assert fixed.calibration.intercept == pytest.approx(refit.intercept, rel=1e-4)
+    assert fixed.calibration_filtered.slope == pytest.approx(refit.slope, rel=1e-4)
+    assert fixed.calibration_filtered.intercept == pytest.approx(refit.intercept, rel=1e-4)
     given = registration_errors(fixed, section_dir)
     found = registration_errors(calibrated, section_dir)
     assert (fixed.profiles["shift_along_um"] == 0).all()
@@ -143,3 +143,33 @@ def test_cli_mgmap_refuses_drift_on_a_calibration_without_it(section_dir, tmp_pa
     )  # fmt: skip
     assert res.returncode == 1 and "fitted without standards" in res.stderr
     assert not (tmp_path / "mg.tif").exists()
+
+
+def test_the_line_used_is_the_one_that_predicts_left_out_profiles_best(calibrated):
+    loo = calibrated.loo_rmse
+    assert set(loo) == {"filtered", "not_filtered"} and all(np.isfinite(list(loo.values())))
+    best = min(loo, key=loo.get)
+    assert calibrated.fit_used == best
+    used = calibrated.calibration
+    other = (
+        calibrated.calibration_filtered
+        if best == "not_filtered"
+        else calibrated.calibration_not_filtered
+    )
+    assert used is not other
+    doc = calibrated.to_json()
+    assert doc["fit_used"] == best and doc["slope"] == used.slope
+    assert doc["fit_choice"]["leave_one_profile_out_rmse"][best] == loo[best]
+
+
+def test_fit_choice_can_be_forced(section_dir):
+    forced = calibrate(
+        section_dir / "bse.tif",
+        section_dir / "truth" / "olivine.tif",
+        section_dir / "epma.csv",
+        standards_path=section_dir / "standards.csv",
+        sessions_path=section_dir / "sessions.csv",
+        config=CalibrateConfig(fit_choice="not_filtered"),
+    )
+    assert forced.fit_used == "not_filtered"
+    assert forced.calibration.slope == forced.calibration_not_filtered.slope

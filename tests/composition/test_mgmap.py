@@ -163,12 +163,15 @@ def test_nodata_and_ignore_pixels(mosaic, tmp_path):
     assert np.sqrt(np.mean((mg[ok] - mg_true[ok]) ** 2)) <= 0.01
 
 
-def test_sixteen_bit_bse_gets_the_same_outliers(mosaic, tmp_path):
+@pytest.mark.parametrize("gain,black", [(257, 0), (93, 3000)])
+def test_sixteen_bit_bse_of_any_contrast_gets_the_same_outliers(mosaic, tmp_path, gain, black):
+    # The LOF scale comes from each crystal's own noise, so another detector gain and black
+    # level change nothing (a fixed 1/257 per 16-bit level held for gain 257 only).
     folder, _, _, _, _ = mosaic
     with rasterio.open(folder / "bse.tif") as ds:
-        bse = ds.read(1).astype(np.uint16) * 257
+        bse = ds.read(1).astype(np.uint16) * gain + black
     write_raster(tmp_path / "bse16.tif", bse, pixel_size_um=1.0)
-    cal16 = LinearCalibration(CAL.slope / 257, CAL.intercept)
+    cal16 = LinearCalibration(CAL.slope / gain, CAL.intercept - CAL.slope * black / gain)
     config = MgMapConfig(chunk=128)
     r8 = mg_map(folder / "bse.tif", folder / "mask.tif", CAL, tmp_path / "a.tif", config=config)
     r16 = mg_map(tmp_path / "bse16.tif", folder / "mask.tif", cal16, tmp_path / "b.tif",

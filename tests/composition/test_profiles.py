@@ -125,13 +125,44 @@ def test_distance_to_rim_at_the_outline_and_between_touching_crystals():
 
 
 def test_profile_outlier_is_flagged_and_interpolated():
-    rows = np.zeros(40)
-    cols = np.arange(40.0) * 4
     bse = np.linspace(100, 120, 40) + np.random.default_rng(1).normal(0, 0.3, 40)
     bse[17] = 20.0  # the line crosses a crack
-    out = profile_outliers(rows, cols, bse, n_neighbors=20, threshold=1.5)
+    found = profile_outliers(bse, n_neighbors=20, threshold=1.5)
+    out = found.outlier
+    assert not found.capped
     assert out.tolist() == [i == 17 for i in range(40)]
     fixed = interpolate_outliers(bse, out)
     assert fixed[17] == pytest.approx((bse[16] + bse[18]) / 2)
     assert np.array_equal(np.delete(fixed, 17), np.delete(bse, 17))
     assert np.isnan(interpolate_outliers(bse, np.ones(40, bool))).all()
+
+
+def _zoned_profile(rng, noise):
+    """A normally zoned rim-to-rim line: flat core, steep rims, 60 points."""
+    t = np.abs(np.linspace(-1, 1, 60))
+    return 110 + 40 * np.clip((t - 0.6) / 0.4, 0, 1) ** 2 + rng.normal(0, noise, 60)
+
+
+@pytest.mark.parametrize("gain,black,noise", [(1, 0, 1.0), (0.4, 20, 3.0), (180, 4000, 2.0)])
+def test_profile_outliers_follow_the_profiles_own_noise(gain, black, noise):
+    # The same line at another contrast, black level or noise: the crack points are found,
+    # the steep zoned rims are not (the paper's raw features flagged them on 16-bit data).
+    rng = np.random.default_rng(4)
+    bse = _zoned_profile(rng, noise)
+    bse[[20, 41]] -= 60  # two cracks
+    found = profile_outliers(gain * bse + black, n_neighbors=20, threshold=1.5)
+    assert np.flatnonzero(found.outlier).tolist() == [20, 41]
+    # the spread of a point minus its neighbours' line: a little above the noise sd
+    assert 0.8 * gain * noise < found.noise_sd < 2.0 * gain * noise
+
+
+def test_profile_outliers_are_capped_and_say_so():
+    rng = np.random.default_rng(2)
+    bse = _zoned_profile(rng, 1.0)
+    bad = np.arange(3, 55, 6)  # 9 of 60 points on cracks
+    bse[bad] -= 50
+    found = profile_outliers(bse, n_neighbors=20, threshold=1.5, max_share=0.1)
+    assert found.capped and found.outlier.sum() == 6
+    assert set(np.flatnonzero(found.outlier)) <= set(bad)
+    uncapped = profile_outliers(bse, n_neighbors=20, threshold=1.5, max_share=0.3)
+    assert not uncapped.capped and set(np.flatnonzero(uncapped.outlier)) == set(bad)
