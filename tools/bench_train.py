@@ -102,7 +102,7 @@ def held_out_scores(
     if len(names) > 2:
         out["threshold"] = "argmax"
     for name, gain in (("nominal", 1.0), ("gain_x1.06", 1.06), ("gain_x0.94", 0.94)):
-        image = np.clip(bse * gain, 0, 255)
+        image = np.clip(bse * gain, 0, np.iinfo(info.dtype).max)  # 8- or 16-bit BSE
         t0 = time.perf_counter()
         prob = predict_proba(model, image, window=1024, stride=512)
         seconds = time.perf_counter() - t0

@@ -20,6 +20,7 @@ from olmap.plots.training import write_threshold_sweep
 from olmap.segment.config import TrainConfig
 
 if TYPE_CHECKING:  # torch is imported when a command runs (see olmap/cli/predict.py)
+    from olmap.segment.domain import DomainShift
     from olmap.segment.job import InitChoice
     from olmap.segment.train import EpochRecord
 
@@ -72,6 +73,38 @@ def print_scores(report: dict, title: str) -> None:
             stdout.print(
                 f"Best threshold for {name}: {best:g} (IoU-maximising on these data; "
                 "the paper chose 0.1 for robustness to BSE drift)"
+            )
+
+
+#: Below this validation IoU (against the labels, e.g. EDS masks) a class is called out of the
+#: model's depth: olmap's own sections give 0.89-0.93 with cpu-quick.
+OUT_OF_DEPTH_IOU = 0.7
+
+
+def print_start_and_depth(metrics: dict) -> None:
+    """The validation IoU before training and after AdaBN, and a warning per weak class."""
+    start = metrics.get("start") or {}
+    classes = metrics.get("val", {}).get("overall", {}).get("classes", {})
+    names = list(classes)[1:]  # the first class is the background
+    if start:
+        for name in names:
+            before = start["zero_shot"].get(f"iou_{name}", float("nan"))
+            adapted = start["batchnorm_adapted"].get(f"iou_{name}", float("nan"))
+            stdout.print(
+                f"{name}: validation IoU {_fmt(before, 3)} at the start (zero-shot), "
+                f"{_fmt(adapted, 3)} after BatchNorm re-estimation, "
+                f"{_fmt(classes[name]['iou'], 3)} trained",
+                soft_wrap=True,
+            )
+    for name in names:
+        iou = classes[name]["iou"]
+        if iou == iou and iou < OUT_OF_DEPTH_IOU:
+            stderr.print(
+                f"[yellow]warning:[/] {name}: validation IoU {iou:.3f} against the labels is "
+                f"below {OUT_OF_DEPTH_IOU}: the model is out of its depth on these sections. "
+                "Check the labels (olmap masks --reference), train longer or on more sessions, "
+                "or on a GPU (configs/train/paper.yaml); predictions will need checking",
+                soft_wrap=True,
             )
 
 
@@ -140,6 +173,16 @@ def train(
         colour = "yellow" if choice.kind in ("synthetic", "none") else "green"
         stderr.print(f"[{colour}]init:[/] {choice.note}", soft_wrap=True)
 
+    def on_domain(shift: DomainShift) -> None:
+        stderr.print(f"domain check: {shift.summary()}", soft_wrap=True)
+        if shift.large:
+            stderr.print(
+                "[yellow]warning:[/] the validation sessions look unlike the training sessions "
+                "(another detector setting or a strong drift?): the validation scores measure "
+                "that shift as well as the model",
+                soft_wrap=True,
+            )
+
     def on_epoch(r: EpochRecord) -> None:
         if STATE.quiet:
             return
@@ -176,6 +219,7 @@ def train(
             on_step=on_step,
             on_epoch=on_epoch,
             on_resume=on_resume,
+            on_domain=on_domain,
             stop=stop,
         )
     fit = report.fit
@@ -202,6 +246,7 @@ def train(
         if split in report.metrics:
             threshold = report.metrics["threshold"]
             print_scores(report.metrics[split], f"{split} tiles (threshold {threshold:g})")
+    print_start_and_depth(report.metrics)
     stdout.print(
         f"Wrote {report.model}, {report.curves_csv} and {report.curves_png}", soft_wrap=True
     )

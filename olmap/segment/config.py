@@ -74,6 +74,12 @@ class TrainConfig(BaseModel):
     # torchvision's MobileNetV3 default (0.01) leaves BatchNorm statistics unconverged after a
     # few hundred steps (issue 4: eval-mode IoU 0.0 vs 0.33 in train mode); 0.1 converges.
     bn_momentum: float = Field(0.1, gt=0, le=1)
+    # olmap (issue 23): before the first step, re-estimate every BatchNorm layer's statistics
+    # on the user's own training tiles (AdaBN, Li et al. 2018, "Adaptive batch normalization
+    # for practical domain adaptation"): a pretrained model normalises another instrument's
+    # features with its own data's statistics, often most of the domain gap. The validation
+    # scores before and after are kept in the checkpoint (metrics.start). Not on resume.
+    adapt_batchnorm: bool = True
     # >= 2: the ASPP pooling branch normalises one value per image (BatchNorm needs two).
     batch_size: int = Field(8, ge=2)
     crop: tuple[int, int] | None = Field(

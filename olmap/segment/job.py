@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ from olmap.plots.training import write_training_curves
 from olmap.segment.checkpoint import ModelMeta, build_model, read_checkpoint, save_checkpoint
 from olmap.segment.config import TrainConfig, output_paths
 from olmap.segment.data import IGNORE_INDEX, input_statistics, open_tile_dataset
+from olmap.segment.domain import DomainShift, domain_shift
 from olmap.segment.evaluate import evaluate_tiles
 from olmap.segment.infer import resolve_device
 from olmap.segment.model import (
@@ -142,15 +143,18 @@ def resolve_init(init: str, architecture: str, weights: Path | None = None) -> I
 
 
 def synthetic_init_model(
-    class_names: list[str], architecture: str = "deeplabv3_mobilenet_v3_large"
+    class_names: list[str],
+    architecture: str = "deeplabv3_mobilenet_v3_large",
+    path: Path | None = None,
 ) -> tuple[Segmenter, ModelMeta]:
     """olmap's shipped synthetic initialisation as a model for ``class_names``, untrained.
 
     Its phase probabilities are summed into the requested classes (:func:`label_set_groups`):
     ``["unclassified", "olivine"]`` gives a binary olivine model. Used by benchmarks and tests
-    of inference that need a model with real, spatially varied predictions.
+    of inference that need a model with real, spatially varied predictions. ``path``: another
+    pretraining checkpoint of the same kind (e.g. a candidate initialisation).
     """
-    path = synthetic_init_file(architecture)
+    path = path or synthetic_init_file(architecture)
     state, init_meta = read_checkpoint(path)
     head = init_meta.head_classes or init_meta.class_names
     meta = ModelMeta(
@@ -306,6 +310,7 @@ def train_from_dataset(
     on_step: Callable[[int, float, float], None] | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     on_resume: Callable[[int], None] | None = None,
+    on_domain: Callable[[DomainShift], None] | None = None,
     stop: StopFlag | None = None,
 ) -> TrainReport:
     """Fine-tune a model on a dataset folder and write the checkpoint and its curves.
@@ -324,6 +329,9 @@ def train_from_dataset(
         Replace an existing checkpoint and curves.
     on_init, on_step, on_epoch, on_resume : callables, optional
         Progress reporting.
+    on_domain : callable, optional
+        Called before training with the validation tiles' grey-level distance from the
+        training tiles (:func:`olmap.segment.domain.domain_shift`).
     stop : StopFlag, optional
         Interrupt request (the run then resumes from its last epoch when started again).
     """
@@ -335,8 +343,9 @@ def train_from_dataset(
         overwrite=overwrite,
     ):
         return _train_from_dataset(
-            Path(dataset_dir), cfg, out, weights, on_init, on_step, on_epoch, on_resume, stop
-        )
+            Path(dataset_dir), cfg, out, weights, on_init, on_step, on_epoch, on_resume, stop,
+            on_domain,
+        )  # fmt: skip
 
 
 def _train_from_dataset(
@@ -349,6 +358,7 @@ def _train_from_dataset(
     on_epoch: Callable[[EpochRecord], None] | None,
     on_resume: Callable[[int], None] | None,
     stop: StopFlag | None,
+    on_domain: Callable[[DomainShift], None] | None = None,
 ) -> TrainReport:
     curves_csv, curves_png, resume_file = output_paths(out)
     resolve_device(cfg.device)  # an unavailable device fails before any work
@@ -368,6 +378,13 @@ def _train_from_dataset(
             f"{ds.folder}: the val tiles have no labelled pixel; nothing to validate on"
         )
     mean, std = input_statistics(ds.meta, ds.bse, train_ids)
+    # At most 256 tiles of each split: enough for percentiles, bounded in memory.
+    t_pick, v_pick = np.asarray(train_ids)[:256], np.asarray(val_ids)[:256]
+    shift = domain_shift(
+        ds.bse[t_pick], ds.labels[t_pick], ds.bse[v_pick], ds.labels[v_pick], dict(ds.model_classes)
+    )
+    if on_domain is not None:
+        on_domain(shift)
     percentiles = grey_percentiles(np.asarray(ds.bse[np.asarray(train_ids)[:256]]))
     choice = resolve_init(cfg.init, cfg.architecture, weights)
     if on_init is not None:
@@ -415,6 +432,8 @@ def _train_from_dataset(
         if threshold != cfg.threshold:
             val_scores = evaluate_tiles(model, ds, val_ids, threshold)
     metrics = {
+        "domain_shift": asdict(shift),
+        "start": result.extra.get("start", {}),
         "best_epoch": result.best_epoch,
         "epochs": len(result.history),
         "stop_reason": result.stop_reason,

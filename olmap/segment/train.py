@@ -148,6 +148,31 @@ def validate(
     return (total / pixels if pixels else float("nan")), scores
 
 
+def adapt_batchnorm(
+    model: Segmenter,
+    train: TileSamples,
+    val: TileSamples,
+    cfg: TrainConfig,
+    device: torch.device,
+    class_names: list[str],
+) -> dict[str, dict[str, float]]:
+    """Re-estimate BatchNorm statistics on the training tiles before any step (AdaBN).
+
+    Returns the validation loss and per-class IoU before (``zero_shot``) and after
+    (``batchnorm_adapted``), so the user sees how far the initialisation was from their
+    data and how much of the gap the statistics alone closed.
+    """
+
+    def scores() -> dict[str, float]:
+        loss, conf = validate(model, val, cfg, device)
+        ious = {n: conf.class_scores(i)["iou"] for i, n in enumerate(class_names)}
+        return {"val_loss": float(loss), **{f"iou_{n}": float(v) for n, v in ious.items()}}
+
+    before = scores()
+    recalibrate_batchnorm(model, train, cfg, device)
+    return {"zero_shot": before, "batchnorm_adapted": scores()}
+
+
 @torch.no_grad()
 def recalibrate_batchnorm(
     model: Segmenter,
@@ -200,7 +225,9 @@ def recalibrate_batchnorm(
 
 #: Settings that may change between an interrupted run and its resumption: the time budget
 #: (to extend it), DataLoader workers and the device name (they do not change what is drawn).
-RESUMABLE_CHANGES = ("max_minutes", "workers", "device")
+# adapt_batchnorm acts before the first step only, so a resumed run is the same either way
+# (and runs interrupted before the option existed still resume).
+RESUMABLE_CHANGES = ("max_minutes", "workers", "device", "adapt_batchnorm")
 
 
 def _fingerprint(cfg: TrainConfig, device: torch.device, extra: dict) -> str:
@@ -318,6 +345,9 @@ def fit(
     budget = cfg.max_minutes * 60 if cfg.max_minutes else float("inf")
     stop_reason = "max_epochs"
     t_start = time.perf_counter() - elapsed
+    extra: dict = {}
+    if state is None and cfg.adapt_batchnorm:
+        extra["start"] = adapt_batchnorm(model, train, val, cfg, device, class_names)
     step = sum(r.steps for r in history)
     try:
         for epoch in range(start_epoch, cfg.max_epochs):
@@ -444,4 +474,5 @@ def fit(
         stop_reason=stop_reason,
         seconds=time.perf_counter() - t_start,
         resumed_from=start_epoch,
+        extra=extra,
     )

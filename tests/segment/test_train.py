@@ -449,3 +449,28 @@ def test_unknown_label_codes_are_refused_when_the_dataset_opens(
     np.save(ds / "labels.npy", labels)
     with pytest.raises(InputError, match=r"labels\.npy: label code 7 on 35 pixels is not among"):
         open_tile_dataset(ds)
+
+
+def test_batchnorm_is_adapted_to_the_new_data_before_training(trained) -> None:
+    """AdaBN: statistics from another domain (here: shifted running means and variances, as
+    when the initialisation saw another instrument) wreck the zero-shot prediction; the
+    re-estimation on the training tiles before the first step restores it, and both scores
+    are reported."""
+    import copy
+
+    ds, cfg, model, _, _ = trained
+    names = [n for _, n in ds.model_classes]
+    foreign = copy.deepcopy(model)
+    for m in foreign.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean += 2.0 * m.running_var.sqrt()
+            m.running_var *= 9.0
+    cfg1 = cfg.model_copy(update={"max_epochs": 1, "steps_per_epoch": 1, "lr": 1e-12})
+    result = fit_on(ds, foreign, cfg1)
+    start = result.extra["start"]
+    before = start["zero_shot"][f"iou_{names[1]}"]
+    after = start["batchnorm_adapted"][f"iou_{names[1]}"]
+    assert after > before + 0.1
+    assert start["batchnorm_adapted"]["val_loss"] < start["zero_shot"]["val_loss"]
+    off = fit_on(ds, copy.deepcopy(model), cfg1.model_copy(update={"adapt_batchnorm": False}))
+    assert "start" not in off.extra
