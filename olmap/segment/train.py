@@ -357,7 +357,8 @@ def fit(
             if not probing and best_epoch >= 0 and bad_epochs >= cfg.patience:
                 stop_reason = "early_stopping"
                 break
-            if time.perf_counter() - t_start >= budget:
+            # the budget counts the BatchNorm adaptation too, but one epoch is always validated
+            if history and time.perf_counter() - t_start >= budget:
                 stop_reason = "time_limit"
                 break
             torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout: reproducible per epoch

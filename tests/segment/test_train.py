@@ -276,7 +276,10 @@ def test_linear_probing_trains_the_class_layers_alone_first(olivine_dataset: Pat
     """LP-FT: during the probing epoch the body (weights and BatchNorm statistics) does not
     move and the class layers learn at probe_lr; afterwards everything trains at lr."""
     ds = open_tile_dataset(olivine_dataset)
-    cfg = tiny_config(max_epochs=2, steps_per_epoch=2, probe_epochs=1, probe_lr=5e-3)
+    # without the BatchNorm adaptation, which moves the statistics once before probing
+    cfg = tiny_config(
+        max_epochs=2, steps_per_epoch=2, probe_epochs=1, probe_lr=5e-3, adapt_batchnorm=False
+    )
     model = new_model(ds, cfg)
     snapshots = [{k: v.clone() for k, v in model.state_dict().items()}]
     fit_on(
@@ -452,25 +455,24 @@ def test_unknown_label_codes_are_refused_when_the_dataset_opens(
 
 
 def test_batchnorm_is_adapted_to_the_new_data_before_training(trained) -> None:
-    """AdaBN: statistics from another domain (here: shifted running means and variances, as
-    when the initialisation saw another instrument) wreck the zero-shot prediction; the
-    re-estimation on the training tiles before the first step restores it, and both scores
-    are reported."""
+    """AdaBN: before the first step the BatchNorm statistics are re-estimated on the user's
+    training tiles, so statistics from another domain (here: shifted running means and
+    variances, as when the initialisation saw another instrument) leave no trace: the same
+    weights score the same after the adaptation whatever statistics they came with, while
+    their zero-shot scores (reported too) differ."""
     import copy
 
     ds, cfg, model, _, _ = trained
-    names = [n for _, n in ds.model_classes]
     foreign = copy.deepcopy(model)
     for m in foreign.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean += 2.0 * m.running_var.sqrt()
             m.running_var *= 9.0
     cfg1 = cfg.model_copy(update={"max_epochs": 1, "steps_per_epoch": 1, "lr": 1e-12})
-    result = fit_on(ds, foreign, cfg1)
-    start = result.extra["start"]
-    before = start["zero_shot"][f"iou_{names[1]}"]
-    after = start["batchnorm_adapted"][f"iou_{names[1]}"]
-    assert after > before + 0.1
-    assert start["batchnorm_adapted"]["val_loss"] < start["zero_shot"]["val_loss"]
+    start = fit_on(ds, foreign, cfg1).extra["start"]
+    own = fit_on(ds, copy.deepcopy(model), cfg1).extra["start"]
+    assert start["zero_shot"] != own["zero_shot"]
+    assert start["batchnorm_adapted"] == pytest.approx(own["batchnorm_adapted"], rel=1e-4)
+    assert start["batchnorm_adapted"] != start["zero_shot"]
     off = fit_on(ds, copy.deepcopy(model), cfg1.model_copy(update={"adapt_batchnorm": False}))
     assert "start" not in off.extra
