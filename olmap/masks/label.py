@@ -280,6 +280,7 @@ def classify_window(
     bse: np.ndarray | None = None,
     nodata: np.ndarray | None = None,
     inner: tuple[slice, slice] | None = None,
+    crack_levels: Mapping[int, float] | None = None,
 ) -> tuple[np.ndarray, LabelStats]:
     """Label map of one window of EDS counts by a rule set.
 
@@ -295,6 +296,10 @@ def classify_window(
     inner : (slice, slice), optional
         The part of the window that counts in the statistics (the window without its halo;
         see :attr:`RuleSet.halo_px`). The whole window by default.
+    crack_levels : mapping of int to float, optional
+        Class code -> BSE level (in the units of ``bse``) below which its pixels are cracks;
+        needed for ``ignore.bse_below_share`` (:func:`olmap.masks.stream.crack_levels` measures
+        it on the whole map). Default: ``ignore.bse_below`` for every class.
 
     Returns
     -------
@@ -360,8 +365,15 @@ def classify_window(
             stats.filled[i] = int(filled[inner].sum())
 
     if rules.ignore is not None and bse is not None:
+        if crack_levels is None:
+            if rules.ignore.bse_below is None:
+                raise ValueError("ignore.bse_below_share needs the map's crack_levels")
+            crack_levels = dict.fromkeys(codes, rules.ignore.bse_below)
         classified = labels != UNCLASSIFIED
-        crack = classified & (bse < rules.ignore.bse_below)
+        level = np.full(256, -np.inf, np.float32)
+        for code, value in crack_levels.items():
+            level[code] = value
+        crack = classified & (bse < level[labels])
         if rules.ignore.dilate_px:
             crack = ndi.binary_dilation(crack, structure=_disk(rules.ignore.dilate_px))
             crack &= classified

@@ -7,7 +7,7 @@ A rule file is YAML (see ``configs/rules/`` and ``docs/masks.md``)::
         rules: [Ca/Mg < 0.1, Al/Mg < 0.1, Mg > 30]   # paper, sect. 3.5
         grow: {distance_px: 2, rules: [Ca/Mg < 0.3, Al/Mg < 0.4, Mg > 20]}
         min_size_px: 10
-    ignore: {bse_below: 60}
+    ignore: {bse_below_share: 0.5}
 
 A condition compares one *term* with a number. A term is an element (its counts), a sum of
 elements (``Fe+Mg``) or a ratio of two such sums (``Ca/Mg``, ``(Fe+Mg)/Si``). A ratio whose
@@ -224,13 +224,30 @@ class IgnoreRule(_Strict):
     """Pixels inside any class that BSE shows as cracks or holes become ``ignore`` (255).
 
     EDS blurs cracks away, so the rules label them as the host mineral; BSE resolves them.
+    The level is either relative to the map (``bse_below_share``: a share of the way from the
+    map's darkest grey, the resin of cracks and holes, up to the class's median grey; the same
+    on any detector gain, black level and bit depth) or absolute (``bse_below``: a grey level
+    of 8-bit BSE, x 257 on 16-bit BSE, which must be retuned when the contrast changes).
     """
 
-    bse_below: StrictNumber = Field(
+    bse_below: StrictNumber | None = Field(
+        None,
         gt=0,
         description="8-bit BSE grey level below which a pixel is a crack (16-bit BSE: x 257)",
     )
+    bse_below_share: StrictNumber | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="crack below dark + share x (class median - dark), on the map's BSE",
+    )
     dilate_px: StrictCount = Field(0, ge=0, le=16, description="grow the ignored zone (px)")
+
+    @model_validator(mode="after")
+    def _one_level(self) -> IgnoreRule:
+        if (self.bse_below is None) == (self.bse_below_share is None):
+            raise ValueError("give one of bse_below (8-bit grey level) or bse_below_share")
+        return self
 
 
 class RuleSet(_Strict):

@@ -31,7 +31,7 @@ from olmap.io.raster import (
 )
 from olmap.io.tables import write_json
 from olmap.io.windows import block_windows, halo_window
-from olmap.masks.label import LabelStats, classify_window
+from olmap.masks.label import LabelStats, classify_window, ratio_rule_mask
 from olmap.masks.normalise import ReferenceLevels, reference_levels, sample_counts
 from olmap.masks.rules import IGNORE, UNCLASSIFIED, RuleSet
 from olmap.parallel import ordered_map
@@ -87,6 +87,79 @@ class Confusion:
         return out
 
 
+#: Pseudo-element under which the BSE grey is sampled beside the EDS counts.
+_BSE = "_bse"
+#: The map's dark level (resin in cracks, holes and vesicles): this percentile of its BSE.
+DARK_PERCENTILE = 0.1
+#: Classes with fewer sampled pixels get no crack masking (their median would be noise).
+MIN_CLASS_SAMPLES = 50
+
+
+@dataclass
+class CrackLevels:
+    """BSE levels below which a class's pixels are cracks (``ignore.bse_below_share``).
+
+    Attributes
+    ----------
+    levels : dict of int to float
+        Class code -> BSE level, in the grey levels of the BSE image.
+    dark : float
+        The map's dark level (its :data:`DARK_PERCENTILE` th BSE percentile).
+    medians : dict of str to float
+        Class name -> median BSE of the sampled pixels that pass the class's rules.
+    """
+
+    levels: dict[int, float]
+    dark: float
+    medians: dict[str, float]
+
+    def as_dict(self) -> dict:
+        return {
+            "dark": round(self.dark, 3),
+            "class_median": {n: round(v, 3) for n, v in self.medians.items()},
+            "level": {str(c): round(v, 3) for c, v in self.levels.items()},
+        }
+
+
+def crack_levels(
+    eds: EdsSource,
+    bse: str | Path,
+    rules: RuleSet,
+    references: ReferenceLevels | None,
+    *,
+    window: int = DEFAULT_WINDOW,
+    workers: int = 1,
+) -> CrackLevels:
+    """Measure each class's crack level on the whole map, for ``ignore.bse_below_share``.
+
+    On a regular grid of pixels (:func:`~olmap.masks.normalise.sample_counts`), the dark level
+    is a low percentile of the BSE (resin fills cracks, holes and vesicles) and each class's
+    grey is the median BSE of the pixels that pass its rules; a pixel of the class is a crack
+    below ``dark + share * (median - dark)``. Both ends scale with the detector's gain and
+    black level, so one share holds on 8- and 16-bit BSE of any contrast.
+    """
+    assert rules.ignore is not None and rules.ignore.bse_below_share is not None
+
+    def read(win: Window, elements) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+        counts, missing = eds.read(win, [e for e in elements if e != _BSE])
+        counts[_BSE] = read_raster(bse, window=win, bands=1).astype(np.float64)
+        return counts, missing
+
+    sample = sample_counts(read, eds.shape, [*rules.elements, _BSE], window=window, workers=workers)
+    grey = sample.pop(_BSE)
+    if references is not None:
+        sample = references.apply(sample)
+    dark = float(np.percentile(grey, DARK_PERCENTILE)) if grey.size else 0.0
+    levels, medians = {}, {}
+    share = rules.ignore.bse_below_share
+    for rule, code in zip(rules.classes, rules.codes.values(), strict=True):
+        inside = grey[ratio_rule_mask(sample, rule.rules)]
+        if inside.size >= MIN_CLASS_SAMPLES:
+            medians[rule.name] = float(np.median(inside))
+            levels[code] = dark + share * (medians[rule.name] - dark)
+    return CrackLevels(levels, dark, medians)
+
+
 @dataclass
 class MaskResult:
     """What :func:`build_label_map` wrote and counted."""
@@ -97,11 +170,14 @@ class MaskResult:
     notes: list[str] = field(default_factory=list)
     references: ReferenceLevels | None = None
     units: str = "counts"
+    cracks: CrackLevels | None = None
 
     def as_dict(self) -> dict:
         out = {"output": str(self.path), "units": self.units, **self.stats.as_dict()}
         if self.references is not None:
             out["reference_levels"] = self.references.as_dict()
+        if self.cracks is not None:
+            out["crack_levels"] = self.cracks.as_dict()
         if self.confusion is not None:
             out["reference_fractions"] = self.confusion.fractions()
             out["reference_iou"] = self.confusion.iou()
@@ -199,7 +275,7 @@ def _label_map(
     grey_scale = 1.0
     if bse is not None:
         bse_info = check_single_band(bse, "BSE image")
-        if rules.ignore is not None:  # bse_below is in 8-bit grey levels
+        if rules.ignore is not None and rules.ignore.bse_below is not None:  # 8-bit levels
             grey_scale = unsigned_grey_scale(bse_info, f"ignore.bse_below of {rules.source}")
     ref_rows = None
     if reference is not None:
@@ -222,6 +298,9 @@ def _label_map(
     if rules.units == "relative":
         sample = sample_counts(eds.read, eds.shape, elements, window=window, workers=workers)
         levels = reference_levels(sample, source=eds.description)
+    cracks = None
+    if rules.ignore is not None and rules.ignore.bse_below_share is not None and bse is not None:
+        cracks = crack_levels(eds, bse, rules, levels, window=window, workers=workers)
 
     def process(win: Window) -> tuple[np.ndarray, LabelStats, np.ndarray | None]:
         padded, inner = halo_window(win, halo, height, width)
@@ -231,7 +310,14 @@ def _label_map(
         grey = None
         if bse is not None:
             grey = read_raster(bse, window=padded, bands=1) * grey_scale
-        labels, stats = classify_window(counts, rules, bse=grey, nodata=missing, inner=inner)
+        labels, stats = classify_window(
+            counts,
+            rules,
+            bse=grey,
+            nodata=missing,
+            inner=inner,
+            crack_levels=None if cracks is None else cracks.levels,
+        )
         labels = labels[inner]
         confusion = None
         if ref_rows is not None:
@@ -295,7 +381,7 @@ def _label_map(
             conf.reshape(ref_rows.n_rows, 256), ref_rows.names, rules.class_names
         )
     notes += report_notes(rules, total)
-    return MaskResult(Path(out), total, confusion_result, notes, levels, rules.units)
+    return MaskResult(Path(out), total, confusion_result, notes, levels, rules.units, cracks)
 
 
 def report_notes(rules: RuleSet, stats: LabelStats) -> list[str]:

@@ -160,7 +160,9 @@ def test_mgmap_refuses_a_bse_image_the_calibration_maps_outside_0_1(
 def test_crack_threshold_is_in_8_bit_grey_whatever_the_bit_depth(
     section_dir: Path, tmp_path: Path
 ) -> None:
-    s, rules = section_dir, CONFIGS / "rules" / "olivine.yaml"
+    """An absolute crack level (``ignore.bse_below``) is in 8-bit grey levels, x 257 on 16-bit
+    BSE; images without such a scale are refused (the relative level takes any dtype)."""
+    s, rules = section_dir, CONFIGS / "rules" / "olivine-paper.yaml"
     grey = read_raster(s / "bse.tif")
     deep = rewrite(s / "bse.tif", tmp_path / "bse16.tif", grey.astype(np.uint16) * 257)
     for name, bse in (("m8.tif", s / "bse.tif"), ("m16.tif", deep)):

@@ -293,3 +293,13 @@ def test_names_without_outer_spaces_and_numbers_not_booleans(tmp_path: Path) -> 
     path.write_text("classes: [{name: a, rules: [Mg > 1]}]\nignore: {bse_below: true}\n")
     with pytest.raises(InputError, match=r"ignore\.bse_below"):
         load_rules(path)
+
+
+@pytest.mark.parametrize(
+    "ignore", ["{}", "{bse_below: 60, bse_below_share: 0.5}", "{bse_below_share: 1.5}"]
+)
+def test_crack_level_is_one_of_absolute_or_relative(tmp_path: Path, ignore: str) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text(f"classes: [{{name: a, rules: [Mg > 1]}}]\nignore: {ignore}\n")
+    with pytest.raises(InputError, match="ignore"):
+        load_rules(path)

@@ -243,3 +243,26 @@ def test_bad_bse_and_reference_rasters(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="output is an input"):
         build_label_map(open_eds([tmp_path / "eds.vrt"]), rules, eds, overwrite=True)
     assert raster_info(eds).count == 3  # the input survived
+
+
+def test_relative_crack_level_holds_on_any_gain_black_level_and_bit_depth(
+    section_dir: Path, tmp_path: Path
+) -> None:
+    """Issue 23: ``bse_below_share`` sets each class's crack level from the map itself, so the
+    same BSE written as 16-bit with another gain and black level gives the same label map;
+    the absolute 8-bit level (x 257) called most of the olivine a crack there."""
+    eds = open_eds([section_dir / "eds.tif"])
+    info = raster_info(section_dir / "bse.tif")
+    grey = read_raster(section_dir / "bse.tif", bands=1).astype(np.uint16)
+    bse16 = tmp_path / "bse16.tif"
+    write_raster(bse16, grey * 100 + 500, transform=info.transform)
+    rules = load_rules(CONFIGS / "olivine.yaml")
+    a = build_label_map(eds, rules, tmp_path / "a.tif", bse=section_dir / "bse.tif")
+    b = build_label_map(eds, rules, tmp_path / "b.tif", bse=bse16)
+    np.testing.assert_array_equal(read_raster(a.path, bands=1), read_raster(b.path, bands=1))
+    assert a.stats.ignored_cracks > 0
+    assert b.cracks.levels[1] == pytest.approx(a.cracks.levels[1] * 100 + 500)
+    olivine = read_raster(section_dir / "truth" / "olivine.tif", bands=1) == 1
+    absolute = load_rules(CONFIGS / "olivine-paper.yaml")
+    c = build_label_map(eds, absolute, tmp_path / "c.tif", bse=bse16)
+    assert (read_raster(c.path, bands=1)[olivine] == IGNORE).mean() > 0.5
