@@ -234,10 +234,16 @@ def run_section(seed: int, look: int, args: argparse.Namespace) -> dict:
         }
         result["zero_shot"] = zero_shot_held_out(args.init, section, dataset)
         held = held_out_scores(model, section, mask, None)
+        nominal = held["nominal"]
         result["fine_tuned"] = {
-            "olivine_iou_truth": held["nominal"]["olivine_iou_truth"],
-            "cpx_as_olivine": held["nominal"]["cpx_as_olivine"],
+            "olivine_iou_truth": nominal["olivine_iou_truth"],
+            "cpx_as_olivine": nominal["cpx_as_olivine"],
             "threshold": held["threshold"],
+            "olivine_iou_eds_labels": nominal["olivine_iou_eds_labels"],
+            "flip_averaged_iou": nominal["olivine_iou_truth_flip_averaged"],
+            "iou_by_threshold": nominal["iou_by_threshold"],
+            "cpx_as_olivine_by_threshold": nominal["cpx_as_olivine_by_threshold"],
+            "gain_x1.06_iou": held["gain_x1.06"]["olivine_iou_truth"],
         }
     result["composition"] = composition(section, work)
     if not args.skip_train:
