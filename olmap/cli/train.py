@@ -87,15 +87,34 @@ def print_start_and_depth(metrics: dict) -> None:
     classes = metrics.get("val", {}).get("overall", {}).get("classes", {})
     names = list(classes)[1:]  # the first class is the background
     if start:
+        zero, adapted = start["zero_shot"], start["batchnorm_adapted"]
+        kept = "re-estimated" if start.get("kept") == "batchnorm_adapted" else "initial"
+        stdout.print(
+            f"validation loss {_fmt(zero['val_loss'], 3)} at the start (zero-shot), "
+            f"{_fmt(adapted['val_loss'], 3)} after BatchNorm re-estimation: training started "
+            f"from the {kept} statistics",
+            soft_wrap=True,
+        )
         for name in names:
-            before = start["zero_shot"].get(f"iou_{name}", float("nan"))
-            adapted = start["batchnorm_adapted"].get(f"iou_{name}", float("nan"))
             stdout.print(
-                f"{name}: validation IoU {_fmt(before, 3)} at the start (zero-shot), "
-                f"{_fmt(adapted, 3)} after BatchNorm re-estimation, "
+                f"{name}: validation IoU {_fmt(zero.get(f'iou_{name}', float('nan')), 3)} at "
+                f"the start, {_fmt(adapted.get(f'iou_{name}', float('nan')), 3)} after "
+                f"BatchNorm re-estimation (both at the config's threshold), "
                 f"{_fmt(classes[name]['iou'], 3)} trained",
                 soft_wrap=True,
             )
+    flips = metrics.get("flips")
+    if flips:
+        verdict = (
+            "they pay: predict with 'olmap predict --flips' (4x the time)"
+            if flips["recommended"]
+            else "they do not pay"
+        )
+        stdout.print(
+            f"test-time flips: validation IoU {_fmt(flips['val_iou'], 3)} -> "
+            f"{_fmt(flips['val_iou_flips'], 3)}; {verdict}",
+            soft_wrap=True,
+        )
     for name in names:
         iou = classes[name]["iou"]
         if iou == iou and iou < OUT_OF_DEPTH_IOU:

@@ -77,8 +77,9 @@ class TrainConfig(BaseModel):
     # olmap (issue 23): before the first step, re-estimate every BatchNorm layer's statistics
     # on the user's own training tiles (AdaBN, Li et al. 2018, "Adaptive batch normalization
     # for practical domain adaptation"): a pretrained model normalises another instrument's
-    # features with its own data's statistics, often most of the domain gap. The validation
-    # scores before and after are kept in the checkpoint (metrics.start). Not on resume.
+    # features with its own data's statistics, often most of the domain gap. Kept only when it
+    # lowers the validation loss (on two foreign looks it raised it); the validation scores
+    # before and after are kept in the checkpoint (metrics.start). Not on resume.
     adapt_batchnorm: bool = True
     # >= 2: the ASPP pooling branch normalises one value per image (BatchNorm needs two).
     batch_size: int = Field(8, ge=2)

@@ -91,11 +91,18 @@ class Scores:
 
 
 def evaluate_tiles(
-    model: Segmenter, ds: TileDataset, tile_ids: Sequence[int], threshold: float
+    model: Segmenter,
+    ds: TileDataset,
+    tile_ids: Sequence[int],
+    threshold: float,
+    *,
+    flips: bool = False,
 ) -> dict:
     """Scores of ``model`` on dataset tiles against their labels, overall and per session.
 
-    Each tile is predicted whole (one window), as in validation during training.
+    Each tile is predicted whole (one window), as in validation during training; ``flips``
+    averages the four flips of each tile (test-time augmentation, as ``olmap predict
+    --flips``).
     """
     codes, names = zip(*ds.model_classes, strict=True)
     lut = class_lut(codes)
@@ -104,7 +111,7 @@ def evaluate_tiles(
     model.eval()
     for t in tile_ids:
         image = np.asarray(ds.bse[t])
-        prob = predict_proba(model, image, window=max(image.shape))
+        prob = predict_proba(model, image, window=max(image.shape), flips=flips)
         pred = classify(prob, threshold)
         ref = lut[np.asarray(ds.labels[t])]
         scores.overall.update(ref, pred, prob)

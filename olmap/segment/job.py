@@ -208,6 +208,26 @@ def apply_init(model: Segmenter, choice: InitChoice, class_names: list[str]) -> 
     return []
 
 
+#: Test-time flips are recommended when they raise the validation IoU by at least this much
+#: (they cost 4x the prediction time).
+FLIPS_PAY = 0.005
+
+
+def flip_gain(plain: dict, flipped: dict) -> dict:
+    """Validation IoU without and with test-time flips, and whether the flips pay.
+
+    ``plain`` and ``flipped`` are :func:`evaluate_tiles` reports of the same tiles; the IoU is
+    the mean over the classes after the background (the mineral of a binary model).
+    """
+
+    def iou(report: dict) -> float:
+        classes = list(report["overall"]["classes"].values())[1:]
+        return float(np.nanmean([c["iou"] for c in classes]))
+
+    before, after = iou(plain), iou(flipped)
+    return {"val_iou": before, "val_iou_flips": after, "recommended": after - before >= FLIPS_PAY}
+
+
 def grouped_head(
     cfg: TrainConfig, choice: InitChoice, class_names: list[str]
 ) -> tuple[list[str] | None, list[list[int]] | None]:
@@ -432,6 +452,7 @@ def _train_from_dataset(
         if threshold != cfg.threshold:
             val_scores = evaluate_tiles(model, ds, val_ids, threshold)
     metrics = {
+        "flips": flip_gain(val_scores, evaluate_tiles(model, ds, val_ids, threshold, flips=True)),
         "domain_shift": asdict(shift),
         "start": result.extra.get("start", {}),
         "best_epoch": result.best_epoch,

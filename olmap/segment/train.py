@@ -158,9 +158,11 @@ def adapt_batchnorm(
 ) -> dict[str, dict[str, float]]:
     """Re-estimate BatchNorm statistics on the training tiles before any step (AdaBN).
 
-    Returns the validation loss and per-class IoU before (``zero_shot``) and after
-    (``batchnorm_adapted``), so the user sees how far the initialisation was from their
-    data and how much of the gap the statistics alone closed.
+    The re-estimated statistics are kept only when they lower the validation loss: on two
+    foreign-look sections (issue 23) they raised it, so the initialisation's own are restored
+    there. Returns the validation loss and per-class IoU before (``zero_shot``) and after
+    (``batchnorm_adapted``), and which statistics were ``kept``, so the user sees how far
+    the initialisation was from their data and how much of the gap the statistics closed.
     """
 
     def scores() -> dict[str, float]:
@@ -169,8 +171,13 @@ def adapt_batchnorm(
         return {"val_loss": float(loss), **{f"iou_{n}": float(v) for n, v in ious.items()}}
 
     before = scores()
+    initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
     recalibrate_batchnorm(model, train, cfg, device)
-    return {"zero_shot": before, "batchnorm_adapted": scores()}
+    after = scores()
+    kept = "batchnorm_adapted" if after["val_loss"] < before["val_loss"] else "zero_shot"
+    if kept == "zero_shot":
+        model.load_state_dict(initial)
+    return {"zero_shot": before, "batchnorm_adapted": after, "kept": kept}
 
 
 @torch.no_grad()

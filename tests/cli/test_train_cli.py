@@ -41,6 +41,11 @@ def trained(olivine_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     assert res.returncode == 0, res.stderr
     assert "init:" in res.stderr and "random weights" in res.stderr
     assert "kept epoch" in res.stdout and "Threshold sweep" in res.stdout
+    # issue 23: the domain check, the start before/after AdaBN, whether test-time flips pay
+    out = " ".join(res.stdout.split())
+    assert "domain check: validation vs training grey" in " ".join(res.stderr.split())
+    assert "after BatchNorm re-estimation: training started from the" in out
+    assert "test-time flips: validation IoU" in out
     return work
 
 

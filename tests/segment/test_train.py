@@ -15,9 +15,9 @@ from olmap.io.resume import RunInterrupted, StopFlag
 from olmap.segment.checkpoint import ModelMeta, load_checkpoint, save_checkpoint
 from olmap.segment.data import TileSamples, input_statistics, open_tile_dataset
 from olmap.segment.infer import predict_proba
-from olmap.segment.job import InitChoice, grouped_head, train_from_dataset
+from olmap.segment.job import FLIPS_PAY, InitChoice, grouped_head, train_from_dataset
 from olmap.segment.model import Segmenter
-from olmap.segment.train import fit, recalibrate_batchnorm
+from olmap.segment.train import adapt_batchnorm, fit, recalibrate_batchnorm
 from tests.segment.tiny import tiny_config
 
 
@@ -247,6 +247,10 @@ def test_aux_head_trains_and_is_saved(olivine_dataset: Path, tmp_path: Path) -> 
     train_from_dataset(olivine_dataset, cfg, tmp_path / "aux.pt")
     model, meta = load_checkpoint(tmp_path / "aux.pt")
     assert meta.aux_loss and model.net.aux_classifier is not None
+    # test-time flips: the validation IoU with and without, and whether they pay
+    flips = meta.metrics["flips"]
+    assert flips["val_iou"] == meta.metrics["val"]["overall"]["classes"]["olivine"]["iou"]
+    assert flips["recommended"] == (flips["val_iou_flips"] - flips["val_iou"] >= FLIPS_PAY)
 
 
 def test_refine_decoder_trains_and_round_trips(olivine_dataset: Path, tmp_path: Path) -> None:
@@ -476,3 +480,28 @@ def test_batchnorm_is_adapted_to_the_new_data_before_training(trained) -> None:
     assert start["batchnorm_adapted"] != start["zero_shot"]
     off = fit_on(ds, copy.deepcopy(model), cfg1.model_copy(update={"adapt_batchnorm": False}))
     assert "start" not in off.extra
+
+
+def test_batchnorm_adaptation_is_kept_only_when_the_validation_loss_falls(trained) -> None:
+    """The re-estimated statistics replace the incoming ones only when they lower the
+    validation loss; otherwise the model is handed back exactly as it came."""
+    import copy
+
+    ds, cfg, model, _, _ = trained
+    names = [n for _, n in ds.model_classes]
+    train, val = ds.samples("train", cfg, train=True), ds.samples("val", cfg, train=False)
+    kept = set()
+    for shift, scale in ((0.0, 1.0), (2.0, 9.0), (-1.0, 0.25)):
+        m = copy.deepcopy(model)
+        for bn in m.modules():
+            if isinstance(bn, torch.nn.BatchNorm2d):
+                bn.running_mean += shift * bn.running_var.sqrt()
+                bn.running_var *= scale
+        before = {k: v.clone() for k, v in m.state_dict().items()}
+        start = adapt_batchnorm(m, train, val, cfg, torch.device("cpu"), names)
+        fell = start["batchnorm_adapted"]["val_loss"] < start["zero_shot"]["val_loss"]
+        assert start["kept"] == ("batchnorm_adapted" if fell else "zero_shot")
+        unchanged = all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+        assert unchanged == (not fell)
+        kept.add(start["kept"])
+    assert kept == {"batchnorm_adapted", "zero_shot"}  # both branches were exercised
