@@ -155,7 +155,7 @@ def adapt_batchnorm(
     cfg: TrainConfig,
     device: torch.device,
     class_names: list[str],
-) -> dict[str, dict[str, float]]:
+) -> dict:
     """Re-estimate BatchNorm statistics on the training tiles before any step (AdaBN).
 
     The re-estimated statistics are kept only when they lower the validation loss: on two
