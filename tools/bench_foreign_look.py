@@ -46,6 +46,7 @@ import torch
 from _bench import machine
 from bench_train import CPX, OLIVINE, held_out_scores
 from eval_crystals import evaluate as evaluate_catalogue
+from eval_crystals import instance_maps
 from scipy import ndimage as ndi
 
 from olmap.crystals.evaluate import match_instances
@@ -121,19 +122,7 @@ def map_rmse(mg_path: Path, section: Path) -> float:
 
 def catalogue_precision(section: Path, catalogue: gpd.GeoDataFrame) -> float:
     """Share of catalogue crystals that match a true crystal (IoU >= 0.5)."""
-    from rasterio import features
-
-    with rasterio.open(section / "truth" / "instances.tif") as src:
-        instances, transform, shape = src.read(1), src.transform, src.shape
-    with rasterio.open(section / "truth" / "olivine.tif") as src:
-        true_ids = np.where(src.read(1) == 1, instances, 0)
-    pred_ids = features.rasterize(
-        zip(catalogue.geometry, catalogue["id"], strict=True),
-        out_shape=shape,
-        transform=transform,
-        fill=0,
-        dtype="int32",
-    )
+    true_ids, pred_ids = instance_maps(section, catalogue)
     m = match_instances(true_ids, pred_ids)  # for each catalogue crystal, its best true one
     m = m.reindex(catalogue["id"].to_numpy())
     return round(float((m["iou"].fillna(0) >= 0.5).mean()), 4)

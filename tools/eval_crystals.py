@@ -22,14 +22,13 @@ from rasterio import features
 from olmap.crystals.evaluate import match_instances
 
 
-def evaluate(section: Path, catalogue: gpd.GeoDataFrame) -> dict:
-    """Matching, size-class and zoning figures of ``catalogue`` against ``section``'s truth."""
+def instance_maps(section: Path, catalogue: gpd.GeoDataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """True olivine crystal ids and the catalogue's crystal ids on the section's pixel grid."""
     with rasterio.open(section / "truth" / "instances.tif") as src:
         instances = src.read(1)
         transform, shape = src.transform, src.shape
     with rasterio.open(section / "truth" / "olivine.tif") as src:
-        olivine = src.read(1) == 1
-    true_ids = np.where(olivine, instances, 0)
+        true_ids = np.where(src.read(1) == 1, instances, 0)
     pred_ids = features.rasterize(
         zip(catalogue.geometry, catalogue["id"], strict=True),
         out_shape=shape,
@@ -37,6 +36,12 @@ def evaluate(section: Path, catalogue: gpd.GeoDataFrame) -> dict:
         fill=0,
         dtype="int32",
     )
+    return true_ids, pred_ids
+
+
+def evaluate(section: Path, catalogue: gpd.GeoDataFrame) -> dict:
+    """Matching, size-class and zoning figures of ``catalogue`` against ``section``'s truth."""
+    true_ids, pred_ids = instance_maps(section, catalogue)
     truth = pd.read_csv(section / "truth" / "crystals.csv").set_index("id")
     truth = truth[truth["size_class"].notna() & truth.index.isin(np.unique(true_ids))]
     m = match_instances(pred_ids, true_ids).reindex(truth.index)
