@@ -247,6 +247,8 @@ def _measure(
             notch_max_part_pixels=int(config.split_notch_max_area_um2 / (px * px)),
             # No split leaves a piece too small to be catalogued: its pixels join a neighbour.
             min_piece_pixels=int(config.min_area_um2 / (px * px)) + 1,
+            step_image=mg,
+            min_step=None if mg is None else config.split_min_step_mg,
         )
     else:
         parts = component.astype(np.int32)

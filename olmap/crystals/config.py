@@ -43,6 +43,12 @@ class CrystalsConfig(BaseModel):
     split_sigma_px: float = Field(0.7, gt=0)
     split_h_min: float = Field(1.0, gt=0)
     split_boundary_step: float = Field(2.0, gt=0)
+    # A line of high gradient must also be a step in level: pieces whose medians 1.5-5 px
+    # either side of their contact differ by less than this stay one crystal (scan-line
+    # offsets, scratches, session seams: issue 23). In mg# when an mg# map is given (session
+    # drift corrected there; 0.005 is the 2 grey levels of split_boundary_step at the
+    # default look's -0.0025 mg# per level), else in BSE levels the boundary step x 1 px.
+    split_min_step_mg: float = Field(0.005, ge=0)
     # Sharp zoning is a BSE step too: pieces less solid than this (rings, arcs) rejoin their
     # neighbour, and adjacent pieces whose union loses less solidity than the loss are one
     # crystal (olmap; 0.5-0.7 and 0-0.02 tried, docs/crystals.md).

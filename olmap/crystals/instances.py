@@ -25,9 +25,12 @@ import shapely.geometry
 import shapely.ops
 from rasterio import features
 from scipy import ndimage as ndi
+from scipy import sparse
+from scipy.sparse import csgraph
 from skimage import graph, morphology, segmentation
 
 from olmap.composition.calibrate import masked_gaussian
+from olmap.crystals.measure import external_solid
 
 
 def bse_gradient(bse: np.ndarray, crystal: np.ndarray, sigma_px: float) -> np.ndarray:
@@ -108,6 +111,8 @@ def split_touching(
     notch_min_solidity: float = 0.8,
     notch_max_part_pixels: int = 1000,
     min_piece_pixels: int = 1,
+    step_image: np.ndarray | None = None,
+    min_step: float | None = None,
 ) -> np.ndarray:
     """Label the crystals of one connected component along the BSE steps between them.
 
@@ -145,6 +150,11 @@ def split_touching(
         in the outline (:func:`split_at_notches`). None skips this.
     min_piece_pixels : int
         Pieces smaller than this join the neighbour they touch most (:func:`absorb_small`).
+    step_image, min_step : ndarray of float (h, w) and float, optional
+        Pieces of the gradient split whose levels in ``step_image`` (e.g. an mg# map, in which
+        session drift is corrected) differ by less than ``min_step`` across their contact
+        rejoin (:func:`confirm_steps`): the line between them was a ridge, not a step.
+        Default: the BSE, with ``min_step`` the (noise-raised) ``boundary_step`` times 1 px.
 
     Returns
     -------
@@ -169,6 +179,9 @@ def split_touching(
         parts = region.astype(np.int32)
     else:
         parts = _merge_by_contrast(grad, markers, region, boundary_step)
+        if parts.max() > 1:
+            level = bse if step_image is None else step_image
+            parts = confirm_steps(parts, level, boundary_step if min_step is None else min_step)
         if parts.max() * min_piece_pixels > region.sum():
             # More pieces than crystals would fit: a texture (groundmass under the mask), not
             # touching crystals. Its specks join their neighbours first, so that the shape
@@ -256,18 +269,96 @@ def _merge_by_contrast(
     return parts
 
 
+def confirm_steps(
+    parts: np.ndarray,
+    level: np.ndarray,
+    min_step: float,
+    band_px: tuple[float, float] = (1.5, 5.0),
+) -> np.ndarray:
+    """Rejoin adjacent pieces whose levels do not step across their contact.
+
+    A line of high gradient is not always a step: a scan line's offset, a polishing scratch or
+    a thin crack makes a ridge with the same level on both sides, and the gradient watershed
+    cuts along it (issue 23: straight cuts from an inclusion to the outline along one BSE row).
+    Two crystals differ in level on the whole of each side. For every pair of touching pieces,
+    the medians of ``level`` over each piece's band ``band_px`` (px) away from the other
+    (beyond the point-spread blur of the contact itself) are compared; pairs closer than
+    ``min_step`` are joined (all at once, as connected components of the pair graph). A pair
+    with fewer than 5 finite values in a band is left apart.
+
+    Parameters
+    ----------
+    parts : ndarray of int (h, w)
+        Pieces 1..n, 0 elsewhere.
+    level : ndarray of float (h, w)
+        BSE grey levels or mg#; NaN where unknown (cracks, off the map).
+    min_step : float
+        The smallest step between two crystals, in the units of ``level``.
+    band_px : (float, float)
+        Inner and outer distance (px) of the bands from the other piece.
+
+    Returns
+    -------
+    ndarray of int32 (h, w)
+        Pieces 1..m (m <= n).
+
+    Examples
+    --------
+    >>> parts = np.repeat([[1] * 10 + [2] * 10], 12, axis=0)
+    >>> ridge = np.full(parts.shape, 100.0)
+    >>> ridge[:, 9:11] = 90.0  # a dark line between two equal halves
+    >>> int(confirm_steps(parts, ridge, 2.0).max())
+    1
+    >>> step = np.where(parts == 1, 100.0, 110.0)
+    >>> int(confirm_steps(parts, step, 2.0).max())
+    2
+    """
+    contacts = _contacts(parts)
+    if not contacts:
+        return parts.astype(np.int32)
+    lo, hi = band_px
+    pad = int(np.ceil(hi)) + 1
+    boxes = ndi.find_objects(parts)
+    joined = []
+    for i, j in contacts:
+        bi, bj = boxes[i - 1], boxes[j - 1]
+        window = tuple(
+            slice(max(min(a.start, b.start) - pad, 0), min(max(a.stop, b.stop) + pad, n))
+            for a, b, n in zip(bi, bj, parts.shape, strict=True)
+        )
+        local, values = parts[window], level[window]
+        medians = []
+        for me, other in ((i, j), (j, i)):
+            away = ndi.distance_transform_edt(local != other)
+            band = values[(local == me) & (away >= lo) & (away <= hi)]
+            band = band[np.isfinite(band)]
+            medians.append(np.median(band) if band.size >= 5 else np.nan)
+        if abs(medians[0] - medians[1]) < min_step:  # False when a band is empty (NaN)
+            joined.append((i, j))
+    if not joined:
+        return parts.astype(np.int32)
+    n = int(parts.max())
+    edges = np.array(joined)
+    graph_ = sparse.coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), (n + 1, n + 1))
+    _, component = csgraph.connected_components(graph_, directed=False)
+    merged = np.where(parts > 0, component[parts] + 1, 0)
+    return _renumber(merged)
+
+
 def split_concave(
     parts: np.ndarray,
     below_solidity: float = 0.9,
     h_px: float = 1.0,
     max_solidity_loss: float = 0.03,
     min_pixels: int = 1000,
+    close_cracks_px: int = 2,
 ) -> np.ndarray:
     """Cut pieces that are too concave to be one crystal at their necks.
 
     Touching crystals of similar mg# show no BSE step, but crystals are convex and two side
     by side make a concave union. A piece of at least ``min_pixels`` px less solid than
-    ``below_solidity`` is cut by a watershed of its distance transform (holes filled) from
+    ``below_solidity`` (both measured on its external outline: holes filled, cracks closed
+    over ``close_cracks_px``) is cut by a watershed of its distance transform from
     the maxima deeper than ``h_px``; the cuts are then undone (:func:`merge_concave`) between
     parts whose union loses less than ``max_solidity_loss`` of solidity, so only cuts
     between clearly convex parts remain. Smaller pieces (microlites) are left alone: their
@@ -279,6 +370,8 @@ def split_concave(
         Pieces 1..n, 0 = background.
     below_solidity, h_px, max_solidity_loss : float
     min_pixels : int
+    close_cracks_px : int
+        Radius (px) over which cracks open to the outline are closed (:func:`external_solid`).
 
     Returns
     -------
@@ -292,16 +385,19 @@ def split_concave(
         if box is None or sizes[i] < min_pixels:
             continue
         piece = parts[box] == i  # each piece inside its bounding box
-        hull_area = _pixel_hulls(piece.astype(np.int32))[1][1]
-        if hull_area == 0 or sizes[i] / hull_area >= below_solidity:
+        # The shape is the external outline's: an inclusion or a crack is no neck, but
+        # counted as a gap it lowers the solidity and draws the cut through itself (issue 23:
+        # hexagons cut in two through their inclusion).
+        solid = external_solid(piece, close_cracks_px)
+        hull_area = _pixel_hulls(solid.astype(np.int32))[1][1]
+        if hull_area == 0 or solid.sum() / hull_area >= below_solidity:
             continue
-        solid = ndi.binary_fill_holes(piece)
         dist = ndi.distance_transform_edt(np.pad(solid, 1))[1:-1, 1:-1]
         markers, n = ndi.label(morphology.h_maxima(dist, h_px) & solid)
         if n <= 1:
             continue
-        cut = segmentation.watershed(-dist, markers, mask=solid) * piece
-        cut = merge_concave(cut, max_solidity_loss, 0.0)
+        cut = segmentation.watershed(-dist, markers, mask=solid)
+        cut = merge_concave(cut, max_solidity_loss, 0.0) * piece
         local = out[box]  # a view
         for j in range(2, int(cut.max()) + 1):
             local[cut == j] = next_id

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from skimage import draw
 
 from olmap.crystals.instances import split_at_notches, split_touching
 
@@ -150,3 +151,62 @@ def test_a_large_noisy_crystal_stays_one():
     bse = np.random.default_rng(2).normal(120.0, 6.0, crystal.shape)
     labels = split_touching(crystal, bse)
     assert labels.max() == 1 and (labels > 0).sum() == crystal.sum()
+
+
+def hexagon(shape: tuple[int, int], centre: tuple[float, float], r: float) -> np.ndarray:
+    """A flat-topped hexagon (a crystal section) of circumradius ``r`` px."""
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    dy, dx = np.abs(yy - centre[0]), np.abs(xx - centre[1])
+    return (dy <= r * np.sqrt(3) / 2) & (dx * np.sqrt(3) + dy <= r * np.sqrt(3))
+
+
+def test_an_inclusion_is_no_neck():
+    """A convex crystal with an inclusion: the hole lowers the solidity, but it is one crystal.
+
+    The outline of a foreign-look crystal of issue 23 (px, x/y), simplified: measured on its
+    pixels alone, the inclusion made it look concave and the distance-transform watershed cut
+    it in two through the inclusion.
+    """
+    outer = [(25, 2), (14, 12), (4, 24), (2, 30), (9, 42), (16, 57), (20, 68), (48, 72),
+             (56, 66), (64, 51), (68, 47), (68, 43), (53, 13), (52, 8)]  # fmt: skip
+    inner = [(31, 18), (41, 20), (42, 26), (42, 33), (34, 39), (24, 36), (22, 27), (25, 24)]
+
+    def fill(vertices: list[tuple[int, int]]) -> np.ndarray:
+        x, y = np.array(vertices, float).T
+        mask = np.zeros((80, 76), bool)
+        mask[draw.polygon(y + 2, x + 2, mask.shape)] = True
+        return mask
+
+    crystal = fill(outer) & ~fill(inner)
+    for seed in range(3):
+        flat = noisy(np.full(crystal.shape, 130.0), seed)
+        assert split_touching(crystal, flat, min_piece_pixels=100).max() == 1
+
+
+def test_a_step_must_be_a_step_in_level():
+    """Lines of high gradient with the same level either side (scan lines) rejoin."""
+    crystal = hexagon((90, 140), (45, 70), 60)
+    crystal[40:50, 64:76] = False  # an inclusion the lines can run to
+    small = {"min_piece_pixels": 100}  # as the catalogue sets it (100 µm² at 1 µm/px)
+    pieces = {"checked": 0, "unchecked": 0}
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        # Scan-line noise: each row offset by sd 3 levels, over pixel noise of sd 2.
+        bse = 130.0 + rng.normal(0, 2, crystal.shape) + 3.0 * rng.normal(0, 1, (90, 1))
+        pieces["checked"] += int(split_touching(crystal, bse, **small).max())
+        pieces["unchecked"] += int(split_touching(crystal, bse, min_step=-1.0, **small).max())
+    assert pieces["checked"] <= 0.8 * pieces["unchecked"]
+    # Two touching crystals 20 grey levels apart; with an mg# map the step is measured
+    # there: a session seam (a BSE step that the drift correction removes) with equal mg#
+    # either side is one crystal. (The shape cut is off: only the step separates them.)
+    crystal = np.zeros((80, 140), bool)
+    crystal[10:70, 10:70] = True
+    crystal[20:60, 70:130] = True
+    left = np.arange(140)[None, :] < 70
+    bse = noisy(np.where(left, 120.0, 140.0) * np.ones((80, 1)))
+    no_shape = {"shape_split_solidity": None, **small}
+    assert split_touching(crystal, bse, **no_shape).max() == 2
+    mg_flat = np.full(crystal.shape, 0.80)
+    assert split_touching(crystal, bse, step_image=mg_flat, min_step=0.005, **no_shape).max() == 1
+    mg_step = np.where(left, 0.80, 0.75) * np.ones((80, 1))
+    assert split_touching(crystal, bse, step_image=mg_step, min_step=0.005, **no_shape).max() == 2
