@@ -54,6 +54,9 @@ def print_calibration_report(result: CalibrationResult, outputs: dict[str, Path]
         f"mg# = {c.slope:.6f} * BSE + {c.intercept:.5f}  "
         f"({result.fit_used.replace('_', ' ')}: {result.fit_reason})"
     )
+    if result.anchor is not None:
+        a = result.anchor
+        stdout.print(f"{a['standard']} (mg# {a['mg_num']}, BSE {a['bse']:.2f}): {a['reason']}")
     table = Table("", "R²", "RMSE", "RMSE10", "RMSEsh", "RMSEsh10", "points", title="Table 4")
     for name, by_split in result.metrics.items():
         for split, m in by_split.items():

@@ -105,6 +105,8 @@ class CalibrationResult:
     # leave-one-profile-out RMSE of each line over the calibration profiles (NaN: < 2)
     loo_rmse: dict[str, float] = field(default_factory=dict)
     fit_reason: str = ""
+    # the olivine standard the line may pass through: standard, bse, mg, used, loo_rmse
+    anchor: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -134,6 +136,7 @@ class CalibrationResult:
                 "slope": self.calibration_not_filtered.slope,
                 "intercept": self.calibration_not_filtered.intercept,
             },
+            "anchor": self.anchor,
             "metrics": self.metrics,
             # null, not NaN (invalid JSON), where a line was not registered
             "profiles": self.profiles.astype(object)
@@ -325,19 +328,21 @@ def _robust_fit(bse: np.ndarray, mg: np.ndarray) -> LinearCalibration:
 SAMPLE_OF_FIT = {"filtered": "bse_filtered", "not_filtered": "bse"}
 
 
-def leave_one_profile_out_rmse(profiles: list[ProfileData], key: str) -> float:
+def leave_one_profile_out_rmse(
+    profiles: list[ProfileData], key: str, anchor: tuple[float, float] | None = None
+) -> float:
     """RMSE over every calibration point of the line fitted without that point's profile.
 
     ``key`` names the BSE samples (``bse_filtered`` or ``bse``) both fitted and predicted
-    from, so each pipeline is judged as it would be used on a profile it did not see. NaN
-    with fewer than two profiles.
+    from, so each pipeline is judged as it would be used on a profile it did not see;
+    ``anchor`` fits lines through that (BSE, mg#) point. NaN with fewer than two profiles.
     """
     if len(profiles) < 2:
         return float("nan")
     residuals = []
     for i, held in enumerate(profiles):
         rest = profiles[:i] + profiles[i + 1 :]
-        line = LinearCalibration.fit(_stack(rest, key), _stack(rest, "mg"))
+        line = LinearCalibration.fit(_stack(rest, key), _stack(rest, "mg"), anchor)
         residuals.append(held.mg - line(held.samples[key]))
     r = np.concatenate(residuals)
     return float(np.sqrt(np.nanmean(r**2)))
@@ -361,6 +366,51 @@ def choose_fit(loo_rmse: dict[str, float], choice: str = "auto") -> tuple[str, s
     if u < f:
         return "not_filtered", f"leave-one-profile-out RMSE {u:.4f} against {f:.4f} filtered"
     return "filtered", f"leave-one-profile-out RMSE {f:.4f} against {u:.4f} not filtered"
+
+
+def standard_anchor(
+    standards_path: str | Path | None, known: dict[str, float]
+) -> tuple[str, float, float] | None:
+    """(name, reference BSE, mg#) of the first olivine standard of known mg# listed, if any.
+
+    Its ``bse_reference`` is on the reference scale the calibration is fitted on (the drift
+    correction maps every session there), so it is a point of the line.
+    """
+    if standards_path is None:
+        return None
+    table = read_standards(standards_path)
+    for name, mg in known.items():
+        ref = table.loc[table["standard"] == name, "bse_reference"]
+        if len(ref):
+            return name, float(ref.median()), float(mg)
+    return None
+
+
+def choose_anchor(
+    free: dict[str, float], anchored: dict[str, float], choice: str = "auto"
+) -> tuple[bool, str]:
+    """Whether the line goes through the standard, and why (leave-one-profile-out RMSE).
+
+    Examples
+    --------
+    >>> choose_anchor({"filtered": 0.014, "not_filtered": 0.013}, {"filtered": 0.006,
+    ...               "not_filtered": 0.007})
+    (True, 'through the standard: leave-one-profile-out RMSE 0.0060 against 0.0130 free')
+    """
+    if choice != "auto":
+        return choice == "always", f"anchor: {choice} in the config"
+    best_free, best_anchored = min(free.values()), min(anchored.values())
+    if not (np.isfinite(best_free) and np.isfinite(best_anchored)):
+        return False, "free line: fewer than two calibration profiles to judge the standard"
+    if best_anchored < best_free:
+        return True, (
+            f"through the standard: leave-one-profile-out RMSE {best_anchored:.4f} "
+            f"against {best_free:.4f} free"
+        )
+    return False, (
+        f"free line: leave-one-profile-out RMSE {best_free:.4f} against {best_anchored:.4f} "
+        "through the standard"
+    )
 
 
 def _stack(profiles: list[ProfileData], key: str, split: str | None = None) -> np.ndarray:
@@ -453,11 +503,41 @@ def calibrate(
             f"mg# = {cal.slope:.6f} * BSE + {cal.intercept:.4f}"
         )
     # The filtered line is always the least-squares fit to the filtered BSE (also with
-    # --no-register, where the loop above does not run).
-    cal = LinearCalibration.fit(_stack(cal_profiles, "bse_filtered"), _stack(cal_profiles, "mg"))
-    cal_raw = LinearCalibration.fit(_stack(cal_profiles, "bse"), _stack(cal_profiles, "mg"))
-    loo = {key: leave_one_profile_out_rmse(cal_profiles, key) for key in SAMPLE_OF_FIT.values()}
-    loo = {name: loo[key] for name, key in SAMPLE_OF_FIT.items()}
+    # --no-register, where the loop above does not run); through the olivine standard when
+    # that predicts held-out profiles better.
+    standard = standard_anchor(standards_path, config.olivine_standards)
+    point = None if standard is None else standard[1:]
+    loo = {
+        name: leave_one_profile_out_rmse(cal_profiles, key) for name, key in SAMPLE_OF_FIT.items()
+    }
+    anchor_doc = None
+    if point is not None and config.anchor != "never":
+        loo_anchored = {
+            name: leave_one_profile_out_rmse(cal_profiles, key, point)
+            for name, key in SAMPLE_OF_FIT.items()
+        }
+        anchored, why = choose_anchor(loo, loo_anchored, config.anchor)
+        say(f"calibration line {why}")
+        anchor_doc = {
+            "standard": standard[0],
+            "bse": point[0],
+            "mg_num": point[1],
+            "used": anchored,
+            "reason": why,
+            "leave_one_profile_out_rmse": {
+                k: (v if np.isfinite(v) else None) for k, v in loo_anchored.items()
+            },
+        }
+        if anchored:
+            loo = loo_anchored
+        else:
+            point = None
+    else:
+        point = None
+    cal = LinearCalibration.fit(
+        _stack(cal_profiles, "bse_filtered"), _stack(cal_profiles, "mg"), point
+    )
+    cal_raw = LinearCalibration.fit(_stack(cal_profiles, "bse"), _stack(cal_profiles, "mg"), point)
     used, reason = choose_fit(loo, config.fit_choice)
     say(f"calibration line: {used.replace('_', ' ')} ({reason})")
     capped = [p.profile_id for p in profiles if p.samples["capped"].any()]
@@ -494,6 +574,7 @@ def calibrate(
         fit_used=used,
         loo_rmse=loo,
         fit_reason=reason,
+        anchor=anchor_doc,
         metrics=metrics,
         points=points,
         profiles=table,

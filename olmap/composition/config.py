@@ -130,6 +130,15 @@ class CalibrateConfig(BaseModel):
     # profile-out RMSE over the calibration profiles (filtered when fewer than two profiles
     # or on a tie); both lines and both errors are reported. filtered / not_filtered force one.
     fit_choice: Literal["auto", "filtered", "not_filtered"] = "auto"
+    # olmap (issue 23): an olivine standard of known mg# measured with the drift standards
+    # is a point of the line on the reference BSE scale, far from the profiles' narrow mg#
+    # range; a line through it takes its slope from that lever arm. auto = anchored when its
+    # leave-one-profile-out RMSE is smaller (never with fewer than two profiles); always /
+    # never force it. Needs --standards with one of olivine_standards.
+    anchor: Literal["auto", "always", "never"] = "auto"
+    # mg# of olivine standards by name in standards.csv: San Carlos olivine Fo90.4
+    # (Jarosewich et al. 1980, cited in seed 002 sect. 3.2).
+    olivine_standards: dict[str, float] = {"san_carlos_olivine": 0.904}
 
 
 class MgMapConfig(BaseModel):

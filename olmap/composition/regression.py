@@ -22,15 +22,30 @@ class LinearCalibration:
         return self.slope * np.asarray(bse, dtype=np.float64) + self.intercept
 
     @classmethod
-    def fit(cls, bse: np.ndarray, mg: np.ndarray) -> LinearCalibration:
+    def fit(
+        cls, bse: np.ndarray, mg: np.ndarray, anchor: tuple[float, float] | None = None
+    ) -> LinearCalibration:
         """Least-squares line through (BSE, mg#) pairs; NaN pairs are ignored.
+
+        ``anchor`` (BSE, mg#), e.g. an olivine standard of known mg# on the reference BSE
+        scale, makes it the least-squares line *through that point*: only the slope is
+        fitted, with the lever arm from the profiles to the standard.
 
         Examples
         --------
         >>> LinearCalibration.fit(np.array([100.0, 200.0]), np.array([0.9, 0.7]))
         LinearCalibration(slope=-0.002, intercept=1.1)
+        >>> LinearCalibration.fit(np.array([100.0, 150.0]), np.array([0.8, 0.7]), (50.0, 0.9))
+        LinearCalibration(slope=-0.002, intercept=1.0)
         """
         ok = np.isfinite(bse) & np.isfinite(mg)
+        if anchor is not None:
+            x0, y0 = anchor
+            dx, dy = bse[ok] - x0, mg[ok] - y0
+            if not ok.any() or not np.any(dx):
+                raise ValueError("an anchored calibration needs a BSE value off the anchor")
+            slope = float(np.sum(dx * dy) / np.sum(dx * dx))
+            return cls(round(slope, 10), round(float(y0 - slope * x0), 10))
         if ok.sum() < 2 or np.ptp(bse[ok]) == 0:
             raise ValueError("a calibration needs at least two distinct BSE values")
         slope, intercept = np.polyfit(bse[ok], mg[ok], 1)

@@ -173,3 +173,32 @@ def test_fit_choice_can_be_forced(section_dir):
     )
     assert forced.fit_used == "not_filtered"
     assert forced.calibration.slope == forced.calibration_not_filtered.slope
+
+
+def test_the_line_may_pass_through_the_olivine_standard(calibrated, section_dir):
+    """San Carlos olivine (mg# 0.904) measured with the drift standards is a point of the line."""
+    standards = pd.read_csv(section_dir / "standards.csv")
+    ref = standards.loc[standards["standard"] == "san_carlos_olivine", "bse_reference"].median()
+    anchor = calibrated.anchor
+    assert anchor["standard"] == "san_carlos_olivine" and anchor["mg_num"] == 0.904
+    assert anchor["bse"] == pytest.approx(ref)
+    through = anchor["leave_one_profile_out_rmse"]
+    # Used exactly when it predicts the left-out profiles better; then the line holds it.
+    assert anchor["used"] == (min(through.values()) <= min(calibrated.loo_rmse.values()))
+    if anchor["used"]:
+        assert calibrated.calibration(np.array([ref]))[0] == pytest.approx(0.904, abs=1e-6)
+    assert calibrated.to_json()["anchor"] == anchor
+    for choice in ("never", "always"):
+        forced = calibrate(
+            section_dir / "bse.tif",
+            section_dir / "truth" / "olivine.tif",
+            section_dir / "epma.csv",
+            standards_path=section_dir / "standards.csv",
+            sessions_path=section_dir / "sessions.csv",
+            config=CalibrateConfig(anchor=choice),
+        )
+        at_standard = forced.calibration(np.array([ref]))[0]
+        if choice == "never":
+            assert forced.anchor is None and abs(at_standard - 0.904) > 1e-6
+        else:
+            assert forced.anchor["used"] and at_standard == pytest.approx(0.904, abs=1e-6)

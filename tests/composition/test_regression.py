@@ -49,3 +49,20 @@ def test_metrics_of_a_constant_shift():
     assert m["rmse"] == pytest.approx(0.02)
     assert m["rmse_sh"] == pytest.approx(0.0, abs=1e-12)
     assert m["rmse_sh10"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_standard_far_from_narrow_profiles_fixes_the_slope():
+    """Profiles spanning a few grey levels leave the slope loose; the standard's lever arm not.
+
+    Issue 23: on a low-contrast look two calibration profiles spanning ~0.01 mg# gave a slope
+    of -0.0023 where the truth was -0.0039.
+    """
+    rng = np.random.default_rng(0)
+    slope, intercept = -0.004, 1.22
+    x_true = rng.uniform(100.0, 104.0, 120)  # ~0.016 mg# of zoning
+    bse = x_true + rng.normal(0.0, 1.0, x_true.size)  # sampling noise
+    mg = intercept + slope * x_true + rng.normal(0.0, 0.003, x_true.size)  # EPMA precision
+    free = LinearCalibration.fit(bse, mg)
+    anchored = LinearCalibration.fit(bse, mg, (80.0, intercept + slope * 80.0))
+    assert abs(anchored.slope / slope - 1) < 0.05
+    assert abs(free.slope / slope - 1) > 0.2
