@@ -10,7 +10,7 @@ calibration and test, filtered and not (seed 002 Table 4).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from olmap.composition.profiles import (
     register_profile,
     sample_line,
 )
+from olmap.composition.psf import estimate_psf_sigma, unmix_edges
 from olmap.composition.regression import LinearCalibration, calibration_metrics
 from olmap.errors import InputError
 from olmap.io.epma import read_profiles, read_standards
@@ -56,7 +57,7 @@ class ProfileData:
     points: pd.DataFrame  # the epma.csv rows of this profile
     rows: np.ndarray  # given positions inside the window
     cols: np.ndarray
-    image: np.ndarray  # BSE on the reference scale, spot-smoothed
+    image: np.ndarray  # BSE on the reference scale, outlines unmixed, spot-smoothed
     on_mask: np.ndarray  # 1.0 on the mask, 0.0 elsewhere
     row0: int
     col0: int
@@ -107,6 +108,7 @@ class CalibrationResult:
     fit_reason: str = ""
     # the olivine standard the line may pass through: standard, bse, mg, used, loo_rmse
     anchor: dict[str, Any] | None = None
+    psf_sigma_px: float = 0.0  # BSE point-spread sd undone at outlines (olmap.composition.psf)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -120,6 +122,8 @@ class CalibrationResult:
             ),
             # The BSE this line holds for: mgmap refuses an image of another type.
             "bse_dtype": self.bse_dtype,
+            # mgmap undoes the same point-spread at outlines as the calibration did.
+            "psf_sigma_px": self.psf_sigma_px,
             "fit_used": self.fit_used,
             "fit_choice": {
                 "reason": self.fit_reason,
@@ -171,6 +175,29 @@ def load_drift(
     return drift, regions
 
 
+def psf_windows(
+    bse_src: WindowSource, mask_src: ClassMaskSource, h: int, w: int, n: int = 3, size: int = 384
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """BSE and mask of ``n`` x ``n`` windows spread over the mosaic, to estimate the PSF.
+
+    The point-spread is the instrument's, not a profile's: windows on a regular grid see
+    outlines of every size (the windows around EPMA lines mostly see one crystal's inside).
+    """
+    side_r, side_c = min(size, h), min(size, w)
+    for i in range(n):
+        for j in range(n):
+            r0 = int((i + 0.5) * h / n - side_r / 2)
+            c0 = int((j + 0.5) * w / n - side_c / 2)
+            window = Window(
+                max(0, min(c0, w - side_c)), max(0, min(r0, h - side_r)), side_c, side_r
+            )
+            bse, valid = bse_src.read(window)
+            image = bse.astype(np.float64)
+            if valid is not None:
+                image[~valid] = np.nan
+            yield image, mask_src.read(window)
+
+
 def _load_profiles(
     bse_path: Path,
     mask_path: Path,
@@ -178,7 +205,8 @@ def _load_profiles(
     drift: SessionDrift | None,
     regions: pd.DataFrame | None,
     config: CalibrateConfig,
-) -> list[ProfileData]:
+) -> tuple[list[ProfileData], float]:
+    """The profiles' windows (BSE on the reference scale, outlines unmixed) and the PSF sd."""
     info = raster_info(bse_path)
     px = info.pixel_size_um or 1.0
     t = info.transform
@@ -199,6 +227,9 @@ def _load_profiles(
         WindowSource(bse_path) as bse_src,
         ClassMaskSource(mask_path, config.mask_class) as mask_src,
     ):
+        psf = config.psf_sigma_px
+        if psf is None:
+            psf = estimate_psf_sigma(psf_windows(bse_src, mask_src, h, w))
         for pid, pts in epma.groupby("profile_id", sort=False):
             x, y = pts["x_um"].to_numpy(float), pts["y_um"].to_numpy(float)
             cols = (x - t.c) / t.a - 0.5
@@ -248,8 +279,6 @@ def _load_profiles(
                 )
                 image = image[tuple(near)]
             on_mask = (mask & ~missing).astype(np.float64)
-            if sigma > 0:
-                image = masked_gaussian(image, on_mask, sigma)
             out.append(
                 ProfileData(
                     profile_id=str(pid),
@@ -263,7 +292,13 @@ def _load_profiles(
                     col0=c0,
                 )
             )
-    return out
+    # The point-spread is the instrument's: one sd for the mosaic (psf_windows), undone
+    # before the spot smoothing.
+    for p in out:
+        p.image = unmix_edges(p.image, p.on_mask > 0, psf)
+        if sigma > 0:
+            p.image = masked_gaussian(p.image, p.on_mask, sigma)
+    return out, psf
 
 
 def masked_gaussian(image: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
@@ -461,7 +496,8 @@ def calibrate(
     if not (epma["split"] == "calibration").any():
         raise InputError(f"{profiles_path}: no profile has split 'calibration'")
     drift, regions = load_drift(standards_path, sessions_path)
-    profiles = _load_profiles(bse_path, mask_path, epma, drift, regions, config)
+    profiles, psf_sigma = _load_profiles(bse_path, mask_path, epma, drift, regions, config)
+    say(f"BSE point-spread at outlines: sd {psf_sigma:g} px")
     say(f"{len(profiles)} profiles, {len(epma)} points")
 
     for p in profiles:
@@ -575,6 +611,7 @@ def calibrate(
         loo_rmse=loo,
         fit_reason=reason,
         anchor=anchor_doc,
+        psf_sigma_px=psf_sigma,
         metrics=metrics,
         points=points,
         profiles=table,
@@ -682,12 +719,14 @@ class BseDomain:
 
     dtype: str | None
     source: str = "the calibration"
+    psf_sigma_px: float = 0.0  # the point-spread undone at outlines before the line
 
     @classmethod
     def of(cls, path: str | Path) -> BseDomain:
         """From calibration.json (the type is unknown in files written before olmap 0.1.0
         recorded it)."""
-        return cls(json.loads(Path(path).read_text()).get("bse_dtype"), str(path))
+        data = json.loads(Path(path).read_text())
+        return cls(data.get("bse_dtype"), str(path), float(data.get("psf_sigma_px") or 0.0))
 
     def check(
         self, bse: str | Path, dtype: str, olivine: np.ndarray, line: LinearCalibration

@@ -139,6 +139,10 @@ class CalibrateConfig(BaseModel):
     # mg# of olivine standards by name in standards.csv: San Carlos olivine Fo90.4
     # (Jarosewich et al. 1980, cited in seed 002 sect. 3.2).
     olivine_standards: dict[str, float] = {"san_carlos_olivine": 0.904}
+    # olmap (issue 23): the BSE point-spread (sd, px) undone at olivine outlines before
+    # sampling (olmap.composition.psf; mgmap undoes the same). None = estimated from the
+    # outlines in the profiles' windows; 0 = off (the paper's raw BSE).
+    psf_sigma_px: float | None = Field(None, ge=0, le=8)
 
 
 class MgMapConfig(BaseModel):

@@ -29,6 +29,7 @@ from olmap.composition.calibrate import BseDomain
 from olmap.composition.config import MgMapConfig
 from olmap.composition.drift import SessionDrift, correct_bse, session_index_grid
 from olmap.composition.outliers import crystal_noise_sd, lof_outliers
+from olmap.composition.psf import psf_reach_px, unmix_edges
 from olmap.composition.regression import LinearCalibration
 from olmap.crystals.label import component_pixels, label_components
 from olmap.io.outputs import atomic_paths, claim_outputs
@@ -383,7 +384,8 @@ def _mg_map(
                 config.smooth_target_mg,
                 config.smooth_max_um,
             )
-        halo = int(np.ceil(4 * sigma))
+        psf = bse_domain.psf_sigma_px if bse_domain is not None else 0.0
+        halo = int(np.ceil(4 * sigma + psf_reach_px(psf)))
         blocks = block_windows(h, w, config.chunk)
         counts = {"olivine": 0, "unmapped": 0}
         hist = np.zeros(1001, dtype=np.int64)  # mg# in 0.001 bins, for the quantiles
@@ -414,7 +416,7 @@ def _mg_map(
                 ph, pw = int(padded.height), int(padded.width)
                 mask = read_mask(padded)
                 outlier = outlier_window(flat, w, r0, c0, ph, pw) & mask
-                bse = read_bse(padded)
+                bse = unmix_edges(read_bse(padded), mask, psf)
                 valid = mask & ~outlier & np.isfinite(bse)
                 mg = calibration(smooth_over(bse, valid, sigma))[inner]
                 mg_ds.write(mg.astype(np.float32)[None], window=block)

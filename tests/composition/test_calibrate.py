@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import rasterio
 
-from olmap.composition.calibrate import calibrate
+from olmap.composition.calibrate import BseDomain, calibrate
 from olmap.composition.config import CalibrateConfig, RegistrationConfig
 from olmap.composition.regression import LinearCalibration
 
@@ -202,3 +202,11 @@ def test_the_line_may_pass_through_the_olivine_standard(calibrated, section_dir)
             assert forced.anchor is None and abs(at_standard - 0.904) > 1e-6
         else:
             assert forced.anchor["used"] and at_standard == pytest.approx(0.904, abs=1e-6)
+
+
+def test_the_point_spread_travels_from_calibrate_to_mgmap(calibrated, tmp_path):
+    """calibrate estimates the outline blur (olmap's default look: 0.5 px); mgmap reads it."""
+    assert calibrated.psf_sigma_px == pytest.approx(0.5, abs=0.25)
+    path = tmp_path / "calibration.json"
+    path.write_text(json.dumps(calibrated.to_json()))
+    assert BseDomain.of(path).psf_sigma_px == calibrated.psf_sigma_px
