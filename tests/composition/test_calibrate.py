@@ -210,3 +210,35 @@ def test_the_point_spread_travels_from_calibrate_to_mgmap(calibrated, tmp_path):
     path = tmp_path / "calibration.json"
     path.write_text(json.dumps(calibrated.to_json()))
     assert BseDomain.of(path).psf_sigma_px == calibrated.psf_sigma_px
+
+
+def test_outliers_that_the_probe_saw_too_are_kept():
+    """A steep zoning flank is sparse in BSE, but its mg# puts it on the line; a crack not."""
+    from olmap.composition.calibrate import ProfileData, keep_points_on_the_line
+    from olmap.composition.profiles import profile_outliers
+
+    rng = np.random.default_rng(3)
+    t = np.arange(60)
+    mg = 0.84 + 0.06 / (1 + np.exp(-(t - 30) / 0.5))  # a sharp step of 0.06 mg# mid-profile
+    line = LinearCalibration(-0.0025, 1.12)
+    bse = (mg - line.intercept) / line.slope + rng.normal(0, 0.8, t.size)
+    bse[10] -= 25.0  # a crack: dark BSE, the probe saw olivine of the profile's mg#
+    found = profile_outliers(bse, n_neighbors=20, threshold=1.5)
+    flagged = found.outlier.copy()
+    assert flagged[10] and flagged[25:36].any()  # LOF flags the crack and the flank
+    profile = ProfileData(
+        "P1", "calibration", pd.DataFrame({"mg_num": mg}), t * 1.0, t * 0.0,
+        np.zeros((1, 1)), np.zeros((1, 1)), 0, 0,
+    )  # fmt: skip
+    profile.samples = {
+        "bse": bse,
+        "bse_filtered": bse.copy(),
+        "outlier": flagged,
+        "off_mask": np.zeros(t.size, bool),
+    }
+    kept = keep_points_on_the_line([profile], line)
+    assert kept == flagged.sum() - 1
+    assert profile.samples["outlier"].tolist() == [i == 10 for i in t]
+    # The crack is replaced from its neighbours; the flank keeps its measured BSE.
+    assert abs(profile.samples["bse_filtered"][10] - (bse[9] + bse[11]) / 2) < 1e-9
+    assert np.array_equal(profile.samples["bse_filtered"][25:36], bse[25:36])
