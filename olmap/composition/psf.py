@@ -13,7 +13,7 @@ Model: a Gaussian point-spread of sd ``sigma`` (px) over a crystal of slowly var
 
 so ``g_in = (observed - (1 - w) * g_out) / w`` where ``w`` is large enough (the outermost
 pixels, whose signal is mostly the neighbour's, are left as they are). ``g_out`` is the local
-mean of the surroundings away from the crystal. ``sigma`` is the one that best predicts the
+mean of the surroundings beyond the blur's reach. ``sigma`` is the one that best predicts the
 observed grey across outlines (:func:`estimate_psf_sigma`).
 """
 
@@ -37,12 +37,26 @@ def _local_mean(image: np.ndarray, where: np.ndarray, sigma: float) -> np.ndarra
         return np.where(den > 1e-3, num / den, np.nan)
 
 
-def _pure(mask: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
-    """Pixels of the crystal and of its surroundings beyond the blur's reach (1.5 sd + 1)."""
+def _local_mean(image: np.ndarray, where: np.ndarray, sigma: float) -> np.ndarray:
+    """Mean of ``image`` over ``where`` around every pixel (normalised convolution)."""
+    w = where & np.isfinite(image)
+    num = ndi.gaussian_filter(np.where(w, image, 0.0), sigma, mode="nearest")
+    den = ndi.gaussian_filter(w.astype(np.float64), sigma, mode="nearest")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 1e-3, num / den, np.nan)
+
+
+def _pure(mask: np.ndarray, sigma: float, inside: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels of the crystal and of its surroundings beyond the blur's reach (1.5 sd + 1 px).
+
+    ``inside=False`` skips the crystal's (its distance transform) where only the
+    surroundings are needed.
+    """
     reach = 1.5 * sigma + 1.0
-    inside = mask & (ndi.distance_transform_edt(mask) > reach)
     outside = ~mask & (ndi.distance_transform_edt(~mask) > reach)
-    return inside, outside
+    if not inside:
+        return np.zeros_like(mask), outside
+    return mask & (ndi.distance_transform_edt(mask) > reach), outside
 
 
 def blurred_mix(
@@ -97,10 +111,16 @@ def unmix_edges(
     >>> round(float(seen[20, 21]), 1), round(float(unmix_edges(seen, mask, 2.0)[20, 21]), 1)
     (136.5, 149.9)
     """
-    if sigma <= 0:
+    mask = np.asarray(mask, bool)
+    if sigma <= 0 or not mask.any():
         return image
-    w, _, g_out = blurred_mix(image, mask, sigma)
-    fix = np.asarray(mask, bool) & (w >= min_weight) & (w < 1.0 - 1e-6) & np.isfinite(g_out)
+    w = ndi.gaussian_filter(mask.astype(np.float64), sigma, mode="nearest")
+    near = mask & (w >= min_weight) & (w < 1.0 - 1e-6)
+    if not near.any():
+        return image
+    # Only the surroundings' mean is needed here (as in blurred_mix, without g_in).
+    g_out = _local_mean(image, _pure(mask, sigma, inside=False)[1], max(3.0 * sigma, 2.0))
+    fix = near & np.isfinite(g_out)
     out = np.array(image, dtype=np.float64, copy=True)
     out[fix] = (image[fix] - (1.0 - w[fix]) * g_out[fix]) / w[fix]
     return out
