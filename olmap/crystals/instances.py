@@ -179,14 +179,14 @@ def split_touching(
         parts = region.astype(np.int32)
     else:
         parts = _merge_by_contrast(grad, markers, region, boundary_step)
-        if parts.max() > 1:
-            level = bse if step_image is None else step_image
-            parts = confirm_steps(parts, level, boundary_step if min_step is None else min_step)
         if parts.max() * min_piece_pixels > region.sum():
             # More pieces than crystals would fit: a texture (groundmass under the mask), not
             # touching crystals. Its specks join their neighbours first, so that the shape
             # steps below, whose work grows with the number of pieces, see crystal-sized ones.
             parts = absorb_small(parts, min_piece_pixels)
+        if parts.max() > 1:
+            level = bse if step_image is None else step_image
+            parts = confirm_steps(parts, level, boundary_step if min_step is None else min_step)
         if parts.max() > 1:
             parts = merge_concave(parts, max_solidity_loss, min_solidity)
     if shape_split_solidity is not None:
