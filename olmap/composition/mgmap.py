@@ -271,7 +271,9 @@ def mg_map(
     config : MgMapConfig, optional
     bse_domain : BseDomain, optional
         The BSE the calibration was fitted on (:meth:`BseDomain.of` calibration.json): an
-        image of another type or grey range is refused before any work.
+        image of another type or grey range is refused before any work, and the outline
+        blur recorded with it (``psf_sigma_px``) is undone before the line, as the
+        calibration did (:func:`olmap.composition.psf.unmix_edges`; none without it).
     overwrite : bool
     progress : callable, optional
         ``progress(stage, done, total)`` with stages crystals, outliers and map.
