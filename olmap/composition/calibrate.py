@@ -364,6 +364,9 @@ def keep_points_on_the_line(
 ) -> int:
     """Un-flag LOF outliers that the EPMA mg# explains; returns how many were kept.
 
+    For calibration profiles only: it reads the mg# the line is fitted to, which a test
+    profile's samples must not see.
+
     The filter is for BSE artefacts (a crack, an inclusion, a spot beside the line) that
     break the BSE -> mg# relation. A steep zoning flank is sparse in (position, BSE) too and
     LOF flags it, but the probe measured the same step: its BSE sits on the line. Linear
@@ -580,9 +583,10 @@ def calibrate(
     # The filtered line is always the least-squares fit to the filtered BSE (also with
     # --no-register, where the loop above does not run); through the olivine standard when
     # that predicts held-out profiles better.
+    # Only calibration profiles: the test profiles' mg# must not decide their own samples.
     on_mask = ~_stack(cal_profiles, "off_mask")
     kept = keep_points_on_the_line(
-        profiles,
+        cal_profiles,
         _robust_fit(_stack(cal_profiles, "bse")[on_mask], _stack(cal_profiles, "mg")[on_mask]),
     )
     if kept:
