@@ -6,7 +6,7 @@ elsewhere; each comment says which (figures in docs/composition.md and docs/benc
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -138,7 +138,9 @@ class CalibrateConfig(BaseModel):
     anchor: Literal["auto", "always", "never"] = "auto"
     # mg# of olivine standards by name in standards.csv: San Carlos olivine Fo90.4
     # (Jarosewich et al. 1980, cited in seed 002 sect. 3.2).
-    olivine_standards: dict[str, float] = {"san_carlos_olivine": 0.904}
+    olivine_standards: dict[str, Annotated[float, Field(gt=0, le=1)]] = {
+        "san_carlos_olivine": 0.904
+    }
     # olmap (issue 23): the BSE point-spread (sd, px) undone at olivine outlines before
     # sampling (olmap.composition.psf; mgmap undoes the same). None = estimated from the
     # outlines in the profiles' windows; 0 = off (the paper's raw BSE).

@@ -37,15 +37,6 @@ def _local_mean(image: np.ndarray, where: np.ndarray, sigma: float) -> np.ndarra
         return np.where(den > 1e-3, num / den, np.nan)
 
 
-def _local_mean(image: np.ndarray, where: np.ndarray, sigma: float) -> np.ndarray:
-    """Mean of ``image`` over ``where`` around every pixel (normalised convolution)."""
-    w = where & np.isfinite(image)
-    num = ndi.gaussian_filter(np.where(w, image, 0.0), sigma, mode="nearest")
-    den = ndi.gaussian_filter(w.astype(np.float64), sigma, mode="nearest")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 1e-3, num / den, np.nan)
-
-
 def _pure(mask: np.ndarray, sigma: float, inside: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Pixels of the crystal and of its surroundings beyond the blur's reach (1.5 sd + 1 px).
 
@@ -145,6 +136,7 @@ def estimate_psf_sigma(
     >>> estimate_psf_sigma([(seen, mask)])
     1.5
     """
+    sigmas = list(sigmas)  # read more than once below
     windows = [(np.asarray(i, np.float64), np.asarray(m, bool)) for i, m in windows]
     windows = [(i, m) for i, m in windows if m.any() and (~m).any()]
     if not windows:
@@ -154,7 +146,6 @@ def estimate_psf_sigma(
     for image, mask in windows:
         edge = ndi.distance_transform_edt(mask) + ndi.distance_transform_edt(~mask)
         bands.append((edge <= reach) & np.isfinite(image))
-    sigmas = list(sigmas)
     residuals: list[list[np.ndarray]] = [[] for _ in sigmas]
     for (image, mask), band in zip(windows, bands, strict=True):
         preds = []
@@ -169,4 +160,4 @@ def estimate_psf_sigma(
         for k, pred in enumerate(preds):
             residuals[k].append(np.abs(image[ok] - pred[ok]))
     errors = [np.median(np.concatenate(r)) if sum(x.size for x in r) else np.inf for r in residuals]
-    return float(list(sigmas)[int(np.argmin(errors))])
+    return float(sigmas[int(np.argmin(errors))])

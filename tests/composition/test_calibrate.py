@@ -26,15 +26,21 @@ def registration_errors(result, section_dir) -> pd.Series:
     return pd.Series(dist.to_numpy(), index=first["profile_id"])
 
 
-@pytest.fixture(scope="module")
-def calibrated(section_dir):
+def calibrate_section(section_dir, config: CalibrateConfig | None = None):
+    """``calibrate`` on the test section with its standards and sessions."""
     return calibrate(
         section_dir / "bse.tif",
         section_dir / "truth" / "olivine.tif",
         section_dir / "epma.csv",
         standards_path=section_dir / "standards.csv",
         sessions_path=section_dir / "sessions.csv",
+        config=config,
     )
+
+
+@pytest.fixture(scope="module")
+def calibrated(section_dir):
+    return calibrate_section(section_dir)
 
 
 def test_calibration_meets_the_paper(calibrated):
@@ -46,13 +52,8 @@ def test_calibration_meets_the_paper(calibrated):
 
 
 def test_registration_relocates_lines(calibrated, section_dir):
-    fixed = calibrate(
-        section_dir / "bse.tif",
-        section_dir / "truth" / "olivine.tif",
-        section_dir / "epma.csv",
-        standards_path=section_dir / "standards.csv",
-        sessions_path=section_dir / "sessions.csv",
-        config=CalibrateConfig(registration=RegistrationConfig(enabled=False)),
+    fixed = calibrate_section(
+        section_dir, CalibrateConfig(registration=RegistrationConfig(enabled=False))
     )
     # The filtered line is the least-squares line of the filtered BSE, registered or not.
     cal_points = fixed.points[fixed.points["split"] == "calibration"]
@@ -163,14 +164,7 @@ def test_the_line_used_is_the_one_that_predicts_left_out_profiles_best(calibrate
 
 
 def test_fit_choice_can_be_forced(section_dir):
-    forced = calibrate(
-        section_dir / "bse.tif",
-        section_dir / "truth" / "olivine.tif",
-        section_dir / "epma.csv",
-        standards_path=section_dir / "standards.csv",
-        sessions_path=section_dir / "sessions.csv",
-        config=CalibrateConfig(fit_choice="not_filtered"),
-    )
+    forced = calibrate_section(section_dir, CalibrateConfig(fit_choice="not_filtered"))
     assert forced.fit_used == "not_filtered"
     assert forced.calibration.slope == forced.calibration_not_filtered.slope
 
@@ -189,14 +183,7 @@ def test_the_line_may_pass_through_the_olivine_standard(calibrated, section_dir)
         assert calibrated.calibration(np.array([ref]))[0] == pytest.approx(0.904, abs=1e-6)
     assert calibrated.to_json()["anchor"] == anchor
     for choice in ("never", "always"):
-        forced = calibrate(
-            section_dir / "bse.tif",
-            section_dir / "truth" / "olivine.tif",
-            section_dir / "epma.csv",
-            standards_path=section_dir / "standards.csv",
-            sessions_path=section_dir / "sessions.csv",
-            config=CalibrateConfig(anchor=choice),
-        )
+        forced = calibrate_section(section_dir, CalibrateConfig(anchor=choice))
         at_standard = forced.calibration(np.array([ref]))[0]
         if choice == "never":
             assert forced.anchor is None and abs(at_standard - 0.904) > 1e-6
