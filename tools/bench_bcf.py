@@ -37,7 +37,7 @@ IMPORTS = "import numpy, rsciio.bruker, olmap.io.bruker; print(0)"
 FULL = """
 import sys, numpy as np
 from rsciio.bruker import file_reader
-from olmap.masks.xray import channel_slices, element_maps_from_cube
+from olmap.core.xray import channel_slices, element_maps_from_cube
 s = file_reader(sys.argv[1], select_type="spectrum_image", lazy=False)[0]
 e = s["axes"][2]
 cube = s["data"]

@@ -49,8 +49,8 @@ from eval_crystals import evaluate as evaluate_catalogue
 from eval_crystals import instance_maps
 from scipy import ndimage as ndi
 
+from olmap.core.windows import region_window
 from olmap.crystals.evaluate import match_instances
-from olmap.dataset.tiles import region_window
 from olmap.io.raster import raster_info, read_raster
 from olmap.io.sessions import read_sessions
 from olmap.segment.checkpoint import read_checkpoint

@@ -67,7 +67,7 @@ def border_band(shape: tuple[int, int], window: int, reach: int = 32):
     """Pixels within ``reach`` px of an inner border of the non-overlapping window grid."""
     import numpy as np
 
-    from olmap.io.windows import sliding_windows
+    from olmap.core.windows import sliding_windows
 
     near = np.zeros(shape, bool)
     for win in sliding_windows(*shape, window, window):

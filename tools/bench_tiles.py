@@ -62,7 +62,7 @@ PROB = """
 import sys
 import numpy as np
 from olmap.io.raster import create_raster, raster_info, WindowSource, PROBABILITY_SCALE_TAG
-from olmap.io.windows import block_windows
+from olmap.core.windows import block_windows
 from scipy import ndimage as ndi
 mask, out = sys.argv[1:3]
 info = raster_info(mask)

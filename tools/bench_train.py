@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from _bench import machine
 
-from olmap.dataset.tiles import region_window
+from olmap.core.windows import region_window
 from olmap.io.raster import raster_info, read_raster
 from olmap.io.sessions import read_sessions
 from olmap.segment.checkpoint import load_checkpoint

@@ -18,8 +18,8 @@ from olmap.errors import InputError
 from olmap.io.outputs import atomic_dir, atomic_path
 from olmap.pipeline.config import builtin_configs, load_project
 from olmap.pipeline.provenance import RunRecord
-from olmap.plots.previews import write_section_previews
 from olmap.synth.config import SynthConfig
+from olmap.synth.previews import write_section_previews
 from olmap.synth.section import generate_section
 
 #: The demo's project file (``configs/demo.yaml``), copied beside the section it runs on.

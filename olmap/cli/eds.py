@@ -11,13 +11,13 @@ import typer
 
 from olmap.cli._console import stderr, stdout
 from olmap.cli._options import Overwrite
+from olmap.core.xray import FWHM_MN_EV, KALPHA_KEV
 from olmap.errors import InputError
 from olmap.io.bruker import DEFAULT_ELEMENTS, read_bcf_element_maps, read_bcf_images
 from olmap.io.eds import open_element_folder
 from olmap.io.element_maps import element_map_files, element_symbol
 from olmap.io.outputs import atomic_paths
 from olmap.io.raster import write_raster
-from olmap.masks.xray import FWHM_MN_EV, KALPHA_KEV
 
 
 def eds(

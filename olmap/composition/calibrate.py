@@ -27,8 +27,8 @@ from olmap.composition.drift import (
     correct_bse,
     fit_session_drift,
     session_index_grid,
-    session_index_points,
 )
+from olmap.composition.plots import write_calibration_plot, write_profile_plots
 from olmap.composition.profiles import (
     LineGeometry,
     Registration,
@@ -39,13 +39,13 @@ from olmap.composition.profiles import (
 )
 from olmap.composition.psf import estimate_psf_sigma, unmix_edges
 from olmap.composition.regression import LinearCalibration, calibration_metrics
+from olmap.core.filters import masked_gaussian
 from olmap.errors import InputError
 from olmap.io.epma import read_profiles, read_standards
 from olmap.io.outputs import atomic_paths
 from olmap.io.raster import ClassMaskSource, WindowSource, check_coregistered, raster_info
-from olmap.io.sessions import read_sessions
+from olmap.io.sessions import read_sessions, session_index_points
 from olmap.io.tables import write_json, write_table
-from olmap.plots.calibration import write_calibration_plot, write_profile_plots
 
 
 @dataclass
@@ -299,28 +299,6 @@ def _load_profiles(
         if sigma > 0:
             p.image = masked_gaussian(p.image, p.on_mask, sigma)
     return out, psf
-
-
-def masked_gaussian(image: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian smoothing of ``image`` over the interior of ``mask`` (normalised convolution).
-
-    An EPMA spot next to a crack or the crystal outline measures olivine; a plain Gaussian
-    would mix in the dark epoxy of the crack, and so would the mask's own edge pixels, which
-    the BSE point-spread function has already darkened. Every pixel within reach of the
-    mask's interior (pixels whose 8 neighbours are in the mask) takes the weighted mean of
-    that interior, so bilinear samples and line-width samples that touch a crack still
-    measure the olivine beside it; failing that, of the whole mask; pixels far from the mask
-    are smoothed plainly.
-    """
-    inside = mask > 0
-    out = ndi.gaussian_filter(image, sigma)
-    for weight in (inside, ndi.binary_erosion(inside, np.ones((3, 3), bool))):
-        w = weight.astype(np.float64)
-        den = ndi.gaussian_filter(w, sigma)
-        num = ndi.gaussian_filter(image * w, sigma)
-        use = den > 1e-3
-        out[use] = num[use] / den[use]
-    return out
 
 
 def _sample(p: ProfileData, config: CalibrateConfig, px: float) -> None:

@@ -102,13 +102,3 @@ def session_index_grid(
         if in_x.any() and in_y.any():
             out[np.ix_(in_y, in_x)] = k
     return out
-
-
-def session_index_points(regions: pd.DataFrame, x_um: np.ndarray, y_um: np.ndarray) -> np.ndarray:
-    """Index into ``regions`` of the session containing each point (-1: none)."""
-    out = np.full(len(x_um), -1, dtype=np.int64)
-    for k in range(len(regions) - 1, -1, -1):
-        r = regions.iloc[k]
-        inside = (x_um >= r["x0_um"]) & (x_um < r["x1_um"]) & (y_um >= r["y0_um"])
-        out[inside & (y_um < r["y1_um"])] = k
-    return out

@@ -1,7 +1,7 @@
 """``olmap mgmap``: an mg# map of every olivine pixel of a mosaic, streamed.
 
 Data flow: olivine mask -> crystals (connected components, labelled chunk by chunk and joined
-exactly across chunk borders: :mod:`olmap.crystals.label`) -> LOF outliers per crystal, each
+exactly across chunk borders: :mod:`olmap.core.components`) -> LOF outliers per crystal, each
 read whole through its bounding box so a crystal cut by a chunk border is filtered exactly as
 if the mosaic were one array -> BSE on the reference scale (session drift) -> smoothing over
 the clean pixels -> calibration -> float32 mg# GeoTIFF (NaN off olivine and on outliers) and
@@ -31,7 +31,8 @@ from olmap.composition.drift import SessionDrift, correct_bse, session_index_gri
 from olmap.composition.outliers import crystal_noise_sd, lof_outliers
 from olmap.composition.psf import psf_reach_px, unmix_edges
 from olmap.composition.regression import LinearCalibration
-from olmap.crystals.label import component_pixels, label_components
+from olmap.core.components import component_pixels, label_components
+from olmap.core.windows import block_windows, halo_window
 from olmap.io.outputs import atomic_paths, claim_outputs
 from olmap.io.raster import (
     ClassMaskSource,
@@ -49,7 +50,6 @@ from olmap.io.resume import (
     interrupts_deferred,
     progress_path,
 )
-from olmap.io.windows import block_windows, halo_window
 
 log = logging.getLogger(__name__)
 

@@ -4,6 +4,7 @@
 as a label raster.
 """
 
-from olmap.crystals.label import Components, component_pixels, label_components, label_raster
+from olmap.core.components import Components, component_pixels, label_components
+from olmap.crystals.label import label_raster
 
 __all__ = ["Components", "component_pixels", "label_components", "label_raster"]

@@ -1,7 +1,7 @@
 """``olmap crystals``: every olivine crystal of a mosaic as a catalogue row with its outline.
 
 mask (+ BSE, mg# map, LOF outliers) -> exact chunked connected components
-(:mod:`olmap.crystals.label`) -> each crystal read whole through its bounding box ->
+(:mod:`olmap.core.components`) -> each crystal read whole through its bounding box ->
 attributes (:mod:`olmap.crystals.measure`) -> class and zoning (:mod:`olmap.crystals.classify`)
 -> GeoDataFrame in µm. Memory: one chunk for the labelling, then one crystal at a time.
 """
@@ -23,11 +23,10 @@ from affine import Affine
 from rasterio.windows import Window
 from scipy import ndimage as ndi
 
-from olmap.composition.drift import session_index_points
+from olmap.core.components import Components, component_pixels, label_components
 from olmap.crystals.classify import classify
 from olmap.crystals.config import ClassRules, CrystalsConfig, olivine_rules
 from olmap.crystals.instances import split_touching
-from olmap.crystals.label import Components, component_pixels, label_components
 from olmap.crystals.measure import CrystalArrays, measure_crystal
 from olmap.errors import InputError
 from olmap.io.outputs import atomic_dir
@@ -39,7 +38,7 @@ from olmap.io.raster import (
     window_affine,
 )
 from olmap.io.results import default_outliers_path
-from olmap.io.sessions import read_sessions
+from olmap.io.sessions import read_sessions, session_index_points
 from olmap.io.vector import write_catalogue, write_qupath_geojson
 from olmap.plots.crops import write_crystal_crops
 from olmap.plots.crystals import write_crystal_statistics

@@ -29,7 +29,7 @@ from scipy import sparse
 from scipy.sparse import csgraph
 from skimage import graph, morphology, segmentation
 
-from olmap.composition.calibrate import masked_gaussian
+from olmap.core.filters import masked_gaussian
 from olmap.crystals.measure import external_solid
 
 

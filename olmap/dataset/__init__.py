@@ -5,11 +5,10 @@ or test, never random tiles, because tiles of one session share its drift and ne
 """
 
 from olmap.dataset.tiles import (
-    region_window,
     session_table,
     split_overlaps,
     tile_fractions,
     tile_windows,
 )
 
-__all__ = ["region_window", "session_table", "split_overlaps", "tile_fractions", "tile_windows"]
+__all__ = ["session_table", "split_overlaps", "tile_fractions", "tile_windows"]

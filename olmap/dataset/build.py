@@ -31,8 +31,9 @@ import numpy as np
 import pandas as pd
 
 from olmap import __version__
+from olmap.core.codes import IGNORE, UNCLASSIFIED
+from olmap.core.windows import region_window
 from olmap.dataset.tiles import (
-    region_window,
     session_table,
     split_overlaps,
     tile_fractions,
@@ -49,7 +50,6 @@ from olmap.io.raster import (
     read_raster,
 )
 from olmap.io.sessions import read_sessions
-from olmap.masks.rules import IGNORE, UNCLASSIFIED
 from olmap.plots.dataset import write_layout_plot, write_tile_examples
 
 #: Training tile (rows, cols): the microscope's 512 x 338 px frames (PRIMER, paper sect. 2).

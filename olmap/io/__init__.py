@@ -3,6 +3,7 @@
 Computation never happens here and no other package opens files directly.
 """
 
+from olmap.core.windows import block_windows, halo_window, sliding_windows
 from olmap.io.outputs import atomic_dir, atomic_path, check_writable
 from olmap.io.raster import (
     RasterInfo,
@@ -17,7 +18,6 @@ from olmap.io.raster import (
     read_raster,
     write_raster,
 )
-from olmap.io.windows import block_windows, halo_window, sliding_windows
 
 __all__ = [
     "RasterInfo",

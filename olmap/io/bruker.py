@@ -17,16 +17,16 @@ from typing import Any
 import numpy as np
 from affine import Affine
 
-from olmap.errors import InputError, InputFileNotFoundError, MissingExtraError
-from olmap.io.eds import EdsArrays
-from olmap.io.raster import micrometre_transform
-from olmap.masks.xray import (
+from olmap.core.xray import (
     FWHM_MN_EV,
     KALPHA_KEV,
     channel_slices,
     element_maps_from_cube,
     line_window_kev,
 )
+from olmap.errors import InputError, InputFileNotFoundError, MissingExtraError
+from olmap.io.eds import EdsArrays
+from olmap.io.raster import micrometre_transform
 
 #: Elements mapped when none are asked for (rock-forming, with Kα lines below 7 keV).
 DEFAULT_ELEMENTS = ("Na", "Mg", "Al", "Si", "P", "K", "Ca", "Ti", "Cr", "Mn", "Fe")
@@ -87,7 +87,7 @@ def read_bcf_element_maps(
     """Element count maps from a Bruker hypermap.
 
     Each map sums the counts within ``±width_fwhm · FWHM`` of the element's Kα line
-    (:mod:`olmap.masks.xray`).
+    (:mod:`olmap.core.xray`).
 
     Parameters
     ----------

@@ -21,10 +21,10 @@ from rasterio._err import CPLE_BaseError  # GDAL's errors as rasterio raises the
 from rasterio.enums import ColorInterp, Resampling
 from rasterio.windows import Window
 
+from olmap.core.windows import block_windows
 from olmap.errors import InputError, first_line
 from olmap.io.outputs import atomic_path, is_write_failure
 from olmap.io.raster import create_raster, gdal_env, gdal_write_errors, open_raster
-from olmap.io.windows import block_windows
 
 #: Render the pixels of one window: ``(count, h, w)`` array of the COG's dtype.
 WindowRenderer = Callable[[Window], np.ndarray]

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from olmap.composition.mgnum import mg_number_from_oxides
+from olmap.core.mgnum import mg_number_from_oxides
 from olmap.errors import InputError
 from olmap.io.tables import read_table
 
@@ -34,7 +34,7 @@ def read_profiles(path: str | Path) -> pd.DataFrame:
     """Read and check EPMA profiles: ``profile_id,point,x_um,y_um,split`` + mg# or oxides.
 
     mg# comes from an ``mg_num`` column, or else from ``MgO`` and ``FeO`` (wt %, FeO as total
-    Fe) by :func:`~olmap.composition.mgnum.mg_number_from_oxides`; when both are present the
+    Fe) by :func:`~olmap.core.mgnum.mg_number_from_oxides`; when both are present the
     given ``mg_num`` is used.
 
     Returns

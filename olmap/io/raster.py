@@ -27,9 +27,9 @@ from rasterio._err import CPLE_BaseError  # GDAL's errors as rasterio raises the
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
+from olmap.core.windows import sample_windows
 from olmap.errors import InputError, InputFileNotFoundError, NotCoregisteredError, first_line
 from olmap.io.outputs import atomic_path, check_writable, write_failure
-from olmap.io.windows import sample_windows
 
 #: GDAL block cache for olmap's own processes (bytes). GDAL's default (5 % of RAM) would
 #: dominate peak memory of streaming jobs; windows are written once and overlapping reads

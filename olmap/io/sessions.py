@@ -51,3 +51,13 @@ def read_sessions(path: str | Path) -> pd.DataFrame:
         row = int(empty.to_numpy().argmax()) + 2
         raise InputError(f"{path}: line {row}: need x0_um < x1_um and y0_um < y1_um")
     return df.reset_index(drop=True)
+
+
+def session_index_points(regions: pd.DataFrame, x_um: np.ndarray, y_um: np.ndarray) -> np.ndarray:
+    """Index into ``regions`` of the session containing each point (-1: none)."""
+    out = np.full(len(x_um), -1, dtype=np.int64)
+    for k in range(len(regions) - 1, -1, -1):
+        r = regions.iloc[k]
+        inside = (x_um >= r["x0_um"]) & (x_um < r["x1_um"]) & (y_um >= r["y0_um"])
+        out[inside & (y_um < r["y1_um"])] = k
+    return out

@@ -1,6 +1,6 @@
 """XYZ tile pyramids (``z/y/x.png``) of a display COG, with libvips or with rasterio.
 
-Both engines write the layout of :class:`olmap.tiles.pyramid.PyramidSpec` from an 8-bit
+Both engines write the layout of :class:`olmap.io.pyramid.PyramidSpec` from an 8-bit
 grey + alpha or RGBA raster and never hold more than a strip of it:
 
 * ``vips``: libvips' ``dzsave`` in Google layout (the field's standard for gigapixel
@@ -29,9 +29,9 @@ from rasterio.windows import Window
 from skimage.measure import block_reduce
 
 from olmap.errors import InputError, MissingExtraError
+from olmap.io.pyramid import PyramidSpec
 from olmap.io.raster import open_raster
 from olmap.parallel import ordered_map
-from olmap.tiles.pyramid import PyramidSpec
 
 _MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 

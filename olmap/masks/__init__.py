@@ -4,7 +4,7 @@ The paper (seed 002, sect. 3.5) labels a pixel olivine when Ca/Mg < 0.1, Al/Mg <
 Mg > 30 counts. olmap reads such rules from YAML (:mod:`olmap.masks.rules`), evaluates them
 on windows of the EDS maps (:mod:`olmap.masks.label`, pure functions on arrays) and streams
 whole mosaics through them (:mod:`olmap.masks.stream`). Element maps from vendor hypermaps
-are made by summing counts in each element's Kα window (:mod:`olmap.masks.xray`).
+are made by summing counts in each element's Kα window (:mod:`olmap.core.xray`).
 """
 
 from olmap.masks.label import (

@@ -31,8 +31,8 @@ import numpy as np
 from rasterio.windows import Window
 from scipy import ndimage as ndi
 
+from olmap.core.windows import block_windows
 from olmap.errors import InputError
-from olmap.io.windows import block_windows
 from olmap.parallel import ordered_map
 
 #: Pixels sampled at most to find the reference levels (a regular grid over the map).

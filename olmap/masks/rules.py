@@ -35,13 +35,9 @@ from pydantic import (
     model_validator,
 )
 
+from olmap.core.codes import IGNORE, UNCLASSIFIED
 from olmap.io.config import load_config
 from olmap.io.element_maps import ELEMENT_SYMBOLS
-
-#: Label value of pixels no rule claims.
-UNCLASSIFIED = 0
-#: Label value of pixels to ignore in training (cracks, holes, no EDS data).
-IGNORE = 255
 
 # A sum of element symbols; inside a ratio a sum needs parentheses, so that "Fe+Mg/Si" is not
 # silently read one way or the other.

@@ -15,6 +15,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from olmap import __version__
+from olmap.core.windows import block_windows, halo_window
 from olmap.errors import InputError
 from olmap.io.eds import EdsSource
 from olmap.io.legend import canonical_class_name, read_legend
@@ -30,7 +31,6 @@ from olmap.io.raster import (
     unsigned_grey_scale,
 )
 from olmap.io.tables import write_json
-from olmap.io.windows import block_windows, halo_window
 from olmap.masks.label import LabelStats, classify_window, ratio_rule_mask
 from olmap.masks.normalise import ReferenceLevels, reference_levels, sample_counts
 from olmap.masks.rules import IGNORE, UNCLASSIFIED, RuleSet

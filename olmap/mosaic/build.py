@@ -25,7 +25,6 @@ from olmap.io.raster import (
     read_raster,
 )
 from olmap.io.tables import read_table, write_table
-from olmap.io.vrt import write_mosaic
 from olmap.mosaic.layout import (
     Placement,
     cut_overlaps,
@@ -36,6 +35,7 @@ from olmap.mosaic.layout import (
     positions_layout,
 )
 from olmap.mosaic.seams import OverlapStats, equalise, overlap_stats, seam_table, tile_table
+from olmap.mosaic.vrt import write_mosaic
 
 log = logging.getLogger(__name__)
 

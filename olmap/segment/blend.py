@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from rasterio.windows import Window
 
-from olmap.io.windows import window_starts
+from olmap.core.windows import window_starts
 
 #: Gaussian blending: sigma as a fraction of the window side (MONAI's ``sigma_scale`` 0.125).
 GAUSSIAN_SIGMA_SCALE = 0.125
@@ -39,7 +39,7 @@ class WindowPlan:
 
     Window starts repeat every ``stride`` pixels; the last window of each row and column is
     moved back to end at the mosaic edge, so all windows have the same shape and every pixel
-    is covered (:func:`olmap.io.windows.sliding_windows`).
+    is covered (:func:`olmap.core.windows.sliding_windows`).
 
     Attributes
     ----------

@@ -17,8 +17,8 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from olmap.core.codes import IGNORE
 from olmap.errors import InputError, InputFileNotFoundError
-from olmap.masks.rules import IGNORE
 from olmap.segment.config import AugmentConfig, TrainConfig
 
 #: Label of pixels that count for nothing in loss or metrics (olmap's ignore code).

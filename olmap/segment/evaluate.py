@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from rasterio.windows import Window
 
-from olmap.dataset.tiles import region_window
+from olmap.core.windows import block_windows, region_window
 from olmap.errors import InputError
 from olmap.io.raster import (
     CLASSES_TAG,
@@ -36,7 +36,6 @@ from olmap.io.raster import (
     read_valid,
 )
 from olmap.io.sessions import read_sessions
-from olmap.io.windows import block_windows
 from olmap.segment.data import IGNORE_INDEX, TileDataset, class_lut
 from olmap.segment.infer import classify, predict_proba
 from olmap.segment.metrics import ScoreAccumulator, best_threshold

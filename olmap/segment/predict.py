@@ -19,8 +19,6 @@ import itertools
 import json
 import logging
 import os
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, closing
@@ -63,6 +61,7 @@ from olmap.segment.config import PREDICT_TILE, PredictConfig
 from olmap.segment.infer import classify, n_prob_bands, predict_run, resolve_device
 from olmap.segment.model import Segmenter
 from olmap.segment.scale import GreyMapping, input_mapping
+from olmap.stream.engine import dask_client
 
 log = logging.getLogger(__name__)
 
@@ -585,48 +584,6 @@ def _interrupted(out_mask: Path, done: np.ndarray) -> RunInterrupted:
         f"{out_mask}: interrupted after {int(done.sum())} of {done.size} blocks; "
         "run the same command again to resume"
     )
-
-
-def dask_client(address: str) -> Any:
-    """A Dask distributed client for ``address`` or ``local:N`` (a local cluster of N
-    single-threaded worker processes)."""
-    try:
-        from distributed import Client, LocalCluster
-    except ImportError as exc:  # pragma: no cover - distributed is a dependency
-        raise InputError("--dask needs the 'distributed' package") from exc
-    kind, _, n = address.partition(":")
-    if kind == "local":
-        try:
-            workers = int(n or os.cpu_count() or 1)
-        except ValueError as exc:
-            raise InputError(f"--dask {address}: expected local:N with N workers") from exc
-        if workers < 1:
-            raise InputError(f"--dask {address}: need at least one worker")
-        # Workers start with Ctrl-C ignored (inherited): the client stops them cleanly after
-        # saving progress, instead of every worker dying on the terminal's SIGINT.
-        previous = _ignore_sigint()
-        try:
-            cluster = LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
-            )
-        finally:
-            _restore_sigint(previous)
-        return Client(cluster)
-    try:
-        return Client(address, timeout="10s")
-    except (OSError, TimeoutError) as exc:
-        raise InputError(f"--dask {address}: no Dask scheduler reachable ({exc})") from exc
-
-
-def _ignore_sigint() -> Any:
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _restore_sigint(previous: Any) -> None:
-    if previous is not None:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _run_on_dask(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from olmap.composition.mgnum import mg_number_from_oxides
+from olmap.core.mgnum import mg_number_from_oxides
 from olmap.synth.grains import Olivine
 from olmap.synth.model import SectionModel
 from olmap.synth.phases import (

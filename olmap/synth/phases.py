@@ -20,7 +20,7 @@ from enum import IntEnum
 
 import numpy as np
 
-from olmap.composition.mgnum import FEO_MOLAR_MASS, MGO_MOLAR_MASS
+from olmap.core.mgnum import FEO_MOLAR_MASS, MGO_MOLAR_MASS
 
 
 class Phase(IntEnum):

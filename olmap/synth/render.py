@@ -13,7 +13,7 @@ import numpy as np
 from rasterio.windows import Window
 from scipy import ndimage
 
-from olmap.io.windows import halo_window
+from olmap.core.windows import halo_window
 from olmap.synth.geometry import segment_distance
 from olmap.synth.grains import N_BANDS, Canvas, plagioclase_colour
 from olmap.synth.model import SectionModel

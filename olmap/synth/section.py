@@ -22,12 +22,12 @@ import pandas as pd
 from rasterio.windows import Window
 
 from olmap import __version__
+from olmap.core.windows import block_windows
 from olmap.errors import InputError
 from olmap.io.outputs import atomic_dir, claim_outputs, partial_name
 from olmap.io.raster import create_raster, update_raster
 from olmap.io.resume import CHECKPOINT_NAME, Checkpoint, RunInterrupted, interrupts_deferred
 from olmap.io.tables import write_json, write_table
-from olmap.io.windows import block_windows
 from olmap.parallel import ordered_map
 from olmap.synth.config import SynthConfig
 from olmap.synth.epma import epma_profiles, standards_table

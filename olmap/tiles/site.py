@@ -34,6 +34,7 @@ from olmap import __version__
 from olmap.errors import InputError
 from olmap.io.cog import copy_cog, read_decimated, write_cog
 from olmap.io.outputs import atomic_dir, claim_outputs, partial_name
+from olmap.io.pyramid import PyramidSpec
 from olmap.io.raster import (
     PROBABILITY_SCALE_TAG,
     RasterInfo,
@@ -48,7 +49,6 @@ from olmap.io.vector import read_catalogue
 from olmap.io.xyz import write_xyz_rasterio, write_xyz_vips
 from olmap.tiles.colour import ColourScale, apply_colour_scale
 from olmap.tiles.config import TilesConfig
-from olmap.tiles.pyramid import PyramidSpec
 from olmap.tiles.viewer import viewer_crystals
 
 #: Progress callback: ``progress(stage, done, total)``.

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from olmap.composition.drift import correct_bse, fit_session_drift, session_index_grid
-from olmap.composition.mgnum import mg_number_from_oxides
+from olmap.core.mgnum import mg_number_from_oxides
 from olmap.errors import InputError
 from olmap.io.epma import read_profiles, read_standards
 from olmap.io.raster import micrometre_transform

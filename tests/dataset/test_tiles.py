@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from rasterio.windows import Window
 
+from olmap.core.windows import region_window
 from olmap.dataset.tiles import (
-    region_window,
     session_table,
     split_overlaps,
     tile_fractions,

@@ -9,9 +9,9 @@ import pytest
 
 pytest.importorskip("rsciio", reason="optional extra olmap[bcf] (make test installs it)")
 
+from olmap.core.xray import KALPHA_KEV, channel_slices, fwhm_ev
 from olmap.errors import InputError
 from olmap.io.bruker import read_bcf_element_maps, read_bcf_images
-from olmap.masks.xray import KALPHA_KEV, channel_slices, fwhm_ev
 from tests.realdata import bruker_dir
 
 

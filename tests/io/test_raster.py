@@ -4,6 +4,7 @@ import rasterio
 from affine import Affine
 from rasterio.windows import Window
 
+from olmap.core.windows import block_windows
 from olmap.errors import InputError, InputFileNotFoundError, NotCoregisteredError, OutputExistsError
 from olmap.io import raster as raster_mod
 from olmap.io.raster import (
@@ -16,7 +17,6 @@ from olmap.io.raster import (
     read_raster,
     write_raster,
 )
-from olmap.io.windows import block_windows
 
 
 def test_micrometre_transform_is_north_up_with_top_left_origin():

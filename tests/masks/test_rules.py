@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from olmap.core.windows import block_windows, halo_window
 from olmap.errors import InputError
-from olmap.io.windows import block_windows, halo_window
 from olmap.masks.label import classify_window, label_by_precedence, ratio_rule_mask
 from olmap.masks.rules import IGNORE, Condition, RuleSet, load_rules
 

@@ -10,8 +10,8 @@ import pytest
 
 from olmap.errors import InputError
 from olmap.io.raster import write_raster
-from olmap.io.vrt import write_mosaic
 from olmap.mosaic.layout import Placement
+from olmap.mosaic.vrt import write_mosaic
 from olmap.pipeline.provenance import (
     HashCache,
     RunRecord,

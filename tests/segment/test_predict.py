@@ -13,10 +13,10 @@ import torch
 from pydantic import ValidationError
 from rasterio.windows import Window
 
+from olmap.core.windows import sliding_windows
 from olmap.errors import InputError, OutputExistsError
 from olmap.io.raster import raster_info, read_raster, write_raster
 from olmap.io.resume import RunInterrupted, progress_path
-from olmap.io.windows import sliding_windows
 from olmap.segment.blend import WindowPlan, accumulate_run, blend_weights, run_windows
 from olmap.segment.checkpoint import ModelMeta, load_checkpoint, save_checkpoint
 from olmap.segment.config import PredictConfig

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from olmap.composition.mgnum import mg_number_from_oxides
+from olmap.core.mgnum import mg_number_from_oxides
 from olmap.synth.phases import (
     EDS_BACKGROUND,
     EDS_ELEMENTS,

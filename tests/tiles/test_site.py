@@ -13,12 +13,12 @@ from PIL import Image
 
 from olmap.errors import InputError, NotCoregisteredError
 from olmap.io.cog import is_cog
+from olmap.io.pyramid import PyramidSpec
 from olmap.io.raster import micrometre_transform, raster_info, write_raster
 from olmap.io.results import find_results
 from olmap.io.resume import RunInterrupted
 from olmap.io.vector import read_catalogue
 from olmap.tiles.config import TilesConfig
-from olmap.tiles.pyramid import PyramidSpec
 from olmap.tiles.site import build_site, display_scale
 
 

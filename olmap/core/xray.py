@@ -16,8 +16,6 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from olmap.io.element_maps import ELEMENT_SYMBOLS  # noqa: F401  (re-exported)
-
 #: Kα line energies in keV for the elements of rock-forming minerals (Bearden 1967).
 KALPHA_KEV: dict[str, float] = {
     "C": 0.277,

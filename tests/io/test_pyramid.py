@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from olmap.tiles.pyramid import PyramidSpec
+from olmap.io.pyramid import PyramidSpec
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,9 @@ window moves by a *stride* smaller than its size, so windows overlap.
 
 from __future__ import annotations
 
+import math
+
+from affine import Affine
 from rasterio.windows import Window
 
 
@@ -165,3 +168,35 @@ def sample_windows(height: int, width: int, n: int = 64, size: int = 256) -> lis
 
 def _spread(span: int, n: int) -> list[float]:
     return [0.0] if n == 1 or span == 0 else [span * i / (n - 1) for i in range(n)]
+
+
+def region_window(
+    x0_um: float,
+    y0_um: float,
+    x1_um: float,
+    y1_um: float,
+    transform: Affine,
+    shape: tuple[int, int],
+) -> Window | None:
+    """Pixel window of whole pixels inside a µm rectangle, clipped to the grid.
+
+    Pixels partly outside the rectangle are left out, so a region never lends pixels to its
+    neighbour. ``None`` when no whole pixel lies inside.
+
+    Examples
+    --------
+    >>> from olmap.io.raster import micrometre_transform
+    >>> w = region_window(0, 0, 10.5, 4, micrometre_transform(8, 1.0), (8, 20))
+    >>> tuple(map(int, w.flatten()))        # rows 4-7 (y 0-4 µm), cols 0-9
+    (0, 4, 10, 4)
+    """
+    inv = ~transform
+    cols, rows = zip(*(inv @ (x, y) for x in (x0_um, x1_um) for y in (y0_um, y1_um)), strict=True)
+    eps = 1e-6
+    c0, c1 = math.ceil(min(cols) - eps), math.floor(max(cols) + eps)
+    r0, r1 = math.ceil(min(rows) - eps), math.floor(max(rows) + eps)
+    c0, r0 = max(c0, 0), max(r0, 0)
+    c1, r1 = min(c1, shape[1]), min(r1, shape[0])
+    if c1 <= c0 or r1 <= r0:
+        return None
+    return Window(c0, r0, c1 - c0, r1 - r0)

@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from olmap.io.windows import block_windows, halo_window, sliding_windows
+from olmap.core.windows import block_windows, halo_window, sliding_windows
 
 dims = st.integers(1, 300)
 

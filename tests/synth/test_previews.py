@@ -1,7 +1,7 @@
 import numpy as np
 from PIL import Image
 
-from olmap.plots.previews import eds_composite, write_section_previews
+from olmap.synth.previews import eds_composite, write_section_previews
 
 
 def test_previews_of_a_section(tmp_path, section_dir):

@@ -15,10 +15,10 @@ from xml.sax.saxutils import escape
 import numpy as np
 from rasterio.windows import Window
 
+from olmap.core.windows import block_windows
 from olmap.errors import InputError
 from olmap.io.outputs import atomic_path, partial_name
 from olmap.io.raster import create_raster, micrometre_transform, open_raster
-from olmap.io.windows import block_windows
 from olmap.mosaic.layout import Placement
 
 _GDAL_TYPES = {

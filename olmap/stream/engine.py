@@ -1,0 +1,255 @@
+"""``run_blocks``: compute the blocks of a grid, write them, resume after an interruption.
+
+Every windowed or chunked job of olmap has the same scaffolding: a grid of blocks, a function
+that computes one block from its padded read, sinks the results are written to in the main
+process, a checkpoint listing the finished blocks (with a fingerprint of the job, so a
+checkpoint of another job is never resumed), Ctrl-C deferred to the next block boundary,
+the outputs renamed into place only when complete, and optionally Dask distributed workers
+computing blocks while the client writes them. It is written here once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from olmap.errors import InputError
+from olmap.io.resume import Checkpoint, RunInterrupted, interrupts_deferred
+from olmap.stream.grid import Block, BlockGrid
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BlockJob:
+    """A streamed job: what to compute per block and how to store the result.
+
+    Attributes
+    ----------
+    grid : BlockGrid
+    compute : callable
+        ``compute(block) -> result``; runs on Dask workers with ``dask``, so it must then be
+        picklable (a module-level function or a :func:`functools.partial` of one) and read its
+        inputs itself.
+    write : callable
+        ``write(block, result)`` in the calling process: writes the result to the sinks and
+        updates ``state``.
+    name : str
+        What the job writes (for messages), e.g. the output path.
+    state : dict of str to ndarray
+        Arrays accumulated by ``write`` (counts, sums) that a resumed run must get back.
+    """
+
+    grid: BlockGrid
+    compute: Callable[[Block], Any]
+    write: Callable[[Block, Any], None]
+    name: str
+    state: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class RunStats:
+    """What :func:`run_blocks` did: blocks computed now and blocks found done."""
+
+    blocks: int
+    computed: int
+    resumed: int
+    seconds: float
+
+
+def run_blocks(
+    job: BlockJob,
+    *,
+    checkpoint: str | Path,
+    fingerprint: str,
+    dask: str | None = None,
+    progress: Callable[[int], None] | None = None,
+    finish: Callable[[], None] | None = None,
+    save_every_s: float = 30.0,
+) -> RunStats:
+    """Compute and write every block of ``job`` not finished by an earlier run.
+
+    Parameters
+    ----------
+    job : BlockJob
+    checkpoint : path-like
+        File of the progress (``.npz``); kept beside the partial outputs and removed when the
+        job completes.
+    fingerprint : str
+        Identifies the job (inputs, settings, outputs); a checkpoint with another is ignored.
+    dask : str, optional
+        Address of a Dask distributed scheduler, or ``local:N`` (a LocalCluster of N
+        single-threaded worker processes).
+    progress : callable, optional
+        Called with the elements (px, voxels) finished after each block, and once with those
+        already done when resuming.
+    finish : callable, optional
+        Run after the last block while Ctrl-C is still deferred (e.g. renaming the outputs
+        into place), so that they appear whole or not at all.
+    save_every_s : float
+        Seconds between checkpoint saves while running.
+
+    Raises
+    ------
+    RunInterrupted
+        On Ctrl-C / SIGTERM, after the blocks written so far are saved in the checkpoint.
+    """
+    checkpoint = Path(checkpoint)
+    grid = job.grid
+    done = np.zeros(len(grid), bool)
+    ckpt = Checkpoint.load(checkpoint.parent, fingerprint, checkpoint.name)
+    if ckpt is not None and ckpt.arrays.get("done", np.empty(0)).shape == done.shape:
+        done = ckpt.arrays["done"].astype(bool)
+        for key, value in job.state.items():
+            if key in ckpt.arrays and ckpt.arrays[key].shape == value.shape:
+                value[...] = ckpt.arrays[key]
+    resumed = int(done.sum())
+    if resumed:
+        log.warning("resuming %s: %d of %d blocks already written", job.name, resumed, len(done))
+        if progress is not None:
+            progress(sum(grid[i].size for i in np.flatnonzero(done)))
+    else:
+        checkpoint.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    saved = time.monotonic()
+
+    def save() -> None:
+        Checkpoint(fingerprint, int(done.sum()), {"done": done, **job.state}).save(
+            checkpoint.parent, checkpoint.name
+        )
+
+    def record(block: Block, result: Any) -> None:
+        nonlocal saved
+        job.write(block, result)
+        done[block.index] = True
+        if progress is not None:
+            progress(block.size)
+        if time.monotonic() - saved > save_every_s and not done.all():
+            save()
+            saved = time.monotonic()
+
+    todo = [grid[int(i)] for i in np.flatnonzero(~done)]
+    with interrupts_deferred() as stop:
+        try:
+            if dask is None:
+                for block in todo:
+                    record(block, job.compute(block))
+                    if stop and not done.all():
+                        raise _interrupted(job.name, done)
+            else:
+                _run_on_dask(dask, job, todo, record, stop, done)
+        except BaseException:
+            if done.any():
+                try:
+                    save()
+                except OSError as exc:  # the run's own error matters more
+                    log.warning("%s: progress not saved (%s)", checkpoint, exc)
+            raise
+        if finish is not None:
+            finish()
+        checkpoint.unlink(missing_ok=True)
+    return RunStats(len(grid), len(todo), resumed, time.perf_counter() - t0)
+
+
+def _interrupted(name: str, done: np.ndarray) -> RunInterrupted:
+    return RunInterrupted(
+        f"{name}: interrupted after {int(done.sum())} of {done.size} blocks; "
+        "run the same command again to resume"
+    )
+
+
+def _run_on_dask(
+    address: str,
+    job: BlockJob,
+    todo: list[Block],
+    record: Callable[[Block, Any], None],
+    stop: Any,
+    done: np.ndarray,
+) -> None:
+    """Compute ``todo`` on Dask workers, at most two blocks per worker in flight, so the client
+    holds a bounded number of results whatever the size of the data."""
+    from distributed import as_completed
+
+    client = dask_client(address)
+    try:
+        n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+        pending = iter(todo)
+        blocks = {}
+
+        def submit(block: Block) -> Any:
+            future = client.submit(job.compute, block, pure=False)
+            blocks[future.key] = block
+            return future
+
+        in_flight = {submit(b) for b in itertools.islice(pending, 2 * n_workers)}
+        queue = as_completed(in_flight)
+        for future in queue:
+            in_flight.discard(future)
+            record(blocks.pop(future.key), future.result())
+            future.release()
+            if stop and not done.all():
+                for other in in_flight:
+                    other.cancel()
+                raise _interrupted(job.name, done)
+            nxt = next(pending, None)
+            if nxt is not None:
+                future = submit(nxt)
+                in_flight.add(future)
+                queue.add(future)
+    finally:
+        cluster = getattr(client, "cluster", None)
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def dask_client(address: str) -> Any:
+    """A Dask distributed client for ``address`` or ``local:N`` (a local cluster of N
+    single-threaded worker processes)."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as exc:  # pragma: no cover - distributed is a dependency
+        raise InputError("--dask needs the 'distributed' package") from exc
+    kind, _, n = address.partition(":")
+    if kind == "local":
+        try:
+            workers = int(n or os.cpu_count() or 1)
+        except ValueError as exc:
+            raise InputError(f"--dask {address}: expected local:N with N workers") from exc
+        if workers < 1:
+            raise InputError(f"--dask {address}: need at least one worker")
+        # Workers start with Ctrl-C ignored (inherited): the client stops them cleanly after
+        # saving progress, instead of every worker dying on the terminal's SIGINT.
+        previous = _ignore_sigint()
+        try:
+            cluster = LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+            )
+        finally:
+            _restore_sigint(previous)
+        return Client(cluster)
+    try:
+        return Client(address, timeout="10s")
+    except (OSError, TimeoutError) as exc:
+        raise InputError(f"--dask {address}: no Dask scheduler reachable ({exc})") from exc
+
+
+def _ignore_sigint() -> Any:
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _restore_sigint(previous: Any) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGINT, previous)
