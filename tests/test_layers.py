@@ -21,7 +21,7 @@ STAGES = {
 LOW = {
     "core": {"errors"},
     "io": {"core", "errors", "parallel"},
-    "stream": {"core", "errors", "io"},
+    "stream": {"core", "errors", "io", "parallel"},
 }
 #: Stage -> stage imports that are data flow, not borrowed helpers (synth writes mosaic tiles).
 ALLOWED = {("synth", "mosaic"), ("ct", "segment")}

@@ -12,6 +12,7 @@ from rich.markup import escape
 from olmap import __version__
 from olmap.cli import calibrate as calibrate_cmd
 from olmap.cli import crystals as crystals_cmd
+from olmap.cli import ct as ct_cmd
 from olmap.cli import dataset as dataset_cmd
 from olmap.cli import demo as demo_cmd
 from olmap.cli import eds as eds_cmd
@@ -56,6 +57,7 @@ app.command("mgmap")(calibrate_cmd.mgmap)
 app.command("crystals")(crystals_cmd.crystals)
 app.command("tiles")(tiles_cmd.tiles)
 app.command("serve")(tiles_cmd.serve)
+app.add_typer(ct_cmd.app, name="ct")
 
 
 def _version(value: bool) -> None:

@@ -529,3 +529,18 @@ def list_series(folder: str | Path) -> list[Path]:
     if not scans:
         raise InputError(f"{folder}: no volumes (t000/ slice folders, *.tif, *.h5, *.zarr)")
     return sorted(scans, key=lambda p: natural_key(p.name))
+
+
+def volume_stamp(spec: str | Path) -> list[int]:
+    """Sizes and modification times (ns) of a volume's files, for a job's fingerprint: a
+    checkpoint of a job on a volume that has changed since is not resumed."""
+    h5 = split_hdf5(str(spec))
+    path = h5[0] if h5 is not None else Path(spec)
+    try:
+        if path.is_file():
+            st = path.stat()
+            return [st.st_size, st.st_mtime_ns]
+        stats = [p.stat() for p in path.rglob("*") if p.is_file()]
+        return [sum(s.st_size for s in stats), max((s.st_mtime_ns for s in stats), default=0)]
+    except OSError:
+        return []

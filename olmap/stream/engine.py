@@ -25,6 +25,7 @@ import numpy as np
 
 from olmap.errors import InputError
 from olmap.io.resume import Checkpoint, RunInterrupted, interrupts_deferred
+from olmap.parallel import ordered_map
 from olmap.stream.grid import Block, BlockGrid
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ def run_blocks(
     progress: Callable[[int], None] | None = None,
     finish: Callable[[], None] | None = None,
     save_every_s: float = 30.0,
+    workers: int = 1,
 ) -> RunStats:
     """Compute and write every block of ``job`` not finished by an earlier run.
 
@@ -98,6 +100,9 @@ def run_blocks(
         into place), so that they appear whole or not at all.
     save_every_s : float
         Seconds between checkpoint saves while running.
+    workers : int
+        Blocks computed at once in threads of this process (without ``dask``); numpy, scipy
+        and GDAL release the GIL, so filters run in parallel. Memory grows with it.
 
     Raises
     ------
@@ -142,8 +147,8 @@ def run_blocks(
     with interrupts_deferred() as stop:
         try:
             if dask is None:
-                for block in todo:
-                    record(block, job.compute(block))
+                for block, result in ordered_map(job.compute, todo, workers=workers, lookahead=1):
+                    record(block, result)
                     if stop and not done.all():
                         raise _interrupted(job.name, done)
             else:

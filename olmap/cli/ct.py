@@ -1,0 +1,323 @@
+"""``olmap ct``: the 3D CT mode (volumes of a 4D micro-CT series)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from olmap.cli._console import progress_bar, stdout
+from olmap.cli._options import Overwrite
+
+app = typer.Typer(
+    help=(
+        "The 3D CT mode: micro-CT volumes and 4D series into phase labels (docs/ct.md).\n\n"
+        "Examples:\n\n"
+        "olmap synth ct demo_ct --seed 7 --size 256x256x256 --steps 6\n\n"
+        "olmap ct info demo_ct/t002\n\n"
+        "olmap ct convert demo_ct/t002 --out t002.zarr --voxel-size 2.753\n\n"
+        "olmap ct label --volume demo_ct/t002 --scribbles demo_ct/scribbles/t002 "
+        "--classes configs/ct/gypsum.yaml --out rf_labels.zarr --save-model forest.skops"
+    ),
+    no_args_is_help=True,
+)
+
+Shape = Annotated[
+    str | None,
+    typer.Option(
+        "--shape", help="Z,Y,X of a raw binary volume (with --dtype).", show_default=False
+    ),
+]
+Dtype = Annotated[
+    str | None,
+    typer.Option("--dtype", help="Voxel type of a raw volume: uint8, uint16 or float32."),
+]
+VoxelSize = Annotated[
+    float | None,
+    typer.Option("--voxel-size", min=0.0, help="Voxel size in µm (overrides the metadata)."),
+]
+Dask = Annotated[
+    str | None,
+    typer.Option(
+        "--dask", help="Dask scheduler address, or local:N for a local cluster of N workers."
+    ),
+]
+
+
+def parse_triple(value: str | None, option: str) -> tuple[int, int, int] | None:
+    """``"64,256,256"`` or ``"64x256x256"`` -> ``(64, 256, 256)``."""
+    if value is None:
+        return None
+    parts = value.replace("x", ",").split(",")
+    try:
+        out = tuple(int(p) for p in parts)
+    except ValueError:
+        out = ()
+    if len(out) != 3 or min(out) < 1:
+        raise typer.BadParameter(
+            f"expected Z,Y,X as three positive integers, got {value!r}", param_hint=option
+        )
+    return out  # type: ignore[return-value]
+
+
+def _spec(volume: str, shape: str | None, dtype: str | None, voxel_size: float | None):
+    from olmap.ct.label import VolumeSpec
+
+    return VolumeSpec(str(volume), parse_triple(shape, "--shape"), dtype, voxel_size)
+
+
+@app.command("info")
+def info(
+    volume: Annotated[
+        str, typer.Argument(help="Volume: TIFF folder, TIFF, file.h5:/path, zarr, raw.")
+    ],
+    shape: Shape = None,
+    dtype: Dtype = None,
+    voxel_size: VoxelSize = None,
+) -> None:
+    """Shape, type, voxel size, chunks and a grey-value summary of a volume (reads a sample).
+
+    Example: olmap ct info demo_ct/t000
+    """
+    from rich.table import Table
+
+    from olmap.ct.convert import describe_volume
+
+    summary = describe_volume(_spec(volume, shape, dtype, voxel_size))
+    i = summary.info
+    size = f"{i.voxel_size_um:g} µm" if i.voxel_size_um else "unknown (use --voxel-size)"
+    stdout.print(f"[bold]{i.path}[/] ({i.kind})")
+    stdout.print(
+        f"shape (z, y, x) {' x '.join(map(str, i.shape))}, {i.dtype.name}, "
+        f"{i.nbytes / 2**30:.2f} GiB; voxel {size}; chunks {' x '.join(map(str, i.chunks))}"
+    )
+    pct = Table(
+        *summary.percentiles, title=f"grey values ({summary.sampled_voxels:,} sampled voxels)"
+    )
+    pct.add_row(*(f"{v:.6g}" for v in summary.percentiles.values()))
+    stdout.print(pct)
+    counts, edges = summary.histogram
+    top = max(1, counts.max())
+    for c, lo, hi in zip(counts, edges[:-1], edges[1:], strict=True):
+        stdout.print(f"{lo:>12.6g} - {hi:<12.6g} {'#' * round(40 * c / top)}")
+
+
+@app.command("convert")
+def convert(
+    volume: Annotated[str, typer.Argument(help="Volume to convert (any format olmap reads).")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Output: a .zarr folder, or .tif with --format tiff.")
+    ],
+    fmt: Annotated[
+        str, typer.Option("--format", help="zarr (OME-Zarr) or tiff (multi-page).")
+    ] = "zarr",
+    voxel_size: VoxelSize = None,
+    shape: Shape = None,
+    dtype: Dtype = None,
+    dask: Dask = None,
+    overwrite: Overwrite = False,
+) -> None:
+    """Convert a volume to OME-Zarr (multiscale, chunked, compressed) in bounded memory.
+
+    Example: olmap ct convert demo_ct/t000 --out t000.zarr --voxel-size 2.753
+
+    Raw binary: olmap ct convert scan.raw --shape 2016,2016,2016 --dtype uint16 --out scan.zarr
+    """
+    from olmap.ct.convert import convert_volume
+
+    spec = _spec(volume, shape, dtype, voxel_size)
+    with spec.open() as vol:
+        total = vol.info.nbytes / vol.dtype.itemsize / 1e6
+    with progress_bar("ct convert", total=total, unit="Mvox") as advance:
+        info = convert_volume(
+            spec, out, fmt=fmt, overwrite=overwrite, dask=dask, progress=lambda n: advance(n / 1e6)
+        )
+    stdout.print(
+        f"{out}: {' x '.join(map(str, info.shape))} {info.dtype.name}, "
+        f"voxel {info.voxel_size_um or 'unknown'} µm"
+    )
+
+
+@app.command("label")
+def label(
+    volumes: Annotated[
+        list[str],
+        typer.Option(
+            "--volume", help="Scan to learn from; repeat with --scribbles. The first is labelled."
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", help="Label volume (.zarr, or .tif with --format tiff).")
+    ],
+    classes: Annotated[
+        Path | None, typer.Option("--classes", help="Class file (configs/ct/*.yaml).")
+    ] = None,
+    scribbles: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scribbles",
+            help="Scribbles of the matching --volume: a label volume or a folder of slices "
+            "named by z (z0012.tif).",
+        ),
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option("--model", help="Apply a saved forest instead of training.")
+    ] = None,
+    save_model: Annotated[
+        Path | None, typer.Option("--save-model", help="Save the fitted forest (.skops).")
+    ] = None,
+    out_prob: Annotated[
+        Path | None, typer.Option("--out-prob", help="Per-class probabilities (OME-Zarr).")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="zarr or tiff.")] = "zarr",
+    features: Annotated[str, typer.Option("--features", help="3d, or 2d (per slice).")] = "3d",
+    sigmas: Annotated[
+        str, typer.Option("--sigmas", help="Feature scales in voxels, comma-separated.")
+    ] = "1,2,4",
+    trees: Annotated[
+        int, typer.Option("--trees", min=1, max=1000, help="Trees in the forest.")
+    ] = 64,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Random seed of the forest.")] = 0,
+    block: Annotated[
+        str | None, typer.Option("--block", help="Block Z,Y,X in voxels (memory grows with it).")
+    ] = None,
+    truth: Annotated[
+        Path | None, typer.Option("--truth", help="Truth labels to score the result against.")
+    ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, max=64, help="Blocks at once (threads).")
+    ] = 2,
+    voxel_size: VoxelSize = None,
+    shape: Shape = None,
+    dtype: Dtype = None,
+    dask: Dask = None,
+    overwrite: Overwrite = False,
+) -> None:
+    """Random-forest labels of a whole volume from sparse scribbles (seed 000's first step).
+
+    Features at several scales (intensity, gradient, Laplacian, local sd, Hessian) train a
+    class-balanced random forest on the scribbled voxels; it labels the first --volume block by
+    block (bounded memory, resumable). Held-out strokes score the forest and a global-threshold
+    baseline; written beside the labels as OUT_scores.csv, with OUT_importance.csv.
+
+    Example: olmap ct label --volume demo_ct/t002 --scribbles demo_ct/scribbles/t002 --classes configs/ct/gypsum.yaml --out rf_labels.zarr --save-model forest.skops
+
+    Two scans, one forest: add --volume demo_ct/t004 --scribbles demo_ct/scribbles/t004
+
+    Apply a saved forest: olmap ct label --volume demo_ct/t005 --model forest.skops --out t005_labels.zarr
+    """  # noqa: E501
+    from olmap.ct.classes import load_classes
+    from olmap.ct.features import FeatureConfig
+    from olmap.ct.forest import (
+        ForestConfig,
+        fit_forest,
+        load_forest,
+        merge,
+        read_scribbles,
+        save_forest,
+        scribble_features,
+    )
+    from olmap.ct.label import label_volume
+    from olmap.errors import InputError
+    from olmap.io.outputs import atomic_path, check_writable
+
+    scribbles = scribbles or []
+    specs = [_spec(v, shape, dtype, voxel_size) for v in volumes]
+    side = {
+        "scores": out.with_name(out.name.split(".")[0] + "_scores.csv"),
+        "importance": out.with_name(out.name.split(".")[0] + "_importance.csv"),
+        "truth": out.with_name(out.name.split(".")[0] + "_truth_scores.csv"),
+    }
+    check_writable(out, overwrite=overwrite)
+    if model is not None:
+        if scribbles:
+            raise InputError("--model applies a saved forest; give either --model or --scribbles")
+        fitted = load_forest(model)
+        if classes is not None:
+            mine = load_classes(classes)
+            if mine.codes != fitted.classes.codes:
+                raise InputError(
+                    f"{classes}: codes {mine.codes}, the forest was trained on "
+                    f"{fitted.classes.codes}"
+                )
+    else:
+        if classes is None:
+            raise InputError("--classes is needed to train a forest (e.g. configs/ct/gypsum.yaml)")
+        if len(scribbles) != len(volumes):
+            raise InputError(
+                f"{len(volumes)} --volume but {len(scribbles)} --scribbles: give them in pairs"
+            )
+        class_file = load_classes(classes)
+        try:
+            fcfg = FeatureConfig(dims=features, sigmas=tuple(float(s) for s in sigmas.split(",")))
+        except ValueError as exc:
+            raise typer.BadParameter(
+                str(exc).splitlines()[0], param_hint="--features/--sigmas"
+            ) from exc
+        if save_model is not None:
+            check_writable(save_model, overwrite=overwrite)
+        sets = []
+        with progress_bar("scribble features", total=len(specs), unit="scans") as advance:
+            for spec, scrib in zip(specs, scribbles, strict=True):
+                with spec.open() as vol:
+                    s = read_scribbles(scrib, vol.shape, class_file)
+                    sets.append(scribble_features(vol, s, fcfg))
+                advance(1)
+        data = merge(sets)
+        fitted = fit_forest(data, class_file, fcfg, ForestConfig(trees=trees, seed=seed))
+        stdout.print(
+            f"forest: {trees} trees on {len(data.codes):,} scribbled voxels of {len(specs)} scan(s)"
+        )
+        if fitted.scores is not None:
+            stdout.print(
+                _scores_table("held-out strokes: forest vs global threshold (Dice)", fitted.scores)
+            )
+            with atomic_path(side["scores"], overwrite=True) as tmp:
+                fitted.scores.to_csv(tmp, index_label=["method", "class"])
+        with atomic_path(side["importance"], overwrite=True) as tmp:
+            fitted.importance.to_csv(tmp, index=False)
+        if save_model is not None:
+            save_forest(fitted, save_model)
+            stdout.print(f"forest saved: {save_model}")
+    with specs[0].open() as vol:
+        total = vol.info.nbytes / vol.dtype.itemsize / 1e6
+    with progress_bar("ct label", total=total, unit="Mvox") as advance:
+        result = label_volume(
+            fitted,
+            specs[0],
+            out,
+            out_prob=out_prob,
+            fmt=fmt,
+            block=parse_triple(block, "--block"),
+            truth=truth,
+            dask=dask,
+            workers=workers,
+            overwrite=overwrite,
+            progress=lambda n: advance(n / 1e6),
+            inputs=[*scribbles, *([model] if model else [])],
+        )
+    share = ", ".join(
+        f"{k} {100 * v / result.voxels:.1f} %" for k, v in result.class_voxels.items()
+    )
+    stdout.print(
+        f"{result.labels_path}: {result.voxels:,} voxels in {result.seconds:.1f} s "
+        f"({result.voxels / max(result.seconds, 1e-9) / 1e6:.2f} Mvox/s); {share}"
+    )
+    if result.truth_scores is not None:
+        t = result.truth_scores
+        stdout.print(_scores_table(f"against {truth}", t))
+        with atomic_path(side["truth"], overwrite=True) as tmp:
+            t.to_csv(tmp, index_label="class")
+
+
+def _scores_table(title: str, scores):
+    """A rich table of Dice/IoU/precision/recall/kappa/VS per class (and method)."""
+    from rich.table import Table
+
+    cols = ["dice", "iou", "precision", "recall", "kappa", "volumetric_similarity"]
+    table = Table("", *[c.replace("volumetric_similarity", "VS") for c in cols], title=title)
+    for key, row in scores.iterrows():
+        name = " / ".join(map(str, key)) if isinstance(key, tuple) else str(key)
+        table.add_row(name, *(f"{row[c]:.3f}" for c in cols))
+    return table

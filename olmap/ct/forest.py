@@ -1,0 +1,392 @@
+"""The random forest of seed 000 (section 3.4): sparse scribbles -> a per-voxel classifier.
+
+Scribbles are a few brush strokes per class on a few slices (0 = unlabelled). Their voxels'
+features (:mod:`olmap.ct.features`) train a class-balanced, seeded scikit-learn
+``RandomForestClassifier``. Before the final fit, about a quarter of each class's strokes are
+held out and scored (the forest's own accuracy on voxels it did not see, and the same for a
+global grey threshold fitted on the same training strokes: the baseline). The fitted forest is
+saved with skops, which loads only an allowlist of types (never an unchecked pickle), with
+the versions of olmap and scikit-learn that made it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+from scipy import ndimage as ndi
+
+from olmap import __version__
+from olmap.ct.classes import ClassFile
+from olmap.ct.features import FeatureConfig, block_features, sample_reference
+from olmap.ct.metrics import apply_thresholds, confusion, fit_thresholds, scores_from_confusion
+from olmap.errors import InputError
+from olmap.io.volume import TIFF_SUFFIXES, Volume, natural_key, open_volume
+
+#: Identifies olmap's forest files.
+FOREST_KIND = "olmap-ct-forest"
+#: The only types (beyond skops' defaults) a forest file may contain.
+TRUSTED_TYPES = ("sklearn.tree._tree.Tree",)
+#: Inner tile (y, x) of the scribbled slices whose features are computed at once.
+TILE = 512
+
+
+class ForestConfig(BaseModel):
+    """Random-forest settings (seed 000 used ilastik's defaults: 100 trees)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trees: int = Field(default=64, ge=1, le=1000)
+    min_samples_leaf: int = Field(default=2, ge=1)
+    max_samples_per_class: int = Field(default=20000, ge=10)
+    holdout: float = Field(default=0.25, ge=0, lt=1)
+    seed: int = 0
+    jobs: int = Field(default=-1, description="CPU threads (-1: all)")
+
+
+@dataclass
+class Scribbles:
+    """Sparse labels of one volume: the painted voxels' coordinates and codes."""
+
+    z: np.ndarray
+    y: np.ndarray
+    x: np.ndarray
+    code: np.ndarray
+    stroke: np.ndarray  # one id per connected stroke (per slice and class)
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.code)
+
+    @property
+    def slices(self) -> list[int]:
+        return sorted(set(self.z.tolist()))
+
+
+def _strokes(labels2d: np.ndarray, first: int) -> tuple[np.ndarray, int]:
+    """Stroke ids of the nonzero pixels of one slice (8-connected, per class)."""
+    ids = np.zeros(labels2d.shape, np.int64)
+    n = first
+    for code in np.unique(labels2d[labels2d > 0]):
+        lab, k = ndi.label(labels2d == code, structure=np.ones((3, 3), bool))
+        ids[lab > 0] = lab[lab > 0] + n
+        n += k
+    return ids, n
+
+
+def read_scribbles(spec: str | Path, shape: Sequence[int], classes: ClassFile) -> Scribbles:
+    """Scribbles from a folder of slice images named by z (``z0012.tif``) or a label volume.
+
+    Raises
+    ------
+    InputError
+        Another shape than the scan's, a class code not in the class file, a slice index
+        outside the volume, or no labelled voxel at all.
+    """
+    path = Path(spec)
+    parts: list[tuple[int, np.ndarray]] = []
+    if path.is_dir() and not any((path / n).exists() for n in ("zarr.json", ".zarray", ".zgroup")):
+        parts = _slice_images(path, shape)
+    else:
+        with open_volume(spec, labels=True) as vol:
+            if tuple(vol.shape) != tuple(shape):
+                raise InputError(
+                    f"{spec}: scribbles of shape {'x'.join(map(str, vol.shape))}, the scan is "
+                    f"{'x'.join(map(str, shape))}"
+                )
+            step = max(1, 16_000_000 // (shape[1] * shape[2]))
+            for z0 in range(0, shape[0], step):
+                slab = vol.read((slice(z0, min(shape[0], z0 + step)), slice(None), slice(None)))
+                for k in np.flatnonzero(slab.reshape(len(slab), -1).any(1)):
+                    parts.append((z0 + int(k), np.asarray(slab[k])))
+    zs, ys, xs, codes, strokes = [], [], [], [], []
+    n = 0
+    for z, img in parts:
+        classes.check_codes(img, f"{spec} (slice z={z})")
+        ids, n = _strokes(img, n)
+        yy, xx = np.nonzero(img)
+        zs.append(np.full(len(yy), z))
+        ys.append(yy)
+        xs.append(xx)
+        codes.append(img[yy, xx].astype(np.int64))
+        strokes.append(ids[yy, xx])
+    if not codes or sum(len(c) for c in codes) == 0:
+        raise InputError(f"{spec}: no labelled voxel (scribbles use class codes, 0 = unlabelled)")
+    cat = np.concatenate
+    return Scribbles(cat(zs), cat(ys), cat(xs), cat(codes), cat(strokes), str(spec))
+
+
+def _slice_images(folder: Path, shape: Sequence[int]) -> list[tuple[int, np.ndarray]]:
+    import tifffile
+    from PIL import Image
+
+    files = [
+        p
+        for p in folder.iterdir()
+        if p.suffix.lower() in (*TIFF_SUFFIXES, ".png") and re.search(r"\d+", p.stem)
+    ]
+    if not files:
+        raise InputError(
+            f"{folder}: no scribble slices (images named by their z index, e.g. z0012.tif)"
+        )
+    out = []
+    for p in sorted(files, key=lambda q: natural_key(q.name)):
+        z = int(re.findall(r"\d+", p.stem)[-1])
+        try:
+            img = (
+                tifffile.imread(p)
+                if p.suffix.lower() in TIFF_SUFFIXES
+                else np.asarray(Image.open(p))
+            )
+        except Exception as exc:
+            raise InputError(f"{p}: unreadable scribble image ({exc})") from exc
+        if img.ndim != 2 or img.shape != tuple(shape[1:]):
+            raise InputError(
+                f"{p}: scribble slice of shape {'x'.join(map(str, img.shape))}, the scan's "
+                f"slices are {shape[1]}x{shape[2]}"
+            )
+        if not 0 <= z < shape[0]:
+            raise InputError(f"{p}: slice index {z} outside the scan (0-{shape[0] - 1})")
+        if np.issubdtype(img.dtype, np.floating) or img.min() < 0:
+            raise InputError(f"{p}: scribbles must be non-negative integer class codes")
+        out.append((z, img))
+    return out
+
+
+@dataclass
+class TrainingSet:
+    """Features of scribbled voxels, with their codes, strokes and raw grey values."""
+
+    features: np.ndarray
+    codes: np.ndarray
+    strokes: np.ndarray
+    grey: np.ndarray
+    names: list[str]
+    sources: list[str] = field(default_factory=list)
+
+
+def scribble_features(
+    volume: Volume,
+    scribbles: Scribbles,
+    config: FeatureConfig,
+    reference: tuple[float, float] | None = None,
+) -> TrainingSet:
+    """Features of every scribbled voxel, computed slice by slice in tiles of :data:`TILE`
+    px with the halo of the features (so they equal those of whole-volume inference)."""
+    reference = reference or sample_reference(volume)
+    _, height, width = volume.shape
+    feats, codes, strokes, grey = [], [], [], []
+    for z in scribbles.slices:
+        on = scribbles.z == z
+        ys, xs = scribbles.y[on], scribbles.x[on]
+        for y0 in range(0, height, TILE):
+            for x0 in range(0, width, TILE):
+                here = (ys >= y0) & (ys < y0 + TILE) & (xs >= x0) & (xs < x0 + TILE)
+                if not here.any():
+                    continue
+                region = (
+                    slice(z, z + 1),
+                    slice(y0, min(height, y0 + TILE)),
+                    slice(x0, min(width, x0 + TILE)),
+                )
+                f = block_features(volume, region, config, reference)
+                feats.append(f[:, 0, ys[here] - y0, xs[here] - x0].T)
+                grey.append(f[0, 0, ys[here] - y0, xs[here] - x0])
+                codes.append(scribbles.code[on][here])
+                strokes.append(scribbles.stroke[on][here])
+    return TrainingSet(
+        np.concatenate(feats).astype(np.float32),
+        np.concatenate(codes),
+        np.concatenate(strokes),
+        np.concatenate(grey),
+        config.names(),
+        [scribbles.source],
+    )
+
+
+def merge(sets: Sequence[TrainingSet]) -> TrainingSet:
+    """One training set from several scans (stroke ids kept distinct)."""
+    offset, strokes = 0, []
+    for s in sets:
+        strokes.append(s.strokes + offset)
+        offset += int(s.strokes.max(initial=0)) + 1
+    return TrainingSet(
+        np.concatenate([s.features for s in sets]),
+        np.concatenate([s.codes for s in sets]),
+        np.concatenate(strokes),
+        np.concatenate([s.grey for s in sets]),
+        sets[0].names,
+        [src for s in sets for src in s.sources],
+    )
+
+
+def holdout_strokes(codes: np.ndarray, strokes: np.ndarray, share: float, seed: int) -> np.ndarray:
+    """True on the voxels of about ``share`` of each class's strokes (at least one stroke
+    where a class has three or more; none where it has fewer, so it can still be learnt).
+
+    Examples
+    --------
+    >>> codes = np.array([1, 1, 1, 1, 2, 2]); strokes = np.array([0, 1, 2, 3, 4, 4])
+    >>> int(holdout_strokes(codes, strokes, 0.25, 0).sum())
+    1
+    """
+    rng = np.random.default_rng(seed)
+    held = np.zeros(len(codes), bool)
+    if share <= 0:
+        return held
+    for code in np.unique(codes):
+        ids = np.unique(strokes[codes == code])
+        if len(ids) < 3:
+            continue
+        k = max(1, round(share * len(ids)))
+        held |= np.isin(strokes, rng.choice(ids, k, replace=False)) & (codes == code)
+    return held
+
+
+def _balanced_subset(codes: np.ndarray, cap: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    keep = []
+    for code in np.unique(codes):
+        idx = np.flatnonzero(codes == code)
+        keep.append(idx if len(idx) <= cap else rng.choice(idx, cap, replace=False))
+    return np.sort(np.concatenate(keep))
+
+
+def _new_forest(config: ForestConfig):
+    from sklearn.ensemble import RandomForestClassifier
+
+    return RandomForestClassifier(
+        n_estimators=config.trees,
+        min_samples_leaf=config.min_samples_leaf,
+        class_weight="balanced",
+        n_jobs=config.jobs,
+        random_state=config.seed,
+    )
+
+
+@dataclass
+class FittedForest:
+    """A forest with what is needed to apply it to any scan."""
+
+    forest: object
+    features: FeatureConfig
+    classes: ClassFile
+    scores: pd.DataFrame | None = None
+    importance: pd.DataFrame | None = None
+    trained_on: list[str] = field(default_factory=list)
+
+    @property
+    def codes(self) -> np.ndarray:
+        return np.asarray(self.forest.classes_)
+
+
+def fit_forest(
+    data: TrainingSet, classes: ClassFile, features: FeatureConfig, config: ForestConfig
+) -> FittedForest:
+    """Score on held-out strokes (forest and threshold baseline), then fit on all strokes.
+
+    Raises
+    ------
+    InputError
+        If fewer than two classes are scribbled.
+    """
+    present = np.unique(data.codes)
+    if len(present) < 2:
+        raise InputError("scribbles name fewer than two classes; paint at least two")
+    names = [classes.classes[classes.codes.index(int(c))].name for c in present]
+    held = holdout_strokes(data.codes, data.strokes, config.holdout, config.seed)
+    scores = None
+    if held.any() and len(np.unique(data.codes[~held])) == len(present):
+        train = np.flatnonzero(~held)
+        train = train[
+            _balanced_subset(data.codes[train], config.max_samples_per_class, config.seed)
+        ]
+        rf = _new_forest(config).fit(data.features[train], data.codes[train])
+        pred = rf.predict(data.features[held])
+        order, cuts = fit_thresholds(data.grey[train], data.codes[train], present)
+        base = apply_thresholds(data.grey[held], order, cuts)
+        forest_scores = scores_from_confusion(confusion(data.codes[held], pred, present), names)
+        base_scores = scores_from_confusion(confusion(data.codes[held], base, present), names)
+        scores = pd.concat(
+            {"forest": forest_scores, "threshold": base_scores}, names=["method", "class"]
+        )
+    keep = _balanced_subset(data.codes, config.max_samples_per_class, config.seed)
+    rf = _new_forest(config).fit(data.features[keep], data.codes[keep])
+    importance = (
+        pd.DataFrame({"feature": data.names, "importance": rf.feature_importances_})
+        .sort_values("importance", ascending=False)
+        .reset_index(drop=True)
+    )
+    return FittedForest(rf, features, classes, scores, importance, list(data.sources))
+
+
+def save_forest(model: FittedForest, path: str | Path) -> None:
+    """Write ``model`` with skops (types restricted on load), atomically."""
+    import sklearn
+    import skops.io as sio
+
+    from olmap.io.outputs import atomic_path
+
+    payload = {
+        "kind": FOREST_KIND,
+        "olmap": __version__,
+        "sklearn": sklearn.__version__,
+        "forest": model.forest,
+        "features": model.features.model_dump(mode="json"),
+        "classes": model.classes.model_dump(mode="json"),
+        "trained_on": list(model.trained_on),
+    }
+    with atomic_path(path, overwrite=True) as tmp:
+        sio.dump(payload, tmp)
+
+
+def load_forest(path: str | Path) -> FittedForest:
+    """Read a forest saved by :func:`save_forest`.
+
+    Raises
+    ------
+    InputError
+        A file that is not an olmap forest (not a skops file, other types than a forest's,
+        another kind), or one made by another major.minor scikit-learn version (its trees may
+        not load the same way).
+    """
+    import zipfile
+
+    import sklearn
+    import skops.io as sio
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such forest file")
+    try:
+        untrusted = sio.get_untrusted_types(file=path)
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise InputError(f"{path}: not an olmap forest (skops) file ({exc})") from exc
+    foreign = sorted(set(untrusted) - set(TRUSTED_TYPES))
+    if foreign:
+        raise InputError(
+            f"{path}: refused, it holds types an olmap forest never has: {foreign[:3]}"
+        )
+    try:
+        payload = sio.load(path, trusted=list(untrusted))
+    except Exception as exc:
+        raise InputError(f"{path}: unreadable forest file ({exc})") from exc
+    if not isinstance(payload, dict) or payload.get("kind") != FOREST_KIND:
+        raise InputError(f"{path}: not an olmap forest file")
+    made, here = payload.get("sklearn", "?"), sklearn.__version__
+    if made.split(".")[:2] != here.split(".")[:2]:
+        raise InputError(
+            f"{path}: made with scikit-learn {made}, this is {here}; retrain it here "
+            "(olmap ct label --save-model)"
+        )
+    return FittedForest(
+        payload["forest"],
+        FeatureConfig.model_validate(payload["features"]),
+        ClassFile.model_validate(payload["classes"]),
+        trained_on=list(payload.get("trained_on", [])),
+    )

@@ -1,0 +1,302 @@
+"""``olmap ct label``: a random forest over whole volumes, block by block, resumable.
+
+Each block's features are computed from a read padded by their reach
+(:func:`olmap.ct.features.feature_reach`), so block borders change nothing: the labels equal
+those of the whole volume at once (the tests check it). Blocks go through the streaming engine
+(:func:`olmap.stream.run_blocks`): bounded memory, a checkpoint, Ctrl-C at a block boundary,
+Dask workers with ``dask``. Outputs are OME-Zarr (labels with class names and colours; per-class
+probabilities as uint8 ``round(255 p)`` on a channel axis) or a multi-page TIFF of the labels.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from olmap import __version__
+from olmap.ct.features import block_features, feature_reach, sample_reference
+from olmap.ct.forest import FittedForest
+from olmap.ct.metrics import confusion, scores_from_confusion
+from olmap.errors import InputError
+from olmap.io.omezarr import DEFAULT_CHUNKS, create_ome_zarr, write_multipage_tiff, write_pyramid
+from olmap.io.outputs import MARKER, claim_outputs, commit, partial_name
+from olmap.io.resume import progress_path
+from olmap.io.volume import open_volume, volume_stamp
+from olmap.stream import BlockGrid, BlockJob, ZarrSink, run_blocks
+
+log = logging.getLogger(__name__)
+#: Rows of features the forest classifies at once (bounds the forest's working memory).
+PREDICT_ROWS = 1 << 18
+
+
+def default_block(shape: Sequence[int], dims: str) -> tuple[int, int, int]:
+    """Blocks of about 3 million voxels: (48, 256, 256), or whole slices for 2D features."""
+    z, y, x = shape
+    if dims == "2d":
+        rows = max(1, min(y, 3_000_000 // (16 * x)))
+        return (min(z, 16), rows, x)
+    return (min(z, 48), min(y, 256), min(x, 256))
+
+
+@dataclass
+class VolumeSpec:
+    """How to open a volume (picklable: Dask workers open it themselves)."""
+
+    path: str
+    shape: tuple[int, int, int] | None = None
+    dtype: str | None = None
+    voxel_size_um: float | None = None
+
+    def open(self, labels: bool = False):
+        return open_volume(
+            self.path,
+            shape=self.shape,
+            dtype=self.dtype,
+            voxel_size_um=self.voxel_size_um,
+            labels=labels,
+        )
+
+
+class BlockLabeller:
+    """``compute`` of the labelling job: features + forest on one block (picklable)."""
+
+    def __init__(self, spec: VolumeSpec, model: FittedForest, reference: tuple[float, float]):
+        self.spec, self.model, self.reference = spec, model, reference
+        self._volume = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_volume": None}
+
+    def __call__(self, block) -> tuple[np.ndarray, np.ndarray]:
+        if self._volume is None:
+            self._volume = self.spec.open()
+        feats = block_features(self._volume, block.inner, self.model.features, self.reference)
+        rows = feats.reshape(len(feats), -1).T
+        prob = np.empty((rows.shape[0], len(self.model.codes)), np.float32)
+        for r0 in range(0, rows.shape[0], PREDICT_ROWS):
+            prob[r0 : r0 + PREDICT_ROWS] = self.model.forest.predict_proba(
+                rows[r0 : r0 + PREDICT_ROWS]
+            )
+        labels = self.model.codes.astype(np.uint8)[prob.argmax(1)].reshape(block.shape)
+        prob8 = np.rint(prob.T * 255).astype(np.uint8).reshape(-1, *block.shape)
+        return labels, prob8
+
+
+@dataclass
+class LabelResult:
+    """What :func:`label_volume` wrote and measured."""
+
+    labels_path: Path
+    prob_path: Path | None
+    voxels: int
+    class_voxels: dict[str, int]
+    blocks: int
+    resumed_blocks: int
+    seconds: float
+    truth_scores: pd.DataFrame | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def label_volume(
+    model: FittedForest,
+    volume: VolumeSpec,
+    out: str | Path,
+    *,
+    out_prob: str | Path | None = None,
+    fmt: str = "zarr",
+    block: Sequence[int] | None = None,
+    truth: str | Path | None = None,
+    dask: str | None = None,
+    workers: int = 1,
+    overwrite: bool = False,
+    progress: Callable[[int], None] | None = None,
+    inputs: Sequence[str | Path] = (),
+) -> LabelResult:
+    """Label every voxel of ``volume`` with ``model``; write labels (and probabilities).
+
+    Parameters
+    ----------
+    model : FittedForest
+    volume : VolumeSpec
+    out : path-like
+        Label volume: OME-Zarr folder (``fmt="zarr"``) or multi-page TIFF (``"tiff"``).
+    out_prob : path-like, optional
+        Per-class probabilities (OME-Zarr, axes c, z, y, x; uint8 ``round(255 p)``).
+    block : (z, y, x), optional
+        Block shape (default :func:`default_block`); memory grows with it, not the volume.
+    truth : path-like, optional
+        A label volume to score the labels against (voxels with truth 0 are not scored).
+    dask : str, optional
+        Dask scheduler address or ``local:N``.
+    workers : int
+        Blocks computed at once in threads (without ``dask``); memory grows with it.
+    inputs : sequence of path-like
+        More inputs the outputs must not overwrite (scribbles, the forest file).
+
+    Raises
+    ------
+    InputError
+        Unreadable volume, a truth of another shape, bad block shape.
+    RunInterrupted
+        On Ctrl-C, after saving the finished blocks; the same command resumes.
+    """
+    if fmt not in ("zarr", "tiff"):
+        raise InputError(f"--format {fmt}: expected zarr or tiff")
+    out = Path(out)
+    with volume.open() as vol:
+        shape, voxel = vol.shape, vol.voxel_size_um
+        reference = sample_reference(vol)
+        src_stamp = volume_stamp(volume.path)
+    block = tuple(block) if block else default_block(shape, model.features.dims)
+    if len(block) != 3 or min(block) < 1:
+        raise InputError(f"--block {block}: expected three positive sizes Z,Y,X")
+    grid = BlockGrid(shape, block)
+    classes = model.classes
+    codes = [int(c) for c in model.codes]
+    names = [classes.classes[classes.codes.index(c)].name for c in codes]
+    truth_vol = None
+    if truth is not None:
+        truth_vol = open_volume(truth, labels=True)
+        if tuple(truth_vol.shape) != tuple(shape):
+            truth_vol.close()
+            raise InputError(f"{truth}: truth of shape {truth_vol.shape}, the scan is {shape}")
+    outputs = [out, out_prob]
+    with claim_outputs(
+        outputs, inputs=[volume.path.split(".h5:")[0], *inputs], overwrite=overwrite
+    ):
+        zarr_tmp = partial_name(out) if fmt == "zarr" else partial_name(out.with_suffix(".zarr"))
+        prob_tmp = partial_name(out_prob) if out_prob is not None else None
+        checkpoint = progress_path(out)
+        fingerprint = json.dumps(
+            {
+                "olmap": __version__,
+                "volume": [volume.path, *src_stamp],
+                "model": [repr(model.forest.get_params()), model.features.model_dump(), codes],
+                "trees": _tree_digest(model),
+                "block": block,
+                "reference": reference,
+                "out": [str(out.resolve()), str(out_prob)],
+            },
+            sort_keys=True,
+        )
+        fresh = not checkpoint.exists()
+        if fresh or not zarr_tmp.exists() or (prob_tmp is not None and not prob_tmp.exists()):
+            checkpoint.unlink(missing_ok=True)
+            chunks = tuple(
+                min(c, b * max(1, c // b)) for c, b in zip(DEFAULT_CHUNKS, block, strict=True)
+            )
+            create_ome_zarr(
+                zarr_tmp,
+                shape,
+                np.uint8,
+                voxel_size_um=voxel,
+                name=out.stem,
+                chunks=chunks,
+                classes=classes.metadata(),
+                extra={"source": volume.path, "software": f"olmap {__version__}"},
+            )
+            if prob_tmp is not None:
+                create_ome_zarr(
+                    prob_tmp,
+                    (len(codes), *shape),
+                    np.uint8,
+                    voxel_size_um=voxel,
+                    name=f"{out.stem} probabilities",
+                    chunks=chunks,
+                    channels=names,
+                    extra={"probability_scale": 255, "codes": codes},
+                )
+        for folder in (zarr_tmp, prob_tmp):
+            if folder is not None:  # lets --overwrite replace it later (olmap wrote it)
+                (folder / MARKER).write_text("written by olmap; `--overwrite` may replace it\n")
+        import zarr
+
+        label_sink = ZarrSink(zarr.open_array(str(zarr_tmp / "0"), mode="r+"))
+        prob_sink = ZarrSink(zarr.open_array(str(prob_tmp / "0"), mode="r+")) if prob_tmp else None
+        counts = np.zeros((len(grid), 256), np.int64)
+        conf = np.zeros((len(grid), len(codes), len(codes) + 1), np.int64)
+
+        def write(block, result) -> None:
+            labels, prob = result
+            label_sink.write(block.inner, labels)
+            if prob_sink is not None:
+                prob_sink.write(block.inner, prob)
+            counts[block.index] = np.bincount(labels.ravel(), minlength=256)
+            if truth_vol is not None:
+                conf[block.index] = confusion(truth_vol.read(block.inner), labels, codes)
+
+        def finish() -> None:
+            write_pyramid(zarr_tmp, labels=True)
+            pairs = []
+            if fmt == "tiff":
+                tif_tmp = partial_name(out)
+                with open_volume(zarr_tmp, labels=True) as labels_vol:
+                    write_multipage_tiff(labels_vol, tif_tmp, voxel_size_um=voxel)
+                pairs.append((tif_tmp, out))
+            else:
+                pairs.append((zarr_tmp, out))
+            if prob_tmp is not None:
+                pairs.append((prob_tmp, Path(out_prob)))
+            commit(pairs)
+            if fmt == "tiff":
+                import shutil
+
+                shutil.rmtree(zarr_tmp, ignore_errors=True)
+
+        compute = BlockLabeller(volume, model, reference)
+        job = BlockJob(grid, compute, write, str(out), state={"counts": counts, "conf": conf})
+        t0 = time.perf_counter()
+        try:
+            stats = run_blocks(
+                job,
+                checkpoint=checkpoint,
+                fingerprint=fingerprint,
+                dask=dask,
+                progress=progress,
+                finish=finish,
+                workers=workers,
+            )
+        finally:
+            if truth_vol is not None:
+                truth_vol.close()
+        seconds = time.perf_counter() - t0
+    total = counts.sum(0)
+    scores = scores_from_confusion(conf.sum(0), names) if truth is not None else None
+    return LabelResult(
+        labels_path=out,
+        prob_path=Path(out_prob) if out_prob is not None else None,
+        voxels=int(np.prod(shape)),
+        class_voxels={n: int(total[c]) for n, c in zip(names, codes, strict=True)},
+        blocks=stats.blocks,
+        resumed_blocks=stats.resumed,
+        seconds=seconds,
+        truth_scores=scores,
+        settings={
+            "block": list(block),
+            "reference": list(reference),
+            "features": model.features.model_dump(),
+            "halo": feature_reach(model.features),
+            "dask": dask,
+            "workers": workers,
+        },
+    )
+
+
+def _tree_digest(model: FittedForest) -> str:
+    """A digest of the fitted trees (two forests with the same settings differ by their data)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for est in model.forest.estimators_:
+        tree = est.tree_
+        h.update(tree.threshold.tobytes())
+        h.update(tree.feature.tobytes())
+    return h.hexdigest()[:16]
