@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
@@ -188,6 +189,21 @@ def label(
     workers: Annotated[
         int, typer.Option("--workers", min=1, max=64, help="Blocks at once (threads).")
     ] = 2,
+    autocontext: Annotated[
+        bool,
+        typer.Option(
+            "--autocontext/--no-autocontext",
+            help="A second forest that also reads the first one's smoothed probabilities.",
+        ),
+    ] = True,
+    priors: Annotated[
+        str,
+        typer.Option(
+            "--priors",
+            help="volume: correct the balanced forest to the scan's own class proportions "
+            "(EM on a sample); uniform: as trained.",
+        ),
+    ] = "volume",
     voxel_size: VoxelSize = None,
     shape: Shape = None,
     dtype: Dtype = None,
@@ -211,12 +227,10 @@ def label(
     from olmap.ct.features import FeatureConfig
     from olmap.ct.forest import (
         ForestConfig,
-        fit_forest,
         load_forest,
-        merge,
         read_scribbles,
         save_forest,
-        scribble_features,
+        train_forest,
     )
     from olmap.ct.label import label_volume
     from olmap.errors import InputError
@@ -257,17 +271,23 @@ def label(
             ) from exc
         if save_model is not None:
             check_writable(save_model, overwrite=overwrite)
-        sets = []
-        with progress_bar("scribble features", total=len(specs), unit="scans") as advance:
+        with ExitStack() as stack:
+            pairs = []
             for spec, scrib in zip(specs, scribbles, strict=True):
-                with spec.open() as vol:
-                    s = read_scribbles(scrib, vol.shape, class_file)
-                    sets.append(scribble_features(vol, s, fcfg))
-                advance(1)
-        data = merge(sets)
-        fitted = fit_forest(data, class_file, fcfg, ForestConfig(trees=trees, seed=seed))
+                vol = stack.enter_context(spec.open())
+                pairs.append((vol, read_scribbles(scrib, vol.shape, class_file)))
+            n_px = sum(len(s) for _, s in pairs)
+            with progress_bar("training the forest", total=None):
+                fitted = train_forest(
+                    pairs,
+                    class_file,
+                    fcfg,
+                    ForestConfig(trees=trees, seed=seed),
+                    autocontext=autocontext,
+                )
+        stages = "two stages (auto-context)" if autocontext else "one stage"
         stdout.print(
-            f"forest: {trees} trees on {len(data.codes):,} scribbled voxels of {len(specs)} scan(s)"
+            f"forest: {trees} trees, {stages}, on {n_px:,} scribbled voxels of {len(specs)} scan(s)"
         )
         if fitted.scores is not None:
             stdout.print(
@@ -293,6 +313,7 @@ def label(
             truth=truth,
             dask=dask,
             workers=workers,
+            priors=priors,
             overwrite=overwrite,
             progress=lambda n: advance(n / 1e6),
             inputs=[*scribbles, *([model] if model else [])],

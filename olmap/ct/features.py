@@ -124,7 +124,7 @@ def compute_features(
     >>> vol = np.random.default_rng(0).random((4, 16, 16)).astype(np.float32)
     >>> f = compute_features(vol, FeatureConfig(sigmas=(1.0,)), (0.0, 1.0))
     >>> f.shape, f.dtype
-    ((10, 4, 16, 16), dtype('float32'))
+    ((8, 4, 16, 16), dtype('float32'))
     """
     lo, hi = reference
     image = (np.asarray(grey, np.float32) - np.float32(lo)) / np.float32(hi - lo)

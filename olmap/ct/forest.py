@@ -23,7 +23,13 @@ from scipy import ndimage as ndi
 
 from olmap import __version__
 from olmap.ct.classes import ClassFile
-from olmap.ct.features import FeatureConfig, block_features, sample_reference
+from olmap.ct.features import (
+    TRUNCATE,
+    FeatureConfig,
+    block_features,
+    feature_reach,
+    sample_reference,
+)
 from olmap.ct.metrics import apply_thresholds, confusion, fit_thresholds, scores_from_confusion
 from olmap.errors import InputError
 from olmap.io.volume import TIFF_SUFFIXES, Volume, natural_key, open_volume
@@ -34,6 +40,8 @@ FOREST_KIND = "olmap-ct-forest"
 TRUSTED_TYPES = ("sklearn.tree._tree.Tree",)
 #: Inner tile (y, x) of the scribbled slices whose features are computed at once.
 TILE = 512
+#: Rows of features the forest classifies at once (bounds the forest's working memory).
+PREDICT_ROWS = 1 << 18
 
 
 class ForestConfig(BaseModel):
@@ -175,9 +183,13 @@ def scribble_features(
     scribbles: Scribbles,
     config: FeatureConfig,
     reference: tuple[float, float] | None = None,
+    *,
+    model: FittedForest | None = None,
+    stage1=None,
 ) -> TrainingSet:
     """Features of every scribbled voxel, computed slice by slice in tiles of :data:`TILE`
-    px with the halo of the features (so they equal those of whole-volume inference)."""
+    px with the halo of the features (so they equal those of whole-volume inference); with
+    ``model`` and ``stage1``, the auto-context features of :func:`region_features`."""
     reference = reference or sample_reference(volume)
     _, height, width = volume.shape
     feats, codes, strokes, grey = [], [], [], []
@@ -194,7 +206,10 @@ def scribble_features(
                     slice(y0, min(height, y0 + TILE)),
                     slice(x0, min(width, x0 + TILE)),
                 )
-                f = block_features(volume, region, config, reference)
+                if stage1 is not None:
+                    f = region_features(volume, region, model, reference, stage1=stage1)
+                else:
+                    f = block_features(volume, region, config, reference)
                 feats.append(f[:, 0, ys[here] - y0, xs[here] - x0].T)
                 grey.append(f[0, 0, ys[here] - y0, xs[here] - x0])
                 codes.append(scribbles.code[on][here])
@@ -269,9 +284,26 @@ def _new_forest(config: ForestConfig):
     )
 
 
+#: Scales (px, in-plane) at which stage-1 probabilities are smoothed for the auto-context stage.
+CONTEXT_SIGMAS = (1.0, 3.0)
+
+
+def context_reach() -> int:
+    """In-plane reach (px) of the auto-context features."""
+    return int(TRUNCATE * max(CONTEXT_SIGMAS) + 0.5)
+
+
 @dataclass
 class FittedForest:
-    """A forest with what is needed to apply it to any scan."""
+    """A forest (and its auto-context stage) with what is needed to apply it to any scan.
+
+    Auto-context (as ilastik's autocontext workflow): a second forest sees, beside the
+    features, the first forest's class probabilities smoothed in the slice plane at
+    :data:`CONTEXT_SIGMAS`. A voxel of intermediate grey on the boundary between a dark and
+    a bright phase then reads as that boundary (dark and bright probabilities around it), not
+    as a third phase of intermediate grey (clay in sandstone, gypsum between pores and
+    bassanite), which the first forest, trained on strokes inside regions, cannot tell apart.
+    """
 
     forest: object
     features: FeatureConfig
@@ -279,50 +311,152 @@ class FittedForest:
     scores: pd.DataFrame | None = None
     importance: pd.DataFrame | None = None
     trained_on: list[str] = field(default_factory=list)
+    context: object | None = None
 
     @property
     def codes(self) -> np.ndarray:
         return np.asarray(self.forest.classes_)
 
+    @property
+    def reach(self) -> tuple[int, int, int]:
+        """Halo (z, y, x) of the grey read around a block."""
+        f = feature_reach(self.features)
+        fz = 0 if self.features.dims == "2d" else f
+        c = context_reach() if self.context is not None else 0
+        return (fz, f + c, f + c)
 
-def fit_forest(
-    data: TrainingSet, classes: ClassFile, features: FeatureConfig, config: ForestConfig
+
+def _predict(forest, feats: np.ndarray) -> np.ndarray:
+    """Class probabilities ``(k, *shape)`` of features ``(n_features, *shape)``."""
+    rows = feats.reshape(len(feats), -1).T
+    prob = np.empty((rows.shape[0], len(forest.classes_)), np.float32)
+    for r0 in range(0, rows.shape[0], PREDICT_ROWS):
+        prob[r0 : r0 + PREDICT_ROWS] = forest.predict_proba(rows[r0 : r0 + PREDICT_ROWS])
+    return prob.T.reshape(-1, *feats.shape[1:])
+
+
+def _context(prob: np.ndarray) -> np.ndarray:
+    """Stage-1 probabilities ``(k, z, y, x)`` smoothed per slice at each context scale."""
+    return np.concatenate(
+        [ndi.gaussian_filter(prob, (0, 0, s, s), truncate=TRUNCATE) for s in CONTEXT_SIGMAS]
+    )
+
+
+def region_features(
+    volume: Volume,
+    region: Sequence[slice],
+    model: FittedForest,
+    reference: tuple[float, float],
+    *,
+    stage1=None,
+) -> np.ndarray:
+    """The features the final forest reads for ``region``: the filter bank, plus with
+    auto-context the smoothed probabilities of ``stage1`` (default ``model.forest``)."""
+    if model.context is None and stage1 is None:
+        return block_features(volume, region, model.features, reference)
+    c = context_reach()
+    grown, crop = [region[0]], [slice(0, region[0].stop - region[0].start)]
+    for s, n in zip(region[1:], volume.shape[1:], strict=True):
+        g0, g1 = max(0, s.start - c), min(n, s.stop + c)
+        grown.append(slice(g0, g1))
+        crop.append(slice(s.start - g0, s.stop - g0))
+    crop = tuple(crop)
+    feats = block_features(volume, tuple(grown), model.features, reference)
+    ctx = _context(_predict(stage1 if stage1 is not None else model.forest, feats))
+    return np.concatenate([feats[(slice(None), *crop)], ctx[(slice(None), *crop)]])
+
+
+def predict_region(
+    volume: Volume,
+    region: Sequence[slice],
+    model: FittedForest,
+    reference: tuple[float, float],
+) -> np.ndarray:
+    """Class probabilities ``(k, *region shape)`` of the final stage over ``region``."""
+    feats = region_features(volume, region, model, reference)
+    return _predict(model.context if model.context is not None else model.forest, feats)
+
+
+def _fit(features: np.ndarray, codes: np.ndarray, config: ForestConfig):
+    keep = _balanced_subset(codes, config.max_samples_per_class, config.seed)
+    return _new_forest(config).fit(features[keep], codes[keep])
+
+
+def _context_rows(refs, stage1, shell: FittedForest) -> np.ndarray:
+    """Auto-context features (of ``stage1``) of every scribbled voxel, in training order."""
+    n_ctx = len(CONTEXT_SIGMAS) * len(stage1.classes_)
+    rows = [
+        scribble_features(vol, s, shell.features, ref, model=shell, stage1=stage1).features[
+            :, -n_ctx:
+        ]
+        for vol, s, ref in refs
+    ]
+    return np.concatenate(rows)
+
+
+def train_forest(
+    pairs: Sequence[tuple[Volume, Scribbles]],
+    classes: ClassFile,
+    features: FeatureConfig,
+    config: ForestConfig,
+    *,
+    autocontext: bool = True,
 ) -> FittedForest:
-    """Score on held-out strokes (forest and threshold baseline), then fit on all strokes.
+    """The forest of scribbles on one or more scans, scored on held-out strokes first.
+
+    The scores table compares, on strokes held out of every fit: the final model
+    (``forest``), the first stage alone when auto-context is on (``forest-1-stage``) and the
+    global grey threshold fitted on the same training strokes (``threshold``).
 
     Raises
     ------
     InputError
         If fewer than two classes are scribbled.
     """
+    refs = [(vol, s, sample_reference(vol)) for vol, s in pairs]
+    data = merge([scribble_features(v, s, features, r) for v, s, r in refs])
     present = np.unique(data.codes)
     if len(present) < 2:
         raise InputError("scribbles name fewer than two classes; paint at least two")
     names = [classes.classes[classes.codes.index(int(c))].name for c in present]
+    shell = FittedForest(None, features, classes)
     held = holdout_strokes(data.codes, data.strokes, config.holdout, config.seed)
     scores = None
     if held.any() and len(np.unique(data.codes[~held])) == len(present):
-        train = np.flatnonzero(~held)
-        train = train[
-            _balanced_subset(data.codes[train], config.max_samples_per_class, config.seed)
-        ]
-        rf = _new_forest(config).fit(data.features[train], data.codes[train])
-        pred = rf.predict(data.features[held])
+        train = ~held
+        rf1 = _fit(data.features[train], data.codes[train], config)
+        preds = {}
+        if autocontext:
+            x2 = np.hstack([data.features, _context_rows(refs, rf1, shell)])
+            preds["forest"] = _fit(x2[train], data.codes[train], config).predict(x2[held])
+            preds["forest-1-stage"] = rf1.predict(data.features[held])
+        else:
+            preds["forest"] = rf1.predict(data.features[held])
         order, cuts = fit_thresholds(data.grey[train], data.codes[train], present)
-        base = apply_thresholds(data.grey[held], order, cuts)
-        forest_scores = scores_from_confusion(confusion(data.codes[held], pred, present), names)
-        base_scores = scores_from_confusion(confusion(data.codes[held], base, present), names)
+        preds["threshold"] = apply_thresholds(data.grey[held], order, cuts)
         scores = pd.concat(
-            {"forest": forest_scores, "threshold": base_scores}, names=["method", "class"]
+            {
+                k: scores_from_confusion(confusion(data.codes[held], p, present), names)
+                for k, p in preds.items()
+            },
+            names=["method", "class"],
         )
-    keep = _balanced_subset(data.codes, config.max_samples_per_class, config.seed)
-    rf = _new_forest(config).fit(data.features[keep], data.codes[keep])
+    rf1 = _fit(data.features, data.codes, config)
+    feature_names, final, context = list(data.names), rf1, None
+    if autocontext:
+        x2 = np.hstack([data.features, _context_rows(refs, rf1, shell)])
+        context = final = _fit(x2, data.codes, config)
+        feature_names += [
+            f"context_{classes.classes[classes.codes.index(int(c))].name}_{s:g}"
+            for s in CONTEXT_SIGMAS
+            for c in rf1.classes_
+        ]
     importance = (
-        pd.DataFrame({"feature": data.names, "importance": rf.feature_importances_})
+        pd.DataFrame({"feature": feature_names, "importance": final.feature_importances_})
         .sort_values("importance", ascending=False)
         .reset_index(drop=True)
     )
-    return FittedForest(rf, features, classes, scores, importance, list(data.sources))
+    return FittedForest(rf1, features, classes, scores, importance, list(data.sources), context)
 
 
 def save_forest(model: FittedForest, path: str | Path) -> None:
@@ -337,6 +471,7 @@ def save_forest(model: FittedForest, path: str | Path) -> None:
         "olmap": __version__,
         "sklearn": sklearn.__version__,
         "forest": model.forest,
+        "context": model.context,
         "features": model.features.model_dump(mode="json"),
         "classes": model.classes.model_dump(mode="json"),
         "trained_on": list(model.trained_on),
@@ -389,4 +524,61 @@ def load_forest(path: str | Path) -> FittedForest:
         FeatureConfig.model_validate(payload["features"]),
         ClassFile.model_validate(payload["classes"]),
         trained_on=list(payload.get("trained_on", [])),
+        context=payload.get("context"),
     )
+
+
+def adjust_priors(posteriors: np.ndarray, max_iter: int = 200, tol: float = 1e-7) -> np.ndarray:
+    """Class weights that move a balanced classifier's posteriors to the volume's own class
+    proportions, by expectation-maximisation (Saerens, Latinne & Decaestecker 2002).
+
+    The forest is trained class-balanced (people paint about as much of a 3 % phase as of a
+    50 % one), so its posteriors assume equal priors and over-call rare phases. EM estimates
+    the priors ``pi`` of the unlabelled voxels: ``pi <- mean(p w / sum(p w))`` with
+    ``w = pi / pi_train``; the returned ``w`` multiplies the posteriors of every voxel.
+
+    Parameters
+    ----------
+    posteriors : ndarray (n, k)
+        Forest posteriors of a sample of the volume's voxels (trained with equal priors).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> truth = rng.random(20000) < 0.1                      # 10 % of class 1
+    >>> p1 = np.where(truth, rng.uniform(0.5, 1, 20000), rng.uniform(0.0, 0.6, 20000))
+    >>> w = adjust_priors(np.column_stack([1 - p1, p1]))
+    >>> bool(w[1] < w[0])                                  # the rare class is weighed down
+    True
+    """
+    p = np.asarray(posteriors, np.float64)
+    k = p.shape[1]
+    train = np.full(k, 1.0 / k)
+    prior = train.copy()
+    for _ in range(max_iter):
+        w = prior / train
+        q = p * w
+        q /= np.maximum(q.sum(1, keepdims=True), 1e-12)
+        new = q.mean(0)
+        if np.abs(new - prior).max() < tol:
+            prior = new
+            break
+        prior = new
+    return prior / train
+
+
+def sample_posteriors(
+    volume: Volume, model: FittedForest, reference: tuple[float, float], regions: int = 32
+) -> np.ndarray:
+    """Forest posteriors of ``regions`` blocks of 16 x 64 x 64 voxels spread over the volume
+    (for :func:`adjust_priors`; the same cost for any volume size)."""
+    shape = volume.shape
+    side = (min(16, shape[0]), min(64, shape[1]), min(64, shape[2]))
+    rng = np.random.default_rng(0)
+    out = []
+    for _ in range(regions):
+        start = [int(rng.integers(0, n - s + 1)) for n, s in zip(shape, side, strict=True)]
+        region = tuple(slice(a, a + s) for a, s in zip(start, side, strict=True))
+        prob = predict_region(volume, region, model, reference)
+        out.append(prob.reshape(len(prob), -1).T)
+    return np.concatenate(out)

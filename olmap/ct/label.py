@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 
 from olmap import __version__
-from olmap.ct.features import block_features, feature_reach, sample_reference
-from olmap.ct.forest import FittedForest
+from olmap.ct.features import sample_reference
+from olmap.ct.forest import FittedForest, adjust_priors, predict_region, sample_posteriors
 from olmap.ct.metrics import confusion, scores_from_confusion
 from olmap.errors import InputError
 from olmap.io.omezarr import DEFAULT_CHUNKS, create_ome_zarr, write_multipage_tiff, write_pyramid
@@ -33,8 +33,6 @@ from olmap.io.volume import open_volume, volume_stamp
 from olmap.stream import BlockGrid, BlockJob, ZarrSink, run_blocks
 
 log = logging.getLogger(__name__)
-#: Rows of features the forest classifies at once (bounds the forest's working memory).
-PREDICT_ROWS = 1 << 18
 
 
 def default_block(shape: Sequence[int], dims: str) -> tuple[int, int, int]:
@@ -68,8 +66,15 @@ class VolumeSpec:
 class BlockLabeller:
     """``compute`` of the labelling job: features + forest on one block (picklable)."""
 
-    def __init__(self, spec: VolumeSpec, model: FittedForest, reference: tuple[float, float]):
+    def __init__(
+        self,
+        spec: VolumeSpec,
+        model: FittedForest,
+        reference: tuple[float, float],
+        weights: np.ndarray | None = None,
+    ):
         self.spec, self.model, self.reference = spec, model, reference
+        self.weights = None if weights is None else np.asarray(weights, np.float32)
         self._volume = None
 
     def __getstate__(self) -> dict:
@@ -78,13 +83,11 @@ class BlockLabeller:
     def __call__(self, block) -> tuple[np.ndarray, np.ndarray]:
         if self._volume is None:
             self._volume = self.spec.open()
-        feats = block_features(self._volume, block.inner, self.model.features, self.reference)
-        rows = feats.reshape(len(feats), -1).T
-        prob = np.empty((rows.shape[0], len(self.model.codes)), np.float32)
-        for r0 in range(0, rows.shape[0], PREDICT_ROWS):
-            prob[r0 : r0 + PREDICT_ROWS] = self.model.forest.predict_proba(
-                rows[r0 : r0 + PREDICT_ROWS]
-            )
+        prob = predict_region(self._volume, block.inner, self.model, self.reference)
+        prob = prob.reshape(len(prob), -1).T
+        if self.weights is not None:  # the volume's own class proportions (adjust_priors)
+            prob *= self.weights
+            prob /= np.maximum(prob.sum(1, keepdims=True), 1e-12)
         labels = self.model.codes.astype(np.uint8)[prob.argmax(1)].reshape(block.shape)
         prob8 = np.rint(prob.T * 255).astype(np.uint8).reshape(-1, *block.shape)
         return labels, prob8
@@ -116,6 +119,7 @@ def label_volume(
     truth: str | Path | None = None,
     dask: str | None = None,
     workers: int = 1,
+    priors: str = "volume",
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
     inputs: Sequence[str | Path] = (),
@@ -138,6 +142,10 @@ def label_volume(
         Dask scheduler address or ``local:N``.
     workers : int
         Blocks computed at once in threads (without ``dask``); memory grows with it.
+    priors : {"volume", "uniform"}
+        ``volume``: the balanced forest's posteriors are moved to the volume's own class
+        proportions, estimated by EM on a sample (:func:`olmap.ct.forest.adjust_priors`);
+        ``uniform``: used as they are.
     inputs : sequence of path-like
         More inputs the outputs must not overwrite (scribbles, the forest file).
 
@@ -150,11 +158,16 @@ def label_volume(
     """
     if fmt not in ("zarr", "tiff"):
         raise InputError(f"--format {fmt}: expected zarr or tiff")
+    if priors not in ("volume", "uniform"):
+        raise InputError(f"--priors {priors}: expected volume or uniform")
     out = Path(out)
     with volume.open() as vol:
         shape, voxel = vol.shape, vol.voxel_size_um
         reference = sample_reference(vol)
         src_stamp = volume_stamp(volume.path)
+        weights = (
+            adjust_priors(sample_posteriors(vol, model, reference)) if priors == "volume" else None
+        )
     block = tuple(block) if block else default_block(shape, model.features.dims)
     if len(block) != 3 or min(block) < 1:
         raise InputError(f"--block {block}: expected three positive sizes Z,Y,X")
@@ -183,6 +196,7 @@ def label_volume(
                 "trees": _tree_digest(model),
                 "block": block,
                 "reference": reference,
+                "weights": None if weights is None else [round(float(w), 9) for w in weights],
                 "out": [str(out.resolve()), str(out_prob)],
             },
             sort_keys=True,
@@ -251,7 +265,7 @@ def label_volume(
 
                 shutil.rmtree(zarr_tmp, ignore_errors=True)
 
-        compute = BlockLabeller(volume, model, reference)
+        compute = BlockLabeller(volume, model, reference, weights)
         job = BlockJob(grid, compute, write, str(out), state={"counts": counts, "conf": conf})
         t0 = time.perf_counter()
         try:
@@ -282,8 +296,12 @@ def label_volume(
         settings={
             "block": list(block),
             "reference": list(reference),
+            "prior_weights": None
+            if weights is None
+            else dict(zip(names, map(float, weights), strict=True)),
             "features": model.features.model_dump(),
-            "halo": feature_reach(model.features),
+            "halo": list(model.reach),
+            "autocontext": model.context is not None,
             "dask": dask,
             "workers": workers,
         },

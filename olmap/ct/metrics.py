@@ -76,12 +76,10 @@ def scores_from_confusion(m: np.ndarray, names: Sequence[str]) -> pd.DataFrame:
         }
     table = pd.DataFrame.from_dict(rows, orient="index")
     present = table[table.voxels_true > 0]
-    table.loc["mean"] = present.mean(numeric_only=True)
-    table.loc["mean", ["voxels_true", "voxels_predicted"]] = [
-        int(present.voxels_true.sum()),
-        int(present.voxels_predicted.sum()),
-    ]
-    return table
+    mean = present.mean(numeric_only=True).to_dict()  # over the classes present in the truth
+    mean["voxels_true"] = int(present.voxels_true.sum())
+    mean["voxels_predicted"] = int(present.voxels_predicted.sum())
+    return pd.concat([table, pd.DataFrame(mean, index=["mean"])])
 
 
 def fit_thresholds(grey: np.ndarray, labels: np.ndarray, codes: Sequence[int]):

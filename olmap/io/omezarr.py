@@ -262,5 +262,6 @@ def write_multipage_tiff(
             dtype=np.dtype(source.dtype),
             resolution=resolution,
             resolutionunit="CENTIMETER" if voxel_size_um else None,
+            photometric="minisblack",  # never RGB, whatever the width
             metadata=None,
         )
