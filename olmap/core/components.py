@@ -1,4 +1,8 @@
-"""Exact connected-component labelling of gigapixel binary masks in bounded memory.
+"""Exact connected-component labelling of gigapixel masks and volumes in bounded memory.
+
+2D mosaics: :func:`label_components` (statistics) and :func:`write_component_ids` (ids);
+n-D arrays such as CT volumes: :func:`label_nd`. Both give the ids
+:func:`scipy.ndimage.label` gives the whole array.
 
 The mosaic is labelled one chunk at a time (:func:`olmap.core.windows.block_windows`), each chunk
 with :func:`scipy.ndimage.label`, as dask-image's ``ndmeasure.label`` does; chunk-local labels
@@ -429,3 +433,229 @@ def component_pixels(
     if label == 0:
         raise ValueError(f"seed {tuple(seed_rc)} is background in the window")
     return labels == label
+
+
+# --- n-D (volumes) -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class ComponentsND:
+    """Per-component statistics of an n-D labelled mask; index ``i`` is component ``i + 1``.
+
+    Attributes
+    ----------
+    seed : ndarray (n, ndim) of int64
+        First voxel of each component in C order (ids ``1..n`` follow this order, as
+        :func:`scipy.ndimage.label` numbers the whole array).
+    lower, upper : ndarray (n, ndim) of int64
+        Bounding box, end exclusive.
+    size : ndarray of int64
+        Voxels per component.
+    shape : tuple of int
+    connectivity : int
+    """
+
+    seed: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    size: np.ndarray
+    shape: tuple[int, ...]
+    connectivity: int
+
+    def __len__(self) -> int:
+        return len(self.size)
+
+    @property
+    def touches_edge(self) -> np.ndarray:
+        """True where the component reaches a face of the array (it may be cut there)."""
+        return np.any(self.lower == 0, axis=1) | np.any(self.upper == np.array(self.shape), axis=1)
+
+
+def _chunk_positions(shape, chunk):
+    import itertools
+
+    counts = [-(-s // c) for s, c in zip(shape, chunk, strict=True)]
+    return counts, list(itertools.product(*(range(n) for n in counts)))
+
+
+def _chunk_region(pos, shape, chunk):
+    return tuple(
+        slice(p * c, min(s, (p + 1) * c)) for p, c, s in zip(pos, chunk, shape, strict=True)
+    )
+
+
+def label_nd(
+    read: Callable[[tuple[slice, ...]], np.ndarray],
+    shape: tuple[int, ...],
+    chunk: int | tuple[int, ...],
+    *,
+    connectivity: int = 1,
+    write: Callable[[tuple[slice, ...], np.ndarray], None] | None = None,
+    progress: Progress | None = None,
+) -> ComponentsND:
+    """Exact connected components of an n-D mask (a volume) read chunk by chunk.
+
+    Chunks are labelled with :func:`scipy.ndimage.label` in C order; labels that touch across
+    a chunk face (edges and corners too, as ``connectivity`` allows) are joined with a
+    union-find (:func:`scipy.sparse.csgraph.connected_components`). Only the last plane of
+    each chunk along each axis is kept while a later chunk may touch it, so memory is about
+    one chunk plus one plane of the array. With ``write`` a second pass hands each chunk's
+    final ids (uint32; 0 = background) to ``write(region, ids)``.
+
+    Parameters
+    ----------
+    read : callable
+        ``read(region)`` returns the mask over a tuple of slices (nonzero = foreground).
+    shape : tuple of int
+    chunk : int or tuple of int
+    connectivity : int
+        1 (faces) to ``ndim`` (faces, edges and corners), as :func:`scipy.ndimage.label`.
+    write : callable, optional
+    progress : callable, optional
+        ``progress(done, total)`` over both passes.
+
+    Examples
+    --------
+    >>> vol = np.zeros((4, 4, 4), bool)
+    >>> vol[0, 0, 0] = vol[1, 1, 1] = vol[3, 3, 3] = True
+    >>> read = lambda region: vol[region]
+    >>> [len(label_nd(read, vol.shape, 2, connectivity=c)) for c in (1, 3)]
+    [3, 2]
+    """
+    import itertools
+
+    ndim = len(shape)
+    chunk = (chunk,) * ndim if isinstance(chunk, int) else tuple(chunk)
+    if not 1 <= connectivity <= ndim:
+        raise ValueError(f"connectivity must be 1-{ndim}, got {connectivity}")
+    structure = ndi.generate_binary_structure(ndim, connectivity)
+    counts, positions = _chunk_positions(shape, chunk)
+    order = {p: k for k, p in enumerate(positions)}
+    total = len(positions) * (2 if write is not None else 1)
+    offsets, numbers = [], []
+    seeds, lowers, uppers, sizes, pairs = [], [], [], [], []
+    last: dict[tuple[int, tuple[int, ...]], np.ndarray] = {}
+    n = 0
+    strides = np.cumprod((1, *shape[::-1]))[:-1][::-1]
+    for k, pos in enumerate(positions):
+        region = _chunk_region(pos, shape, chunk)
+        labels, m = ndi.label(np.asarray(read(region)) != 0, structure=structure)
+        if labels.shape != tuple(s.stop - s.start for s in region):
+            raise ValueError(f"read returned {labels.shape} for region {region}")
+        labels = labels.astype(np.int64)
+        labels[labels > 0] += n
+        offsets.append(n)
+        numbers.append(m)
+        start = np.array([s.start for s in region])
+        if m:
+            objs = ndi.find_objects(labels - n * (labels > 0))
+            lowers.append(np.array([[s.start for s in o] for o in objs]) + start)
+            uppers.append(np.array([[s.stop for s in o] for o in objs]) + start)
+            flat = labels.ravel()
+            ids, first = np.unique(flat, return_index=True)
+            first = first[ids > 0]
+            local = np.column_stack(np.unravel_index(first, labels.shape))
+            seeds.append(local + start)
+            sizes.append(np.bincount(flat - n * (flat > 0), minlength=m + 1)[1:])
+        for a in range(ndim):
+            if pos[a] > 0:
+                plane = labels[(slice(None),) * a + (0,)]
+                for delta in itertools.product(*([(-1, 0, 1)] * (ndim - a - 1))):
+                    other = (
+                        *pos[:a],
+                        pos[a] - 1,
+                        *(p + d for p, d in zip(pos[a + 1 :], delta, strict=True)),
+                    )
+                    if (a, other) not in last:
+                        continue
+                    oplane = last[(a, other)]
+                    oregion = _chunk_region(other, shape, chunk)
+                    pairs.extend(_plane_contacts(plane, region, oplane, oregion, a, connectivity))
+            last[(a, pos)] = labels[(slice(None),) * a + (-1,)].copy()
+        # planes no later chunk can touch are dropped (memory: about one plane of the array)
+        for key in [key for key in last if _last_user(key, counts, order) < k + 1]:
+            del last[key]
+        n += m
+        if progress is not None:
+            progress(k + 1, total)
+    if n == 0:
+        empty = np.zeros((0, ndim), np.int64)
+        comps = ComponentsND(empty, empty, empty, np.zeros(0, np.int64), tuple(shape), connectivity)
+    else:
+        seed = np.concatenate(seeds)
+        edges = np.array(pairs, np.int64).reshape(-1, 2) - 1
+        graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n))
+        _, group = connected_components(graph, directed=False)
+        flat_seed = seed @ strides
+        first_of_group = np.full(group.max() + 1, np.iinfo(np.int64).max)
+        np.minimum.at(first_of_group, group, flat_seed)
+        rank = np.empty_like(first_of_group)
+        rank[np.argsort(first_of_group)] = np.arange(len(first_of_group))
+        final = rank[group]  # 0-based final id of each provisional label
+        g = len(first_of_group)
+        lower = np.full((g, ndim), np.iinfo(np.int64).max)
+        upper = np.zeros((g, ndim), np.int64)
+        np.minimum.at(lower, final, np.concatenate(lowers))
+        np.maximum.at(upper, final, np.concatenate(uppers))
+        size = np.bincount(final, weights=np.concatenate(sizes), minlength=g).astype(np.int64)
+        seed_out = np.column_stack(np.unravel_index(np.sort(first_of_group), shape))
+        comps = ComponentsND(seed_out, lower, upper, size, tuple(shape), connectivity)
+    if write is not None:
+        lookup_all = (
+            np.concatenate([[0], (final + 1).astype(np.uint32)]) if n else np.zeros(1, np.uint32)
+        )
+        for k, pos in enumerate(positions):
+            region = _chunk_region(pos, shape, chunk)
+            labels, m = ndi.label(np.asarray(read(region)) != 0, structure=structure)
+            if m != numbers[k]:
+                raise ValueError(f"read returned a different mask in the second pass at {region}")
+            local = np.concatenate([[0], lookup_all[offsets[k] + 1 : offsets[k] + m + 1]]).astype(
+                np.uint32
+            )
+            write(region, local[labels])
+            if progress is not None:
+                progress(len(positions) + k + 1, total)
+    return comps
+
+
+def _last_user(key, counts, order) -> int:
+    """C-order index of the last chunk that may compare with plane ``key = (axis, pos)``."""
+    a, pos = key
+    user = list(pos)
+    user[a] += 1
+    if user[a] >= counts[a]:
+        return -1  # no chunk after it along this axis
+    for b in range(a + 1, len(pos)):
+        user[b] = min(counts[b] - 1, pos[b] + 1)
+    return order[tuple(user)]
+
+
+def _plane_contacts(plane, region, oplane, oregion, axis, connectivity):
+    """Label pairs touching across the face between ``plane`` (first plane of a chunk along
+    ``axis``) and ``oplane`` (last plane of an earlier chunk)."""
+    import itertools
+
+    ndim = len(region)
+    inplane = [b for b in range(ndim) if b != axis]
+    out = []
+    for d in itertools.product((-1, 0, 1), repeat=ndim - 1):
+        if 1 + sum(x != 0 for x in d) > connectivity:
+            continue
+        sl_a, sl_b = [], []
+        ok = True
+        for b, db in zip(inplane, d, strict=True):
+            # voxel u in plane (global g) touches v = g + db in oplane
+            lo = max(region[b].start, oregion[b].start - db)
+            hi = min(region[b].stop, oregion[b].stop - db)
+            if hi <= lo:
+                ok = False
+                break
+            sl_a.append(slice(lo - region[b].start, hi - region[b].start))
+            sl_b.append(slice(lo + db - oregion[b].start, hi + db - oregion[b].start))
+        if not ok:
+            continue
+        a_lab, b_lab = plane[tuple(sl_a)], oplane[tuple(sl_b)]
+        both = (a_lab > 0) & (b_lab > 0)
+        if both.any():
+            out.extend(np.unique(np.column_stack([a_lab[both], b_lab[both]]), axis=0).tolist())
+    return out

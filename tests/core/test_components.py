@@ -197,3 +197,36 @@ def test_existing_output_needs_overwrite(tmp_path: Path) -> None:
 def test_wrong_read_shape() -> None:
     with pytest.raises(ValueError, match="shape"):
         label_components(lambda w: np.ones((2, 2), bool), 4, 4, chunk=3)
+
+
+@pytest.mark.parametrize("connectivity", [1, 2, 3])
+def test_label_nd_equals_whole_volume_labels(connectivity):
+    from scipy import ndimage as ndi
+
+    from olmap.core.components import label_nd
+
+    rng = np.random.default_rng(connectivity)
+    for _ in range(12):
+        shape = tuple(int(s) for s in rng.integers(3, 14, 3))
+        vol = rng.random(shape) < rng.uniform(0.2, 0.6)
+        chunk = tuple(int(c) for c in rng.integers(1, 7, 3))
+        ref, n = ndi.label(vol, ndi.generate_binary_structure(3, connectivity))
+        out = np.zeros(shape, np.uint32)
+
+        def write(region, ids, out=out):
+            out[region] = ids
+
+        comps = label_nd(
+            lambda r, v=vol: v[r], shape, chunk, connectivity=connectivity, write=write
+        )
+        assert len(comps) == n and np.array_equal(out, ref)
+        assert np.array_equal(comps.size, np.bincount(ref.ravel())[1:])
+        boxes = ndi.find_objects(ref)
+        assert [tuple(map(int, b)) for b in comps.lower] == [
+            tuple(s.start for s in b) for b in boxes
+        ]
+        assert [tuple(map(int, b)) for b in comps.upper] == [
+            tuple(s.stop for s in b) for b in boxes
+        ]
+        firsts = [np.argwhere(ref == i + 1)[0].tolist() for i in range(n)]
+        assert comps.seed.tolist() == firsts
