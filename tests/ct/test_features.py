@@ -20,7 +20,9 @@ def test_block_equals_whole_volume_exactly(dims):
             slice(max(0, s.start - (0 if dims == "2d" and a == 0 else r)), s.stop + r)
             for a, s in enumerate(region)
         )
-        crop = tuple(slice(s.start - p.start, s.stop - p.start) for s, p in zip(region, pad, strict=True))
+        crop = tuple(
+            slice(s.start - p.start, s.stop - p.start) for s, p in zip(region, pad, strict=True)
+        )
         part = compute_features(vol[pad], cfg, (0.0, 1.0), crop)
         assert np.array_equal(part, whole[(slice(None), *region)])
 

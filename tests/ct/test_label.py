@@ -119,7 +119,7 @@ def test_scribble_errors_name_the_file(ct_series, tmp_path):
     with pytest.raises(InputError, match="class code 9 is not in the class file"):
         read_scribbles(tmp_path / "s", (24, 72, 72), CLASSES)
     tifffile.imwrite(tmp_path / "s" / "z0003.tif", np.zeros((70, 72), np.uint8))
-    with pytest.raises(InputError, match="z0003.tif: scribble slice of shape 70x72"):
+    with pytest.raises(InputError, match=r"z0003\.tif: scribble slice of shape 70x72"):
         read_scribbles(tmp_path / "s", (24, 72, 72), CLASSES)
     label_vol = tmp_path / "v.tif"
     tifffile.imwrite(label_vol, np.zeros((3, 72, 72), np.uint8), photometric="minisblack")
