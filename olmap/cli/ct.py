@@ -318,6 +318,7 @@ def label(
             progress=lambda n: advance(n / 1e6),
             inputs=[*scribbles, *([model] if model else [])],
         )
+    preview = _preview(specs[0], result.labels_path, fitted.classes, scribbles[:1], out)
     share = ", ".join(
         f"{k} {100 * v / result.voxels:.1f} %" for k, v in result.class_voxels.items()
     )
@@ -325,11 +326,36 @@ def label(
         f"{result.labels_path}: {result.voxels:,} voxels in {result.seconds:.1f} s "
         f"({result.voxels / max(result.seconds, 1e-9) / 1e6:.2f} Mvox/s); {share}"
     )
+    stdout.print(f"preview: {preview}")
     if result.truth_scores is not None:
         t = result.truth_scores
         stdout.print(_scores_table(f"against {truth}", t))
         with atomic_path(side["truth"], overwrite=True) as tmp:
             t.to_csv(tmp, index_label="class")
+
+
+def _preview(spec, labels_path: Path, classes, scribbles: list[str], out: Path) -> Path:
+    """OUT_preview.png: the middle scribbled slice (else the middle slice) of the labels."""
+    import numpy as np
+
+    from olmap.ct.forest import read_scribbles
+    from olmap.ct.plots import write_slice_figure
+    from olmap.io.volume import open_volume
+
+    with spec.open() as vol:
+        scrib = read_scribbles(scribbles[0], vol.shape, classes) if scribbles else None
+        z = scrib.slices[len(scrib.slices) // 2] if scrib is not None else vol.shape[0] // 2
+        region = (slice(z, z + 1), slice(None), slice(None))
+        grey = vol.read(region)[0]
+    with open_volume(labels_path, labels=True) as lab:
+        labels = lab.read(region)[0]
+    painted = None
+    if scrib is not None:
+        painted = np.zeros(grey.shape, np.uint8)
+        on = scrib.z == z
+        painted[scrib.y[on], scrib.x[on]] = scrib.code[on]
+    path = out.with_name(out.name.split(".")[0] + "_preview.png")
+    return write_slice_figure(grey, labels, classes, path, scribbles=painted, title=f"z = {z}")
 
 
 def _scores_table(title: str, scores):

@@ -8,8 +8,6 @@ multi-scale, edge, texture and neighbourhood features) and seed 001: per scale `
 - ``log``: Laplacian of Gaussian (blobs, thin pores);
 - ``std``: local standard deviation, ``sqrt(G(I²) - G(I)²)`` (neighbourhood texture);
 - ``hess0..``: eigenvalues of the Hessian, largest first (structure texture: plates, tubes);
-- ``min``, ``max``: the smoothed image's minimum and maximum over a cube of ``2 round(sigma)
-  + 1`` voxels (morphological features: the levels that meet around a voxel);
 
 plus the voxel's own grey value. Grey values are first mapped to a reference scale
 (:func:`grey_reference`: robust percentiles of the volume), so that a forest trained on one
@@ -40,9 +38,6 @@ class FeatureConfig(BaseModel):
     sigmas: tuple[float, ...] = Field(default=(1.0, 2.0, 4.0), min_length=1)
     dims: Literal["2d", "3d"] = "3d"
     texture: bool = True  # Hessian eigenvalues
-    #: min and max of the smoothed image around each voxel (seed 000's morphological
-    #: features); off by default: on olmap's series they lowered Dice against the truth.
-    morphology: bool = False
 
     def names(self) -> list[str]:
         """Feature names in the order of :func:`compute_features`' output.
@@ -59,8 +54,6 @@ class FeatureConfig(BaseModel):
             out += [f"gauss_{tag}", f"gradmag_{tag}", f"log_{tag}", f"std_{tag}"]
             if self.texture:
                 out += [f"hess{k}_{tag}" for k in range(n_eig)]
-            if self.morphology:
-                out += [f"min_{tag}", f"max_{tag}"]
         return out
 
 
@@ -72,24 +65,8 @@ def feature_reach(config: FeatureConfig) -> int:
     >>> feature_reach(FeatureConfig(sigmas=(1.0, 4.0)))
     17
     """
-    # Gaussian kernels reach int(truncate * sigma + 0.5); the min/max filters add their
-    # radius; +1 spare.
-    return max(
-        int(TRUNCATE * s + 0.5) + (morphology_radius(s) if config.morphology else 0) + 1
-        for s in config.sigmas
-    )
-
-
-def morphology_radius(sigma: float) -> int:
-    """Half-width (voxels) of the min/max neighbourhood at scale ``sigma``: ``round(sigma)``,
-    at least 1.
-
-    Examples
-    --------
-    >>> morphology_radius(0.7), morphology_radius(4.0)
-    (1, 4)
-    """
-    return max(1, round(sigma))
+    # Gaussian kernels reach int(truncate * sigma + 0.5); +1 spare.
+    return int(TRUNCATE * max(config.sigmas) + 0.5) + 1
 
 
 def grey_reference(sample: np.ndarray, low: float = 0.5, high: float = 99.5) -> tuple[float, float]:
@@ -111,13 +88,15 @@ def compute_features(
     config: FeatureConfig,
     reference: tuple[float, float],
     crop: Sequence[slice] | None = None,
+    extra: int = 0,
 ) -> np.ndarray:
     """Features of the voxels of ``grey[crop]`` (z, y, x), filtered over all of ``grey``:
     array ``(n_features, z, y, x)`` float32.
 
     With ``dims="2d"`` each z slice is filtered on its own (seed 000's 2D labelling);
     with ``"3d"`` the filters are 3D. Only the cropped features are kept, so memory is one
-    filter's output over ``grey`` plus the features of the crop.
+    filter's output over ``grey`` plus the features of the crop. ``extra`` channels are left
+    uninitialised after the features, for a caller's own (auto-context) features.
 
     Examples
     --------
@@ -130,7 +109,7 @@ def compute_features(
     image = (np.asarray(grey, np.float32) - np.float32(lo)) / np.float32(hi - lo)
     crop = tuple(crop) if crop is not None else tuple(slice(0, n) for n in image.shape)
     names = config.names()
-    out = np.empty((len(names), *(s.stop - s.start for s in crop)), np.float32)
+    out = np.empty((len(names) + extra, *(s.stop - s.start for s in crop)), np.float32)
     if config.dims == "2d":
         for k, z in enumerate(range(crop[0].start, crop[0].stop)):
             _bank(image[z], config, out[:, k], crop[1:])
@@ -143,52 +122,48 @@ def _bank(image: np.ndarray, config: FeatureConfig, out: np.ndarray, crop) -> No
     """Fill ``out`` (n_features, *crop shape) with the filter bank of ``image`` (2D or 3D).
 
     Gaussian derivatives are separable: the 1D passes are shared between the smoothing, the
-    gradient and the Hessian (whose trace is the Laplacian of Gaussian), which makes the bank
-    about three times cheaper than calling a filter per feature.
+    gradient and the Hessian (whose trace is the Laplacian of Gaussian), and each pass's
+    output is cropped to the region before the next axis is filtered (later passes never mix
+    positions along an earlier axis), which keeps memory and time to about the region's.
     """
     out[0] = image[crop]
     k = 1
-    squared = image * image
     nd = image.ndim
     for s in config.sigmas:
-        d = _derivatives(image, s)
-        g = d[(0,) * nd][crop]
+        d = _derivatives(image, s, crop)
+        g = d[(0,) * nd]
         out[k] = g
-        grads = [d[tuple(int(i == a) for i in range(nd))][crop] for a in range(nd)]
+        grads = [d[tuple(int(i == a) for i in range(nd))] for a in range(nd)]
         out[k + 1] = np.sqrt(sum(x * x for x in grads))
         hess = {
-            (a, b): d[tuple(int(i == a) + int(i == b) for i in range(nd))][crop]
+            (a, b): d[tuple(int(i == a) + int(i == b) for i in range(nd))]
             for a in range(nd)
             for b in range(a, nd)
         }
         out[k + 2] = sum(hess[(a, a)] for a in range(nd))
-        var = ndi.gaussian_filter(squared, s, truncate=TRUNCATE)[crop] - g * g
-        out[k + 3] = np.sqrt(np.maximum(var, 0))
+        mean_sq = _derivatives(image * image, s, crop, max_order=0)[(0,) * nd]
+        out[k + 3] = np.sqrt(np.maximum(mean_sq - g * g, 0))
         k += 4
         if config.texture:
             out[k : k + nd] = symmetric_eigenvalues(hess, nd)
             k += nd
-        if config.morphology:
-            # Seed 000's morphological features: which levels meet around a voxel tell a
-            # boundary between two phases from a third phase of intermediate grey.
-            size = 2 * morphology_radius(s) + 1
-            smooth = d[(0,) * nd]
-            out[k] = ndi.minimum_filter(smooth, size=size)[crop]
-            out[k + 1] = ndi.maximum_filter(smooth, size=size)[crop]
-            k += 2
-        del d
+        del d, hess, grads
 
 
-def _derivatives(image: np.ndarray, sigma: float) -> dict[tuple[int, ...], np.ndarray]:
-    """Gaussian derivatives of total order <= 2 of ``image``, keyed by the order per axis."""
+def _derivatives(
+    image: np.ndarray, sigma: float, crop, max_order: int = 2
+) -> dict[tuple[int, ...], np.ndarray]:
+    """Gaussian derivatives of total order <= ``max_order`` of ``image`` over ``crop``, keyed
+    by the order per axis; each axis's output is cropped along that axis before the next."""
     current = {(): image}
     for axis in range(image.ndim):
         nxt = {}
+        cut = (slice(None),) * axis + (crop[axis],)
         for orders, arr in current.items():
-            for o in range(3 - sum(orders)):
+            for o in range(max_order + 1 - sum(orders)):
                 nxt[(*orders, o)] = ndi.gaussian_filter1d(
                     arr, sigma, axis=axis, order=o, truncate=TRUNCATE
-                )
+                )[cut]
         current = nxt
     return current
 
@@ -209,6 +184,14 @@ def symmetric_eigenvalues(h: dict[tuple[int, int], np.ndarray], nd: int) -> np.n
     >>> np.allclose(symmetric_eigenvalues(m, 3).ravel(), np.linalg.eigvalsh(a)[::-1])
     True
     """
+    shape = h[(0, 0)].shape
+    if len(shape) > 1 and shape[0] > 4:  # a few planes at a time: float64 temporaries stay small
+        out = np.empty((nd, *shape), np.float32)
+        for z0 in range(0, shape[0], 4):
+            out[:, z0 : z0 + 4] = symmetric_eigenvalues(
+                {k: v[z0 : z0 + 4] for k, v in h.items()}, nd
+            )
+        return out
     if nd == 2:
         a, b, d = (h[k].astype(np.float64) for k in ((0, 0), (1, 1), (0, 1)))
         mean, rad = (a + b) / 2, np.sqrt(((a - b) / 2) ** 2 + d * d)
@@ -246,10 +229,14 @@ def sample_reference(volume, n_blocks: int = 27, side: int = 48) -> tuple[float,
 
 
 def block_features(
-    volume, region: Sequence[slice], config: FeatureConfig, reference: tuple[float, float]
+    volume,
+    region: Sequence[slice],
+    config: FeatureConfig,
+    reference: tuple[float, float],
+    extra: int = 0,
 ) -> np.ndarray:
     """Features of ``region`` computed from a read padded by :func:`feature_reach` (clipped to
-    the volume; 2D features pad only y and x): array ``(n_features, *region shape)``."""
+    the volume; 2D features pad only y and x): array ``(n_features + extra, *region shape)``."""
     reach = feature_reach(config)
     pads = (0 if config.dims == "2d" else reach, reach, reach)
     outer, crop = [], []
@@ -257,4 +244,4 @@ def block_features(
         o0, o1 = max(0, s.start - p), min(n, s.stop + p)
         outer.append(slice(o0, o1))
         crop.append(slice(s.start - o0, s.stop - o0))
-    return compute_features(volume.read(tuple(outer)), config, reference, crop)
+    return compute_features(volume.read(tuple(outer)), config, reference, crop, extra)

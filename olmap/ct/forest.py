@@ -327,19 +327,17 @@ class FittedForest:
 
 
 def _predict(forest, feats: np.ndarray) -> np.ndarray:
-    """Class probabilities ``(k, *shape)`` of features ``(n_features, *shape)``."""
-    rows = feats.reshape(len(feats), -1).T
-    prob = np.empty((rows.shape[0], len(forest.classes_)), np.float32)
-    for r0 in range(0, rows.shape[0], PREDICT_ROWS):
-        prob[r0 : r0 + PREDICT_ROWS] = forest.predict_proba(rows[r0 : r0 + PREDICT_ROWS])
-    return prob.T.reshape(-1, *feats.shape[1:])
-
-
-def _context(prob: np.ndarray) -> np.ndarray:
-    """Stage-1 probabilities ``(k, z, y, x)`` smoothed per slice at each context scale."""
-    return np.concatenate(
-        [ndi.gaussian_filter(prob, (0, 0, s, s), truncate=TRUNCATE) for s in CONTEXT_SIGMAS]
-    )
+    """Class probabilities ``(k, *shape)`` of features ``(n_features, *shape)`` (a view is
+    fine: rows are gathered a few planes at a time, never the whole block at once)."""
+    shape = feats.shape[1:]
+    prob = np.empty((len(forest.classes_), *shape), np.float32)
+    plane = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+    step = max(1, PREDICT_ROWS // max(1, plane))
+    for z0 in range(0, shape[0], step):
+        part = feats[:, z0 : z0 + step]
+        p = forest.predict_proba(part.reshape(len(feats), -1).T)
+        prob[:, z0 : z0 + step] = p.T.reshape(-1, *part.shape[1:])
+    return prob
 
 
 def region_features(
@@ -351,19 +349,32 @@ def region_features(
     stage1=None,
 ) -> np.ndarray:
     """The features the final forest reads for ``region``: the filter bank, plus with
-    auto-context the smoothed probabilities of ``stage1`` (default ``model.forest``)."""
+    auto-context the smoothed probabilities of ``stage1`` (default ``model.forest``).
+
+    With auto-context the features are computed over ``region`` grown in the slice plane by
+    :func:`context_reach` (one array, the context channels after the bank's) and the result
+    is a view of its crop to ``region``: no copy of the block's features is made.
+    """
     if model.context is None and stage1 is None:
         return block_features(volume, region, model.features, reference)
+    stage1 = stage1 if stage1 is not None else model.forest
     c = context_reach()
     grown, crop = [region[0]], [slice(0, region[0].stop - region[0].start)]
     for s, n in zip(region[1:], volume.shape[1:], strict=True):
         g0, g1 = max(0, s.start - c), min(n, s.stop + c)
         grown.append(slice(g0, g1))
         crop.append(slice(s.start - g0, s.stop - g0))
-    crop = tuple(crop)
-    feats = block_features(volume, tuple(grown), model.features, reference)
-    ctx = _context(_predict(stage1 if stage1 is not None else model.forest, feats))
-    return np.concatenate([feats[(slice(None), *crop)], ctx[(slice(None), *crop)]])
+    k = len(stage1.classes_)
+    nf = len(model.features.names())
+    feats = block_features(
+        volume, tuple(grown), model.features, reference, extra=k * len(CONTEXT_SIGMAS)
+    )
+    prob = _predict(stage1, feats[:nf])
+    for i, s in enumerate(CONTEXT_SIGMAS):  # smoothed per slice, into the spare channels
+        ndi.gaussian_filter(
+            prob, (0, 0, s, s), truncate=TRUNCATE, output=feats[nf + i * k : nf + (i + 1) * k]
+        )
+    return feats[(slice(None), *crop)]
 
 
 def predict_region(

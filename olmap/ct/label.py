@@ -265,6 +265,11 @@ def label_volume(
 
                 shutil.rmtree(zarr_tmp, ignore_errors=True)
 
+        # Blocks run in parallel threads (or Dask workers): one thread per forest each, instead
+        # of joblib pools inside threads (which also warn on every call).
+        for forest in (model.forest, model.context):
+            if forest is not None and (workers > 1 or dask is not None):
+                forest.set_params(n_jobs=1)
         compute = BlockLabeller(volume, model, reference, weights)
         job = BlockJob(grid, compute, write, str(out), state={"counts": counts, "conf": conf})
         t0 = time.perf_counter()

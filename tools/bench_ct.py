@@ -1,0 +1,210 @@
+"""Memory and speed of the CT commands, each against a whole-volume-in-memory baseline.
+
+``memory``: peak RSS and wall time of ``olmap ct convert`` and ``olmap ct label`` (a saved forest
+applied, default settings) on one step of olmap's series at each size, beside the in-memory
+baseline of ``convert`` (all slices read into one array, written to zarr at once).
+
+``speed``: on a 256³ step, the forest's labelling (features + forest, whole command) against the
+in-memory scikit-image + scikit-learn baseline (``skimage.feature.multiscale_basic_features`` on
+the whole volume, a ``RandomForestClassifier`` of the same size on the same scribbles,
+``predict`` on every voxel): voxels/s and peak RSS, both on this machine's 2 cores.
+
+Every run is a fresh process measured by ``/usr/bin/time`` (peak RSS of the process).
+
+Usage::
+
+    python tools/bench_ct.py memory --sizes 512,1024 --work /tmp/ctbench --forest forest.skops
+    python tools/bench_ct.py speed --series /tmp/s256 --step 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+OLMAP = [sys.executable, "-m", "olmap", "-q"]
+
+
+def measured(cmd: list[str]) -> dict:
+    """Run ``cmd`` under /usr/bin/time; its peak RSS (MB) and wall time (s)."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as t:
+        proc = subprocess.run(
+            ["/usr/bin/time", "-f", "%M %e", "-o", t.name, *cmd], capture_output=True, text=True
+        )
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+        kb, sec = open(t.name).read().split()[-2:]
+    return {"peak_rss_mb": int(kb) / 1024, "seconds": float(sec)}
+
+
+BASELINE_CONVERT = """
+import sys, tifffile, zarr, numpy as np
+from pathlib import Path
+files = sorted(Path(sys.argv[1]).glob('*.tif'))
+vol = tifffile.imread(files)                      # the whole volume in memory
+zarr.create_array(sys.argv[2], shape=vol.shape, chunks=(64, 256, 256), dtype=vol.dtype)[:] = vol
+"""
+
+BASELINE_LABEL = """
+import sys, numpy as np, tifffile
+from pathlib import Path
+from skimage.feature import multiscale_basic_features
+from sklearn.ensemble import RandomForestClassifier
+vol = tifffile.imread(sorted(Path(sys.argv[1]).glob('*.tif'))).astype(np.float32)
+lo, hi = np.percentile(vol, [0.5, 99.5]); vol = (vol - lo) / (hi - lo)
+feats = multiscale_basic_features(vol, intensity=True, edges=True, texture=True,
+                                  sigma_min=1, sigma_max=4, num_sigma=3, num_workers=2)
+labels = np.zeros(vol.shape, np.uint8)
+for f in Path(sys.argv[2]).glob('z*.tif'):
+    labels[int(f.stem[1:])] = tifffile.imread(f)
+on = labels > 0
+rf = RandomForestClassifier(64, min_samples_leaf=2, class_weight='balanced', n_jobs=-1,
+                            random_state=0).fit(feats[on], labels[on])
+pred = rf.predict(feats.reshape(-1, feats.shape[-1])).reshape(vol.shape).astype(np.uint8)
+np.save(sys.argv[3], pred)
+"""
+
+
+def memory(args: argparse.Namespace) -> dict:
+    work = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for n in [int(s) for s in args.sizes.split(",")]:
+        series = work / f"s{n}"
+        if not series.exists():
+            measured(
+                [
+                    *OLMAP,
+                    "synth",
+                    "ct",
+                    str(series),
+                    "--seed",
+                    "5",
+                    "--size",
+                    f"{n}x{n}x{n}",
+                    "--steps",
+                    "1",
+                ]
+            )
+        scan = series / "t000"
+        row = {
+            "convert": measured(
+                [
+                    *OLMAP,
+                    "ct",
+                    "convert",
+                    str(scan),
+                    "--out",
+                    str(work / f"c{n}.zarr"),
+                    "--overwrite",
+                ]
+            ),
+            "label": measured(
+                [
+                    *OLMAP,
+                    "ct",
+                    "label",
+                    "--volume",
+                    str(scan),
+                    "--model",
+                    str(args.forest),
+                    "--out",
+                    str(work / f"l{n}.zarr"),
+                    "--overwrite",
+                ]
+            ),
+        }
+        if n <= args.baseline_max:
+            row["convert_in_memory"] = measured(
+                [sys.executable, "-c", BASELINE_CONVERT, str(scan), str(work / f"b{n}.zarr")]
+            )
+        row["voxels"] = n**3
+        out[n] = row
+        print(n, json.dumps(row))
+    return out
+
+
+def speed(args: argparse.Namespace) -> dict:
+    scan = args.series / f"t{args.step:03d}"
+    scribbles = args.series / "scribbles" / f"t{args.step:03d}"
+    classes = Path(__file__).resolve().parents[1] / "configs" / "ct" / "gypsum.yaml"
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        ours = measured(
+            [
+                *OLMAP,
+                "ct",
+                "label",
+                "--volume",
+                str(scan),
+                "--scribbles",
+                str(scribbles),
+                "--classes",
+                str(classes),
+                "--out",
+                str(tmp / "l.zarr"),
+                "--no-autocontext",
+            ]
+        )
+        ours_ac = measured(
+            [
+                *OLMAP,
+                "ct",
+                "label",
+                "--volume",
+                str(scan),
+                "--scribbles",
+                str(scribbles),
+                "--classes",
+                str(classes),
+                "--out",
+                str(tmp / "l2.zarr"),
+            ]
+        )
+        base = measured(
+            [sys.executable, "-c", BASELINE_LABEL, str(scan), str(scribbles), str(tmp / "b.npy")]
+        )
+    from olmap.io.volume import open_volume
+
+    with open_volume(scan) as v:
+        n = v.info.nbytes // v.dtype.itemsize
+    res = {
+        "voxels": n,
+        "olmap_one_stage": ours,
+        "olmap_autocontext": ours_ac,
+        "in_memory_skimage_sklearn": base,
+    }
+    for r in (ours, ours_ac, base):
+        r["voxels_per_s"] = n / r["seconds"]
+    print(json.dumps(res, indent=1))
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="what", required=True)
+    m = sub.add_parser("memory")
+    m.add_argument("--sizes", default="512,1024")
+    m.add_argument("--work", type=Path, required=True)
+    m.add_argument(
+        "--forest", type=Path, required=True, help="a forest of olmap ct label --save-model"
+    )
+    m.add_argument(
+        "--baseline-max", type=int, default=512, help="largest size for the in-memory baseline"
+    )
+    s = sub.add_parser("speed")
+    s.add_argument("--series", type=Path, required=True)
+    s.add_argument("--step", type=int, default=2)
+    s.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    res = memory(args) if args.what == "memory" else speed(args)
+    if getattr(args, "out", None):
+        args.out.write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
