@@ -1,8 +1,12 @@
 """Memory and speed of the CT commands, each against a whole-volume-in-memory baseline.
 
 ``memory``: peak RSS and wall time of ``olmap ct convert`` and ``olmap ct label`` (a saved forest
-applied, default settings) on one step of olmap's series at each size, beside the in-memory
-baseline of ``convert`` (all slices read into one array, written to zarr at once).
+applied, default settings) on volumes of each size, beside the in-memory baseline of
+``convert`` (all slices read into one array, written to zarr at once). The volumes are a 256³
+step of olmap's series repeated 2x2x2 (512³) or 4x4x4 (1024³) as uint16 TIFF slices: memory
+and speed do not depend on the content, and the generator needs about an hour of 2 cores for a
+1024³ step. ``--label-blocks N`` stops ``ct label`` after N blocks (Ctrl-C semantics: the run
+is resumable) where a whole 1024³ run does not fit the session.
 
 ``speed``: on a 256³ step, the forest's labelling (features + forest, whole command) against the
 in-memory scikit-image + scikit-learn baseline (``skimage.feature.multiscale_basic_features`` on
@@ -29,16 +33,58 @@ from pathlib import Path
 OLMAP = [sys.executable, "-m", "olmap", "-q"]
 
 
-def measured(cmd: list[str]) -> dict:
-    """Run ``cmd`` under /usr/bin/time; its peak RSS (MB) and wall time (s)."""
+def measured(cmd: list[str], stop_after: int | None = None) -> dict:
+    """Run ``cmd`` under /usr/bin/time; its peak RSS (MB) and wall time (s). With
+    ``stop_after`` the command gets SIGINT once its checkpoint lists that many blocks."""
+    import time
+
+    import numpy as np
+
     with tempfile.NamedTemporaryFile("r", suffix=".time") as t:
-        proc = subprocess.run(
-            ["/usr/bin/time", "-f", "%M %e", "-o", t.name, *cmd], capture_output=True, text=True
+        proc = subprocess.Popen(
+            ["/usr/bin/time", "-f", "%M %e", "-o", t.name, *cmd],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
-        if proc.returncode != 0:
-            raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+        if stop_after is not None:
+            out = Path(cmd[cmd.index("--out") + 1])
+            ckpt = out.with_name(out.name + ".partial.resume.npz")
+            while proc.poll() is None:
+                time.sleep(5)
+                try:
+                    with np.load(ckpt) as z:
+                        blocks = int(z["done"].sum())
+                except (OSError, KeyError, ValueError):
+                    continue
+                if blocks >= stop_after:
+                    subprocess.run(["pkill", "-INT", "-f", f"--out {out}"], check=False)
+                    break
+        _, err = proc.communicate()
+        stopped = stop_after is not None and "interrupted after" in err
+        if proc.returncode != 0 and not stopped:
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{err[-2000:]}")
         kb, sec = open(t.name).read().split()[-2:]
-    return {"peak_rss_mb": int(kb) / 1024, "seconds": float(sec)}
+    res = {"peak_rss_mb": int(kb) / 1024, "seconds": float(sec)}
+    if stopped:
+        res["stopped"] = err.split("interrupted after")[1].split(";")[0].strip()
+    return res
+
+
+def tile_volume(source: Path, out: Path, n: int) -> None:
+    """A uint16 TIFF slice folder of ``n``³ voxels: ``source`` (a slice folder) repeated."""
+    import numpy as np
+    import tifffile
+
+    from olmap.io.volume import open_volume
+
+    out.mkdir(parents=True)
+    with open_volume(source) as v:
+        z, y, x = v.shape
+        for k in range(n):
+            s = v.read((slice(k % z, k % z + 1), slice(0, y), slice(0, x)))[0]
+            tile = np.tile(s, (-(-n // y), -(-n // x)))[:n, :n]
+            tifffile.imwrite(out / f"slice_{k:04d}.tif", tile)
 
 
 BASELINE_CONVERT = """
@@ -73,58 +119,22 @@ def memory(args: argparse.Namespace) -> dict:
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
     out = {}
-    for n in [int(s) for s in args.sizes.split(",")]:
-        series = work / f"s{n}"
-        if not series.exists():
-            measured(
-                [
-                    *OLMAP,
-                    "synth",
-                    "ct",
-                    str(series),
-                    "--seed",
-                    "5",
-                    "--size",
-                    f"{n}x{n}x{n}",
-                    "--steps",
-                    "1",
-                ]
-            )
-        scan = series / "t000"
-        row = {
-            "convert": measured(
-                [
-                    *OLMAP,
-                    "ct",
-                    "convert",
-                    str(scan),
-                    "--out",
-                    str(work / f"c{n}.zarr"),
-                    "--overwrite",
-                ]
-            ),
-            "label": measured(
-                [
-                    *OLMAP,
-                    "ct",
-                    "label",
-                    "--volume",
-                    str(scan),
-                    "--model",
-                    str(args.forest),
-                    "--out",
-                    str(work / f"l{n}.zarr"),
-                    "--overwrite",
-                ]
-            ),
-        }
+    for n in [int(v) for v in args.sizes.split(",")]:
+        scan = work / f"tiled{n}"
+        if not scan.exists():
+            tile_volume(args.source, scan, n)
+        convert = [*OLMAP, "ct", "convert", str(scan), "--out", str(work / f"c{n}.zarr")]
+        label = [*OLMAP, "ct", "label", "--volume", str(scan), "--model", str(args.forest)]
+        label += ["--out", str(work / f"l{n}.zarr")]
+        row = {"voxels": n**3, "convert": measured([*convert, "--overwrite"])}
+        stop = args.label_blocks if n > args.full_label_max else None
+        row["label"] = measured([*label, "--overwrite"], stop_after=stop)
         if n <= args.baseline_max:
             row["convert_in_memory"] = measured(
                 [sys.executable, "-c", BASELINE_CONVERT, str(scan), str(work / f"b{n}.zarr")]
             )
-        row["voxels"] = n**3
         out[n] = row
-        print(n, json.dumps(row))
+        print(n, json.dumps(row), flush=True)
     return out
 
 
@@ -193,9 +203,11 @@ def main() -> None:
     m.add_argument(
         "--forest", type=Path, required=True, help="a forest of olmap ct label --save-model"
     )
-    m.add_argument(
-        "--baseline-max", type=int, default=512, help="largest size for the in-memory baseline"
-    )
+    m.add_argument("--baseline-max", type=int, default=512, help="largest in-memory baseline")
+    m.add_argument("--source", type=Path, required=True, help="a 256^3 slice folder to repeat")
+    m.add_argument("--label-blocks", type=int, default=24, help="blocks of a partial ct label")
+    m.add_argument("--full-label-max", type=int, default=512, help="largest full ct label run")
+    m.add_argument("--out", type=Path)
     s = sub.add_parser("speed")
     s.add_argument("--series", type=Path, required=True)
     s.add_argument("--step", type=int, default=2)

@@ -78,6 +78,7 @@ def run_blocks(
     finish: Callable[[], None] | None = None,
     save_every_s: float = 30.0,
     workers: int = 1,
+    before_save: Callable[[], None] | None = None,
 ) -> RunStats:
     """Compute and write every block of ``job`` not finished by an earlier run.
 
@@ -103,6 +104,9 @@ def run_blocks(
     workers : int
         Blocks computed at once in threads of this process (without ``dask``); numpy, scipy
         and GDAL release the GIL, so filters run in parallel. Memory grows with it.
+    before_save : callable, optional
+        Run before every checkpoint save (flush or close the outputs), so that every block the
+        checkpoint lists is on disk.
 
     Raises
     ------
@@ -129,6 +133,8 @@ def run_blocks(
     saved = time.monotonic()
 
     def save() -> None:
+        if before_save is not None:
+            before_save()
         Checkpoint(fingerprint, int(done.sum()), {"done": done, **job.state}).save(
             checkpoint.parent, checkpoint.name
         )
@@ -161,7 +167,11 @@ def run_blocks(
                     log.warning("%s: progress not saved (%s)", checkpoint, exc)
             raise
         if finish is not None:
-            finish()
+            try:
+                finish()
+            except BaseException:
+                save()  # every block is done: a rerun goes straight to ``finish``
+                raise
         checkpoint.unlink(missing_ok=True)
     return RunStats(len(grid), len(todo), resumed, time.perf_counter() - t0)
 

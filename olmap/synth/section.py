@@ -12,23 +12,21 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from rasterio.windows import Window
 
 from olmap import __version__
-from olmap.core.windows import block_windows
 from olmap.errors import InputError
 from olmap.io.outputs import atomic_dir, claim_outputs, partial_name
 from olmap.io.raster import create_raster, update_raster
-from olmap.io.resume import CHECKPOINT_NAME, Checkpoint, RunInterrupted, interrupts_deferred
+from olmap.io.resume import CHECKPOINT_NAME, Checkpoint
 from olmap.io.tables import write_json, write_table
-from olmap.parallel import ordered_map
+from olmap.stream import Block, BlockGrid, BlockJob, GeoTiffSink, run_blocks
 from olmap.synth.config import SynthConfig
 from olmap.synth.epma import epma_profiles, standards_table
 from olmap.synth.model import SectionModel, build_model, size_class
@@ -249,19 +247,6 @@ def _open_writers(stack: ExitStack, folder: Path, cfg: SynthConfig, *, resume: b
     }
 
 
-def _render_windows(
-    model: SectionModel, windows: list[Window], workers: int
-) -> Iterator[tuple[Window, ObservedWindow]]:
-    """Render windows in a thread pool, yielding them in order with bounded look-ahead."""
-
-    def render(win: Window) -> ObservedWindow:
-        return render_observed(
-            model, int(win.row_off), int(win.col_off), int(win.height), int(win.width)
-        )
-
-    return ordered_map(render, windows, workers=workers)
-
-
 def generate_section(
     out_dir: str | Path,
     config: SynthConfig,
@@ -321,7 +306,7 @@ def _generate_section(
     cfg = config
     model = build_model(cfg)
     h, w = cfg.height, cfg.width
-    windows = block_windows(h, w, window)
+    grid = BlockGrid((h, w), window)
     fingerprint = json.dumps(
         {"olmap": __version__, "config": cfg.model_dump(mode="json"), "window": window},
         sort_keys=True,
@@ -330,60 +315,60 @@ def _generate_section(
     ckpt = Checkpoint.load(partial, fingerprint)
     if ckpt is None and partial.exists():
         shutil.rmtree(partial)  # left by another job or unusable: start afresh
-    done = ckpt.done if ckpt else 0
-    stats = _CrystalStats(len(model.olivines) + 1, ckpt.arrays if ckpt else None)
-    if done:
-        log.warning("resuming %s: %d of %d windows already written", partial, done, len(windows))
-        if progress is not None:
-            progress(sum(int(x.width * x.height) for x in windows[:done]))
+    stats = _CrystalStats(len(model.olivines) + 1)
 
     with atomic_dir(out_dir, overwrite=overwrite, keep_partial=True) as tmp:
         (tmp / "truth").mkdir(exist_ok=True)
-        # The checkpoint saved on interruption is the state at the last window boundary.
-        committed = Checkpoint(fingerprint, done, stats.arrays())
-        with interrupts_deferred() as stop:
+        with ExitStack() as stack:
             try:
-                with ExitStack() as stack:
-                    try:
-                        writers = _open_writers(stack, tmp, cfg, resume=done > 0)
-                    except InputError:
-                        if not done:
-                            raise
-                        log.warning("%s: partial rasters unreadable; starting afresh", tmp)
-                        done, stats = 0, _CrystalStats(len(model.olivines) + 1)
-                        committed = Checkpoint(fingerprint, done, stats.arrays())
-                        writers = _open_writers(stack, tmp, cfg, resume=False)
-                    for win, obs in _render_windows(model, windows[done:], workers):
-                        for key, array in _output_arrays(obs).items():
-                            writers[key].write(array, window=win)
-                        stats.add(obs, int(win.row_off), int(win.col_off), h, w)
-                        done += 1
-                        committed = Checkpoint(fingerprint, done, stats.arrays())
-                        if progress is not None:
-                            progress(int(win.width * win.height))
-                        if stop and done < len(windows):
-                            raise RunInterrupted(
-                                f"{out_dir}: interrupted after {done} of {len(windows)} windows; "
-                                "run the same command again to resume"
-                            )
-            except BaseException:
-                # Files are closed (ExitStack) before the checkpoint is saved, so everything
-                # it counts as done is on disk.
-                committed.save(tmp)
-                raise
-        committed.save(tmp)  # all windows written: a failure below resumes at the tables
+                writers = _open_writers(stack, tmp, cfg, resume=ckpt is not None)
+            except InputError:
+                log.warning("%s: partial rasters unreadable; starting afresh", tmp)
+                (tmp / CHECKPOINT_NAME).unlink(missing_ok=True)
+                writers = _open_writers(stack, tmp, cfg, resume=False)
 
-        # Tables come from the complete stats; written inside the partial folder, where a
-        # failed earlier attempt may have left some (hence overwrite=True).
-        crystals = _crystal_table(model, stats)
-        sessions, drift = _sessions_table(model)
-        profiles, profile_truth = epma_profiles(model)
-        write_table(crystals, tmp / "truth" / "crystals.csv", overwrite=True)
-        write_table(drift, tmp / "truth" / "drift.csv", overwrite=True)
-        write_table(profile_truth, tmp / "truth" / "epma_offsets.csv", overwrite=True)
-        write_table(sessions, tmp / "sessions.csv", overwrite=True)
-        write_table(profiles, tmp / "epma.csv", overwrite=True)
-        write_table(standards_table(model), tmp / "standards.csv", overwrite=True)
+            def render(block: Block) -> ObservedWindow:
+                (r0, r1), (c0, c1) = ((s.start, s.stop) for s in block.inner)
+                return render_observed(model, r0, c0, r1 - r0, c1 - c0)
+
+            def write(block: Block, obs: ObservedWindow) -> None:
+                for key, array in _output_arrays(obs).items():
+                    GeoTiffSink(writers[key], bands=list(range(1, len(array) + 1))).write(
+                        block.inner, array
+                    )
+                stats.add(obs, block.inner[0].start, block.inner[1].start, h, w)
+
+            state = {k: v for k, v in vars(stats).items() if isinstance(v, np.ndarray)}
+            job = BlockJob(grid, render, write, str(out_dir), state=state)
+            tables = {}
+
+            def finish() -> None:
+                # Tables come from the complete stats; written inside the partial folder, where
+                # a failed earlier attempt may have left some (hence overwrite=True).
+                stack.close()
+                tables["crystals"] = _crystal_table(model, stats)
+                tables["sessions"], drift = _sessions_table(model)
+                tables["profiles"], profile_truth = epma_profiles(model)
+                write_table(tables["crystals"], tmp / "truth" / "crystals.csv", overwrite=True)
+                write_table(drift, tmp / "truth" / "drift.csv", overwrite=True)
+                write_table(profile_truth, tmp / "truth" / "epma_offsets.csv", overwrite=True)
+                write_table(tables["sessions"], tmp / "sessions.csv", overwrite=True)
+                write_table(tables["profiles"], tmp / "epma.csv", overwrite=True)
+                write_table(standards_table(model), tmp / "standards.csv", overwrite=True)
+
+            # The checkpoint is saved only with the rasters closed (every window it lists is
+            # on disk): on an interruption, or when the tables fail after the last window.
+            run_blocks(
+                job,
+                checkpoint=tmp / CHECKPOINT_NAME,
+                fingerprint=fingerprint,
+                progress=progress,
+                workers=workers,
+                save_every_s=float("inf"),
+                before_save=stack.close,
+                finish=finish,
+            )
+        crystals, sessions, profiles = tables["crystals"], tables["sessions"], tables["profiles"]
         seconds = time.perf_counter() - t_start
         fractions = {Phase(i).name.lower(): float(c / (h * w)) for i, c in enumerate(stats.phases)}
         write_json(
@@ -398,7 +383,6 @@ def _generate_section(
             tmp / "section.json",
             overwrite=True,
         )
-        (tmp / CHECKPOINT_NAME).unlink(missing_ok=True)  # complete: nothing left to resume
 
     return SectionSummary(
         Path(out_dir),
