@@ -17,7 +17,7 @@ Every run is a fresh process measured by ``/usr/bin/time`` (peak RSS of the proc
 
 Usage::
 
-    python tools/bench_ct.py memory --sizes 512,1024 --work /tmp/ctbench --forest forest.skops
+    python tools/bench_ct.py memory --sizes 512,1024 --work /tmp/ctbench --forest forest.pkl
     python tools/bench_ct.py speed --series /tmp/s256 --step 2
 """
 

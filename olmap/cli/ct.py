@@ -19,7 +19,7 @@ app = typer.Typer(
         "olmap ct info demo_ct/t002\n\n"
         "olmap ct convert demo_ct/t002 --out t002.zarr --voxel-size 2.753\n\n"
         "olmap ct label --volume demo_ct/t002 --scribbles demo_ct/scribbles/t002 "
-        "--classes configs/ct/gypsum.yaml --out rf_labels.zarr --save-model forest.skops"
+        "--classes configs/ct/gypsum.yaml --out rf_labels.zarr --save-model forest.pkl"
     ),
     no_args_is_help=True,
 )
@@ -166,7 +166,8 @@ def label(
         Path | None, typer.Option("--model", help="Apply a saved forest instead of training.")
     ] = None,
     save_model: Annotated[
-        Path | None, typer.Option("--save-model", help="Save the fitted forest (.skops).")
+        Path | None,
+        typer.Option("--save-model", help="Save the fitted forest (e.g. forest.pkl)."),
     ] = None,
     out_prob: Annotated[
         Path | None, typer.Option("--out-prob", help="Per-class probabilities (OME-Zarr).")
@@ -217,11 +218,11 @@ def label(
     block (bounded memory, resumable). Held-out strokes score the forest and a global-threshold
     baseline; written beside the labels as OUT_scores.csv, with OUT_importance.csv.
 
-    Example: olmap ct label --volume demo_ct/t002 --scribbles demo_ct/scribbles/t002 --classes configs/ct/gypsum.yaml --out rf_labels.zarr --save-model forest.skops
+    Example: olmap ct label --volume demo_ct/t002 --scribbles demo_ct/scribbles/t002 --classes configs/ct/gypsum.yaml --out rf_labels.zarr --save-model forest.pkl
 
     Two scans, one forest: add --volume demo_ct/t004 --scribbles demo_ct/scribbles/t004
 
-    Apply a saved forest: olmap ct label --volume demo_ct/t005 --model forest.skops --out t005_labels.zarr
+    Apply a saved forest: olmap ct label --volume demo_ct/t005 --model forest.pkl --out t005_labels.zarr
     """  # noqa: E501
     from olmap.ct.classes import load_classes
     from olmap.ct.features import FeatureConfig

@@ -5,12 +5,14 @@ features (:mod:`olmap.ct.features`) train a class-balanced, seeded scikit-learn
 ``RandomForestClassifier``. Before the final fit, about a quarter of each class's strokes are
 held out and scored (the forest's own accuracy on voxels it did not see, and the same for a
 global grey threshold fitted on the same training strokes: the baseline). The fitted forest is
-saved with skops, which loads only an allowlist of types (never an unchecked pickle), with
-the versions of olmap and scikit-learn that made it.
+saved with the versions of olmap and scikit-learn that made it and read back through an
+unpickler that may only build a random forest and numpy arrays (never an unchecked pickle;
+skops does the same but imports all of scikit-learn, and with it torch: +500 MB RSS).
 """
 
 from __future__ import annotations
 
+import pickle
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,8 +38,6 @@ from olmap.io.volume import TIFF_SUFFIXES, Volume, natural_key, open_volume
 
 #: Identifies olmap's forest files.
 FOREST_KIND = "olmap-ct-forest"
-#: The only types (beyond skops' defaults) a forest file may contain.
-TRUSTED_TYPES = ("sklearn.tree._tree.Tree",)
 #: Inner tile (y, x) of the scribbled slices whose features are computed at once.
 TILE = 512
 #: Rows of features the forest classifies at once (bounds the forest's working memory).
@@ -470,71 +470,101 @@ def train_forest(
     return FittedForest(rf1, features, classes, scores, importance, list(data.sources), context)
 
 
+#: First line of a forest file.
+FOREST_MAGIC = b"OLMAP-CT-FOREST\n"
+#: The only classes a forest file may name (module, name); anything else is refused unread.
+ALLOWED_GLOBALS = frozenset(
+    {
+        ("numpy", "dtype"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("sklearn.ensemble._forest", "RandomForestClassifier"),
+        ("sklearn.tree._classes", "DecisionTreeClassifier"),
+        ("sklearn.tree._tree", "Tree"),
+    }
+)
+
+
+class _ForestUnpickler(pickle.Unpickler):
+    """Unpickles only :data:`ALLOWED_GLOBALS` (Python's "restricting globals" recipe)."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in ALLOWED_GLOBALS:
+            raise pickle.UnpicklingError(f"{module}.{name} is not part of an olmap forest")
+        return super().find_class(module, name)
+
+
 def save_forest(model: FittedForest, path: str | Path) -> None:
-    """Write ``model`` with skops (types restricted on load), atomically."""
+    """Write ``model`` atomically: a header line, a JSON line (kind, versions, features,
+    classes) and the two forests pickled; :func:`load_forest` reads only forests back."""
+    import json
+
     import sklearn
-    import skops.io as sio
 
     from olmap.io.outputs import atomic_path
 
-    payload = {
+    header = {
         "kind": FOREST_KIND,
         "olmap": __version__,
         "sklearn": sklearn.__version__,
-        "forest": model.forest,
-        "context": model.context,
         "features": model.features.model_dump(mode="json"),
         "classes": model.classes.model_dump(mode="json"),
         "trained_on": list(model.trained_on),
     }
-    with atomic_path(path, overwrite=True) as tmp:
-        sio.dump(payload, tmp)
+    with atomic_path(path, overwrite=True) as tmp, open(tmp, "wb") as f:
+        f.write(FOREST_MAGIC)
+        f.write(json.dumps(header).encode() + b"\n")
+        pickle.dump({"forest": model.forest, "context": model.context}, f, protocol=5)
 
 
 def load_forest(path: str | Path) -> FittedForest:
-    """Read a forest saved by :func:`save_forest`.
+    """Read a forest written by :func:`save_forest`.
+
+    The header is checked before anything is unpickled, and unpickling may only build
+    :data:`ALLOWED_GLOBALS` (a random forest and numpy arrays): a pickle from elsewhere is
+    refused, never run.
 
     Raises
     ------
     InputError
-        A file that is not an olmap forest (not a skops file, other types than a forest's,
-        another kind), or one made by another major.minor scikit-learn version (its trees may
-        not load the same way).
+        Not an olmap forest file, a file naming other classes, or one made by another
+        major.minor scikit-learn version (its trees may not load the same way).
     """
-    import zipfile
+    import json
 
     import sklearn
-    import skops.io as sio
 
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such forest file")
-    try:
-        untrusted = sio.get_untrusted_types(file=path)
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
-        raise InputError(f"{path}: not an olmap forest (skops) file ({exc})") from exc
-    foreign = sorted(set(untrusted) - set(TRUSTED_TYPES))
-    if foreign:
-        raise InputError(
-            f"{path}: refused, it holds types an olmap forest never has: {foreign[:3]}"
-        )
-    try:
-        payload = sio.load(path, trusted=list(untrusted))
-    except Exception as exc:
-        raise InputError(f"{path}: unreadable forest file ({exc})") from exc
-    if not isinstance(payload, dict) or payload.get("kind") != FOREST_KIND:
-        raise InputError(f"{path}: not an olmap forest file")
-    made, here = payload.get("sklearn", "?"), sklearn.__version__
-    if made.split(".")[:2] != here.split(".")[:2]:
-        raise InputError(
-            f"{path}: made with scikit-learn {made}, this is {here}; retrain it here "
-            "(olmap ct label --save-model)"
-        )
+    with open(path, "rb") as f:
+        if f.read(len(FOREST_MAGIC)) != FOREST_MAGIC:
+            raise InputError(f"{path}: not an olmap forest file (olmap ct label --save-model)")
+        try:
+            header = json.loads(f.readline())
+        except ValueError as exc:
+            raise InputError(f"{path}: damaged forest file header ({exc})") from exc
+        made, here = str(header.get("sklearn", "?")), sklearn.__version__
+        if header.get("kind") != FOREST_KIND:
+            raise InputError(f"{path}: not an olmap forest file")
+        if made.split(".")[:2] != here.split(".")[:2]:
+            raise InputError(
+                f"{path}: made with scikit-learn {made}, this is {here}; retrain it here "
+                "(olmap ct label --save-model)"
+            )
+        try:
+            payload = _ForestUnpickler(f).load()
+        except pickle.UnpicklingError as exc:
+            raise InputError(f"{path}: refused: {exc}") from exc
+        except (EOFError, ValueError, TypeError, AttributeError) as exc:
+            raise InputError(f"{path}: damaged forest file ({exc})") from exc
     return FittedForest(
         payload["forest"],
-        FeatureConfig.model_validate(payload["features"]),
-        ClassFile.model_validate(payload["classes"]),
-        trained_on=list(payload.get("trained_on", [])),
+        FeatureConfig.model_validate(header["features"]),
+        ClassFile.model_validate(header["classes"]),
+        trained_on=list(header.get("trained_on", [])),
         context=payload.get("context"),
     )
 

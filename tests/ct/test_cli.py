@@ -62,7 +62,7 @@ def test_documented_invocations(ct_series, tmp_path):
         "--out",
         str(out),
         "--save-model",
-        str(tmp_path / "forest.skops"),
+        str(tmp_path / "forest.pkl"),
     ]
     args += ["--trees", "16", "--sigmas", "1,2", "--truth", str(s / "truth" / "t001.zarr")]
     args += ["--volume", str(s / "t002"), "--scribbles", str(s / "scribbles" / "t002")]  # 2 scans
@@ -82,7 +82,7 @@ def test_documented_invocations(ct_series, tmp_path):
             "--volume",
             str(s / "t002"),
             "--model",
-            str(tmp_path / "forest.skops"),
+            str(tmp_path / "forest.pkl"),
             "--out",
             str(tmp_path / "t2.tif"),
             "--format",

@@ -1,6 +1,7 @@
 """The forest from scribbles and ``olmap ct label``: accuracy, block invariance, resume,
 forest files."""
 
+import os
 import pickle
 
 import numpy as np
@@ -100,15 +101,22 @@ def test_tiff_output_and_no_overwrite(forest, ct_series, tmp_path):
 
 
 def test_forest_file_round_trip_and_refusals(forest, tmp_path):
-    save_forest(forest, tmp_path / "f.skops")
-    back = load_forest(tmp_path / "f.skops")
+    save_forest(forest, tmp_path / "f.pkl")
+    back = load_forest(tmp_path / "f.pkl")
     x = np.random.default_rng(0).random((5, forest.context.n_features_in_))
     assert np.array_equal(back.context.predict(x), forest.context.predict(x))
     assert back.features == forest.features and back.classes == forest.classes
-    with open(tmp_path / "evil.skops", "wb") as f:
+    with open(tmp_path / "evil.pkl", "wb") as f:
         pickle.dump({"kind": "olmap-ct-forest"}, f)
     with pytest.raises(InputError, match="not an olmap forest"):
-        load_forest(tmp_path / "evil.skops")
+        load_forest(tmp_path / "evil.pkl")
+    # a forest file whose pickle would build something else is refused before it runs
+    data = (tmp_path / "f.pkl").read_bytes()
+    head, _, _ = data.partition(b"}\n")
+    evil = pickle.dumps({"forest": os.system}, protocol=5)
+    (tmp_path / "bad.pkl").write_bytes(head + b"}\n" + evil)
+    with pytest.raises(InputError, match=r"refused: posix\.system is not part of an olmap forest"):
+        load_forest(tmp_path / "bad.pkl")
 
 
 def test_scribble_errors_name_the_file(ct_series, tmp_path):
