@@ -36,9 +36,11 @@ OLMAP = [sys.executable, "-m", "olmap", "-q"]
 def measured(cmd: list[str], stop_after: int | None = None) -> dict:
     """Run ``cmd`` under /usr/bin/time; its peak RSS (MB) and wall time (s). With
     ``stop_after`` the command gets SIGINT once its checkpoint lists that many blocks."""
+    import signal
     import time
 
     import numpy as np
+    import psutil
 
     with tempfile.NamedTemporaryFile("r", suffix=".time") as t:
         proc = subprocess.Popen(
@@ -57,8 +59,9 @@ def measured(cmd: list[str], stop_after: int | None = None) -> dict:
                         blocks = int(z["done"].sum())
                 except (OSError, KeyError, ValueError):
                     continue
-                if blocks >= stop_after:
-                    subprocess.run(["pkill", "-INT", "-f", f"--out {out}"], check=False)
+                if blocks >= stop_after:  # Ctrl-C to olmap (the child of /usr/bin/time)
+                    for child in psutil.Process(proc.pid).children():
+                        child.send_signal(signal.SIGINT)
                     break
         _, err = proc.communicate()
         stopped = stop_after is not None and "interrupted after" in err

@@ -142,7 +142,8 @@ def predict(
         bse_scale=bse_scale,
         save_every_s=save_every,
     )
-    from olmap.segment.predict import fixed_mmap_threshold, predict_mosaic
+    from olmap.segment.predict import predict_mosaic
+    from olmap.stream.engine import fixed_mmap_threshold
 
     info = check_single_band(bse, "BSE mosaic")
     fixed_mmap_threshold()  # peak memory must not creep up with the mosaic (docs/inference.md)

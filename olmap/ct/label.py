@@ -31,6 +31,7 @@ from olmap.io.outputs import MARKER, claim_outputs, commit, partial_name
 from olmap.io.resume import progress_path
 from olmap.io.volume import open_volume, volume_stamp
 from olmap.stream import BlockGrid, BlockJob, ZarrSink, run_blocks
+from olmap.stream.engine import fixed_mmap_threshold
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,8 @@ class BlockLabeller:
         return {**self.__dict__, "_volume": None}
 
     def __call__(self, block) -> tuple[np.ndarray, np.ndarray]:
-        if self._volume is None:
+        if self._volume is None:  # first block in this process (or Dask worker)
+            fixed_mmap_threshold()  # blocks of ~100 MB: keep the heap from fragmenting
             self._volume = self.spec.open()
         prob = predict_region(self._volume, block.inner, self.model, self.reference)
         prob = prob.reshape(len(prob), -1).T

@@ -18,7 +18,7 @@ from olmap.io.outputs import atomic_path
 
 def _cmap(classes: ClassFile) -> tuple[ListedColormap, int]:
     top = max(classes.codes)
-    colours = ["#000000"] * (top + 1)
+    colours = ["#ffffff"] * (top + 1)  # 0 (unlabelled, outside): white
     for c in classes.classes:
         colours[c.code] = c.colour
     return ListedColormap(colours), top
@@ -53,7 +53,7 @@ def write_slice_figure(
         ax.set_axis_off()
     fig.legend(
         handles=[Patch(color=c.colour, label=c.name) for c in classes.classes],
-        loc="lower center",
+        loc="outside lower center",
         ncol=len(classes.classes),
         frameon=False,
     )

@@ -13,7 +13,6 @@ client only writes the blocks they return.
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import itertools
 import json
@@ -61,13 +60,12 @@ from olmap.segment.config import PREDICT_TILE, PredictConfig
 from olmap.segment.infer import classify, n_prob_bands, predict_run, resolve_device
 from olmap.segment.model import Segmenter
 from olmap.segment.scale import GreyMapping, input_mapping
-from olmap.stream.engine import dask_client
+from olmap.stream.engine import dask_client, fixed_mmap_threshold
 
 log = logging.getLogger(__name__)
 
 #: Mask value of pixels without data (shared/CLI.md: 255 = ignore/nodata).
 NODATA = 255
-_M_MMAP_THRESHOLD = -3  # mallopt parameter (glibc malloc.h)
 
 
 @dataclass(frozen=True)
@@ -277,23 +275,6 @@ def _open_outputs(
         )
     )
     return prob, mask
-
-
-def fixed_mmap_threshold(nbytes: int = 1 << 20) -> bool:
-    """Make glibc return every allocation of ``nbytes`` or more to the system when freed.
-
-    glibc raises its mmap threshold each time a large block is freed, after which blocks of
-    window size (16 MB at 2,048 px) come from the heap, which fragments over thousands of
-    windows: peak memory then creeps up with the mosaic size. A fixed threshold stops that.
-    Returns whether it was set (False off glibc). Process-wide: ``olmap predict`` calls it;
-    library users decide for their own process. It costs time: every large buffer is then
-    mapped afresh (page faults), about 20 % on CPU (docs/benchmarks.md).
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, nbytes))
-    except (OSError, AttributeError):
-        return False
 
 
 class _PartialOutputs:

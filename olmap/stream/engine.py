@@ -10,6 +10,7 @@ computing blocks while the client writes them. It is written here once.
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import logging
 import os
@@ -268,3 +269,25 @@ def _ignore_sigint() -> Any:
 def _restore_sigint(previous: Any) -> None:
     if previous is not None:
         signal.signal(signal.SIGINT, previous)
+
+
+#: mallopt parameter (glibc malloc.h).
+_M_MMAP_THRESHOLD = -3
+
+
+def fixed_mmap_threshold(nbytes: int = 1 << 20) -> bool:
+    """Make glibc return every allocation of ``nbytes`` or more to the system when freed.
+
+    glibc raises its mmap threshold each time a large block is freed, after which blocks of
+    window size (16 MB at 2,048 px) come from the heap, which fragments over thousands of
+    windows: peak memory then creeps up with the mosaic size. A fixed threshold stops that.
+    Returns whether it was set (False off glibc). Process-wide: ``olmap predict`` and
+    ``olmap ct label`` call it; library users decide for their own process. It costs time:
+    every large buffer is then mapped afresh (page faults), about 20 % on CPU
+    (docs/benchmarks.md).
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, nbytes))
+    except (OSError, AttributeError):
+        return False
