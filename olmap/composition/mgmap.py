@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from rasterio.windows import Window
 from scipy import ndimage as ndi
 
 from olmap import __version__
@@ -32,7 +33,6 @@ from olmap.composition.outliers import crystal_noise_sd, lof_outliers
 from olmap.composition.psf import psf_reach_px, unmix_edges
 from olmap.composition.regression import LinearCalibration
 from olmap.core.components import component_pixels, label_components
-from olmap.core.windows import block_windows, halo_window
 from olmap.io.outputs import atomic_paths, claim_outputs
 from olmap.io.raster import (
     ClassMaskSource,
@@ -50,6 +50,7 @@ from olmap.io.resume import (
     interrupts_deferred,
     progress_path,
 )
+from olmap.stream import Block, BlockGrid, BlockJob, GeoTiffSink, run_blocks
 
 log = logging.getLogger(__name__)
 
@@ -388,10 +389,23 @@ def _mg_map(
             )
         psf = bse_domain.psf_sigma_px if bse_domain is not None else 0.0
         halo = int(np.ceil(4 * sigma + psf_reach_px(psf)))
-        blocks = block_windows(h, w, config.chunk)
+        grid = BlockGrid((h, w), config.chunk, halo)
         counts = {"olivine": 0, "unmapped": 0}
         hist = np.zeros(1001, dtype=np.int64)  # mg# in 0.001 bins, for the quantiles
-        grid = {"height": h, "width": w, "transform": info.transform}
+        raster = {"height": h, "width": w, "transform": info.transform}
+
+        def compute(block: Block) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+            """mg#, outliers, olivine and BSE-less olivine of one block."""
+            (r0, r1), (c0, c1) = ((s.start, s.stop) for s in block.outer)
+            padded = Window(c0, r0, c1 - c0, r1 - r0)
+            mask = read_mask(padded)
+            outlier = outlier_window(flat, w, r0, c0, r1 - r0, c1 - c0) & mask
+            bse = unmix_edges(read_bse(padded), mask, psf)
+            valid = mask & ~outlier & np.isfinite(bse)
+            mg = calibration(smooth_over(bse, valid, sigma))[block.crop]
+            m = mask[block.crop]
+            return mg, outlier[block.crop], m, m & ~np.isfinite(bse[block.crop])
+
         with (
             atomic_paths([out_path, outliers_path], overwrite=True) as (mg_tmp, outliers_tmp),
             create_raster(
@@ -401,7 +415,7 @@ def _mg_map(
                 tags={"quantity": "mg_num", "calibration": f"{calibration}"},
                 overwrite=True,
                 atomic=False,
-                **grid,
+                **raster,
             ) as mg_ds,
             create_raster(
                 outliers_tmp,
@@ -409,29 +423,27 @@ def _mg_map(
                 tags={"values": "1 = LOF outlier (crack, hole, inclusion), 0 = not"},
                 overwrite=True,
                 atomic=False,
-                **grid,
+                **raster,
             ) as out_ds,
         ):
-            for n, block in enumerate(blocks):
-                padded, inner = halo_window(block, halo, h, w)
-                r0, c0 = int(padded.row_off), int(padded.col_off)
-                ph, pw = int(padded.height), int(padded.width)
-                mask = read_mask(padded)
-                outlier = outlier_window(flat, w, r0, c0, ph, pw) & mask
-                bse = unmix_edges(read_bse(padded), mask, psf)
-                valid = mask & ~outlier & np.isfinite(bse)
-                mg = calibration(smooth_over(bse, valid, sigma))[inner]
-                mg_ds.write(mg.astype(np.float32)[None], window=block)
-                out_ds.write(outlier[inner].astype(np.uint8)[None], window=block)
-                m = mask[inner]
-                counts["olivine"] += int(m.sum())
-                counts["unmapped"] += int((m & ~np.isfinite(bse[inner])).sum())
+            mg_sink, outlier_sink = GeoTiffSink(mg_ds), GeoTiffSink(out_ds)
+
+            def write(block: Block, result: tuple[np.ndarray, ...]) -> None:
+                mg, outlier, olivine, unmapped = result
+                mg_sink.write(block.inner, mg.astype(np.float32))
+                outlier_sink.write(block.inner, outlier.astype(np.uint8))
+                counts["olivine"] += int(olivine.sum())
+                counts["unmapped"] += int(unmapped.sum())
                 good = mg[np.isfinite(mg)]
-                hist += np.bincount(
+                hist[:] += np.bincount(
                     np.clip(np.round(good * 1000), 0, 1000).astype(np.int64), minlength=1001
                 )
                 if progress:
-                    progress("map", n + 1, len(blocks))
+                    progress("map", block.index + 1, len(grid))
+
+            # Seconds per gigapixel: not resumable (the LOF stage is, above); Ctrl-C stops it
+            # at a block boundary and the outputs are left as they were.
+            run_blocks(BlockJob(grid, compute, write, str(out_path)), checkpoint=None)
     progress_file.unlink(missing_ok=True)
     t2 = time.perf_counter()
     cdf = np.cumsum(hist) / max(hist.sum(), 1)

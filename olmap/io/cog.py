@@ -1,39 +1,25 @@
-"""Cloud-optimised GeoTIFFs (COGs) written window by window, and decimated samples of rasters.
+"""Cloud-optimised GeoTIFFs (COGs) copied from rasters, and decimated samples of rasters.
 
 A COG is a tiled GeoTIFF whose overviews and tiles are laid out so that a reader fetches
-only the parts it shows (https://cogeo.org). olmap renders the pixels window by window into a
-tiled staging GeoTIFF beside the output, then GDAL's COG driver copies it, building the
-overviews on the way; both steps stream through GDAL's block cache, so peak memory depends
-on the block size, not on the raster (docs/benchmarks.md, "Tiles and viewer").
+only the parts it shows (https://cogeo.org). GDAL's COG driver copies a tiled raster,
+building the overviews on the way through its block cache, so peak memory depends on the
+block size, not on the raster. COGs rendered window by window: :mod:`olmap.stream.cog`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import rasterio
 import rasterio.shutil
-from affine import Affine
 from rasterio._err import CPLE_BaseError  # GDAL's errors as rasterio raises them
-from rasterio.enums import ColorInterp, Resampling
-from rasterio.windows import Window
+from rasterio.enums import Resampling
 
-from olmap.core.windows import block_windows
 from olmap.errors import InputError, first_line
 from olmap.io.outputs import atomic_path, is_write_failure
-from olmap.io.raster import create_raster, gdal_env, gdal_write_errors, open_raster
-
-#: Render the pixels of one window: ``(count, h, w)`` array of the COG's dtype.
-WindowRenderer = Callable[[Window], np.ndarray]
-
-_COLOUR_INTERP = {
-    2: [ColorInterp.gray, ColorInterp.alpha],
-    3: [ColorInterp.red, ColorInterp.green, ColorInterp.blue],
-    4: [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha],
-}
+from olmap.io.raster import gdal_env, gdal_write_errors, open_raster
 
 
 def _cog_options(
@@ -73,104 +59,6 @@ def _copy_as_cog(source: Path, target: Path, options: dict[str, Any]) -> None:
         if is_write_failure(exc, target):
             raise  # the disk: the output's error (atomic_path names it)
         raise InputError(f"{source}: cannot be copied as a COG ({first_line(exc)})") from exc
-
-
-def write_cog(
-    path: str | Path,
-    render: WindowRenderer,
-    *,
-    height: int,
-    width: int,
-    count: int,
-    dtype: str | np.dtype,
-    transform: Affine,
-    nodata: float | None = None,
-    band_names: Sequence[str] | None = None,
-    tags: dict[str, Any] | None = None,
-    colour: bool = False,
-    blocksize: int = 512,
-    compress: str = "deflate",
-    resampling: str = "average",
-    overwrite: bool = False,
-    progress: Callable[[int], None] | None = None,
-) -> Path:
-    """Write a COG whose pixels ``render`` produces one block-sized window at a time.
-
-    Parameters
-    ----------
-    path : path-like
-        Output ``.tif``; built under a temporary name and renamed when complete.
-    render : callable
-        ``render(window) -> ndarray (count, h, w)`` of ``dtype``.
-    height, width, count : int
-        Shape in pixels and number of bands.
-    dtype : str or dtype
-    transform : Affine
-        Map transform (µm).
-    nodata : float, optional
-    band_names : sequence of str, optional
-    tags : dict, optional
-        Dataset metadata (e.g. the colour scale of a display COG).
-    colour : bool
-        Bands are grey + alpha (2) or RGB(A) (3, 4): tag them so GIS shows colours and
-        transparency.
-    blocksize : int
-        Internal tile side (px); overviews halve until the raster fits one block.
-    compress : str
-        deflate, lzw, zstd or none.
-    resampling : str
-        Overview resampling (GDAL name): ``average`` for grey levels and colours,
-        ``nearest`` for class codes.
-    overwrite : bool
-    progress : callable, optional
-        Called with the number of pixels of each finished window.
-
-    Returns
-    -------
-    Path
-    """
-    path = Path(path)
-    dtype = np.dtype(dtype).name
-    blocksize = fitted_blocksize(blocksize, max(height, width))
-    options = _cog_options(
-        blocksize=blocksize, compress=compress, resampling=resampling, dtype=dtype, side=blocksize
-    )
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        staging = tmp.with_name(tmp.name + ".staging.tif")
-        try:
-            # Staging in ZSTD: fast to write and read back, never seen by users.
-            with create_raster(
-                staging,
-                height=height,
-                width=width,
-                count=count,
-                dtype=dtype,
-                transform=transform,
-                nodata=nodata,
-                band_names=band_names,
-                tags=tags,
-                tile=blocksize,
-                compress="zstd",
-                atomic=False,
-                overwrite=True,
-            ) as ds:
-                if colour:
-                    ds.colorinterp = _COLOUR_INTERP[count]
-                for window in block_windows(height, width, blocksize):
-                    block = np.asarray(render(window))
-                    if block.shape != (count, window.height, window.width):
-                        raise ValueError(
-                            f"render gave shape {block.shape} for a {count}-band window "
-                            f"of {window.height}x{window.width} px"
-                        )
-                    ds.write(block.astype(dtype, copy=False), window=window)
-                    if progress is not None:
-                        progress(int(window.height * window.width))
-            with gdal_env(), gdal_write_errors(tmp):
-                _copy_as_cog(staging, tmp, options)
-        finally:
-            staging.unlink(missing_ok=True)
-    return path
 
 
 def copy_cog(

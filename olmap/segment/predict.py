@@ -14,11 +14,9 @@ client only writes the blocks they return.
 from __future__ import annotations
 
 import functools
-import itertools
 import json
 import logging
 import os
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
@@ -49,58 +47,22 @@ from olmap.io.raster import (
 )
 from olmap.io.resume import (
     Checkpoint,
-    RunInterrupted,
     file_stamp,
-    interrupts_deferred,
     progress_path,
 )
-from olmap.segment.blend import WindowPlan, band_edges
+from olmap.segment.blend import WindowPlan
 from olmap.segment.checkpoint import ModelMeta, load_checkpoint
 from olmap.segment.config import PREDICT_TILE, PredictConfig
 from olmap.segment.infer import classify, n_prob_bands, predict_run, resolve_device
 from olmap.segment.model import Segmenter
 from olmap.segment.scale import GreyMapping, input_mapping
-from olmap.stream.engine import dask_client, fixed_mmap_threshold
+from olmap.stream import Block, BlockGrid, BlockJob, block_window, run_blocks
+from olmap.stream.engine import fixed_mmap_threshold
 
 log = logging.getLogger(__name__)
 
 #: Mask value of pixels without data (shared/CLI.md: 255 = ignore/nodata).
 NODATA = 255
-
-
-@dataclass(frozen=True)
-class BlockGrid:
-    """The blocks of a mosaic: ``bands`` x ``columns``, numbered row-major."""
-
-    bands: list[tuple[int, int]]
-    columns: list[tuple[int, int]]
-
-    @classmethod
-    def of(cls, height: int, width: int, settings: PredictConfig) -> BlockGrid:
-        return cls(band_edges(height, settings.band_rows), band_edges(width, settings.block_width))
-
-    def __len__(self) -> int:
-        return len(self.bands) * len(self.columns)
-
-    def runs(self, done: np.ndarray, max_blocks: int | None = None) -> list[tuple[int, int, int]]:
-        """``(band, first column, last column + 1)`` of every run of blocks not yet done.
-
-        A run is a maximal stretch of undone blocks of one band, cut every ``max_blocks``.
-        """
-        runs = []
-        n = len(self.columns)
-        for b in range(len(self.bands)):
-            j = 0
-            while j < n:
-                if done[b * n + j]:
-                    j += 1
-                    continue
-                k = j
-                while k < n and not done[b * n + k] and (max_blocks is None or k - j < max_blocks):
-                    k += 1
-                runs.append((b, j, k))
-                j = k
-        return runs
 
 
 @dataclass
@@ -152,29 +114,29 @@ def finish_block(mean: np.ndarray, threshold: float) -> tuple[np.ndarray, np.nda
     return prob, labels, valid
 
 
-def _predict_blocks(
+def predict_blocks(
     model: Segmenter,
     source: WindowSource,
     plan: WindowPlan,
-    grid: BlockGrid,
-    run: tuple[int, int, int],
     settings: PredictConfig,
     threshold: float,
     mapping: GreyMapping,
-) -> Iterator[tuple[int, Window, np.ndarray, np.ndarray, np.ndarray]]:
-    """``(block index, window, prob, labels, valid)`` of each block of one run."""
-    b, j0, j1 = run
+    run: list[Block],
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(prob, labels, valid)`` of each block of a run (consecutive blocks of one band): the
+    windows across the borders between its blocks are predicted once."""
 
     def read(window: Window) -> tuple[np.ndarray, np.ndarray | None]:
         image, valid = source.read(window)
         return mapping(image), valid  # on the model's grey scale
 
+    rows, first, last = run[0].inner[0], run[0].inner[1], run[-1].inner[1]
     blocks = predict_run(
         model,
         plan,
         read,
-        grid.bands[b],
-        (grid.columns[j0][0], grid.columns[j1 - 1][1]),
+        (rows.start, rows.stop),
+        (first.start, last.stop),
         block_width=settings.block_width,
         blend=settings.blend,
         batch_size=settings.batch_size,
@@ -183,9 +145,8 @@ def _predict_blocks(
     )
     # closing(): the prefetch thread is stopped and joined before the source is closed
     with closing(blocks):
-        for j, block in enumerate(blocks, start=j0):
-            prob, labels, valid = finish_block(block.mean, threshold)
-            yield b * len(grid.columns) + j, block.window, prob, labels, valid
+        for block in blocks:
+            yield finish_block(block.mean, threshold)
 
 
 @functools.lru_cache(maxsize=2)
@@ -199,17 +160,16 @@ def predict_run_task(
     stamp: tuple[int, int],
     bse: str,
     plan: WindowPlan,
-    grid: BlockGrid,
-    run: tuple[int, int, int],
     settings: PredictConfig,
     threshold: float,
     mapping: GreyMapping,
-) -> list[tuple[int, Window, np.ndarray, np.ndarray, np.ndarray]]:
+    run: list[Block],
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """One Dask task: the finished blocks of a run, predicted on the worker."""
     fixed_mmap_threshold()  # workers run many tasks: keep their heap from fragmenting
     model = _worker_model(model_path, stamp, settings.device)
     with WindowSource(bse) as source:
-        return list(_predict_blocks(model, source, plan, grid, run, settings, threshold, mapping))
+        return list(predict_blocks(model, source, plan, settings, threshold, mapping, run))
 
 
 def _open_outputs(
@@ -278,51 +238,47 @@ def _open_outputs(
 
 
 class _PartialOutputs:
-    """The two partial GeoTIFFs of a prediction, open for writing, and their progress file.
+    """The two partial GeoTIFFs of a prediction, opened for writing when first needed.
 
-    :meth:`save` makes the finished blocks durable: both files are closed (GDAL writes their
-    blocks and directories), flushed to disk, then the progress file listing those blocks is
-    written and the files are reopened. A run killed at any moment (even with SIGKILL) finds
-    partial files that hold at least every block the progress file lists.
+    :meth:`sync` makes the finished blocks durable before the engine's checkpoint lists them:
+    both files are closed (GDAL writes their blocks and directories) and flushed to disk;
+    they are reopened by the next write. A run killed at any moment (even with SIGKILL) finds
+    partial files that hold at least every block the checkpoint lists.
     """
 
-    def __init__(self, prob: Path, mask: Path, progress_file: Path, fingerprint: str, create):
+    def __init__(self, prob: Path, mask: Path, create: dict[str, Any]) -> None:
         self.prob, self.mask = prob, mask
-        self.progress_file, self.fingerprint = progress_file, fingerprint
         self._create = create
         self._stack = ExitStack()
-        self.datasets: tuple[Any, Any] | None = None
-        self.saved = time.monotonic()
+        self._datasets: tuple[Any, Any] | None = None
 
     def open(self, resume: bool) -> None:
-        self.datasets = _open_outputs(
+        self._datasets = _open_outputs(
             self._stack, self.prob, self.mask, resume=resume, **self._create
         )
 
+    @property
+    def datasets(self) -> tuple[Any, Any]:
+        if self._datasets is None:
+            self.open(resume=True)
+        return self._datasets
+
     def close(self) -> None:
-        self.datasets = None
+        self._datasets = None
         self._stack.close()
 
-    def save(self, counts: np.ndarray, done: np.ndarray) -> None:
-        """Close, flush and reopen the files, then record ``done`` blocks (and their counts)."""
+    def sync(self) -> None:
+        """Close the files and flush them to disk."""
         self.close()
         for path in (self.prob, self.mask):
-            with open(path, "rb+") as f:
-                os.fsync(f.fileno())
-        self.save_progress(counts, done)
-        self.open(resume=True)
+            if path.exists():
+                with open(path, "rb+") as f:
+                    os.fsync(f.fileno())
 
-    def save_progress(self, counts: np.ndarray, done: np.ndarray) -> None:
-        if done.any():
-            Checkpoint(self.fingerprint, int(done.sum()), {"counts": counts}).save(
-                self.progress_file.parent, self.progress_file.name
-            )
-        self.saved = time.monotonic()
-
-    def discard(self) -> None:
-        """Remove the partial files and the progress (a failed write cannot be resumed)."""
+    def discard(self, *more: Path) -> None:
+        """Remove the partial files and ``more`` (a failed write cannot be resumed)."""
         self.close()
-        for path in (self.prob, self.mask, self.progress_file):
+        for path in (self.prob, self.mask, *more):
             path.unlink(missing_ok=True)
 
 
@@ -407,7 +363,7 @@ def _predict(
         log.warning("%s: %s", bse, mapping.note)
     n_bands = n_prob_bands(model)
     plan = WindowPlan.over(info.height, info.width, settings.window, settings.step)
-    grid = BlockGrid.of(info.height, info.width, settings)
+    grid = BlockGrid((info.height, info.width), (settings.band_rows, settings.block_width))
     # Batch size and device change nothing but float rounding: a resume may use others.
     same_result = settings.model_dump(exclude={"device", "batch_size", "save_every_s"})
     fingerprint = json.dumps(
@@ -424,32 +380,14 @@ def _predict(
     )
     prob_tmp, mask_tmp = partial_name(out_prob), partial_name(out_mask)
     progress_file = progress_path(out_mask)
-    ckpt = Checkpoint.load(progress_file.parent, fingerprint, progress_file.name)
-    # Per-block class counts: a block is counted exactly when it is marked done.
-    counts = np.zeros((len(grid), 257), np.int64)
-    if (
-        ckpt is not None
-        and prob_tmp.exists()
-        and mask_tmp.exists()
-        and ckpt.arrays.get("counts", np.empty(0)).shape == counts.shape
-    ):
-        counts = ckpt.arrays["counts"].astype(np.int64)
-    done = counts.sum(1) > 0
-    resumed = int(done.sum())
-    if not resumed:  # a stale progress file must never outlive a fresh start
-        progress_file.unlink(missing_ok=True)
-    areas = np.array([(r1 - r0) * (c1 - c0) for r0, r1 in grid.bands for c0, c1 in grid.columns])
-    if resumed:
-        log.warning("resuming %s: %d of %d blocks already written", mask_tmp, resumed, len(grid))
-        if progress is not None:
-            progress(int(areas[done].sum()))
+    resume = prob_tmp.exists() and mask_tmp.exists()
+    if not resume or Checkpoint.load(progress_file.parent, fingerprint, progress_file.name) is None:
+        progress_file.unlink(missing_ok=True)  # a stale progress file never outlives a new start
+        resume = False
     tags = {"software": f"olmap {__version__}", "model": model_path.name, "source": bse.name}
-    t0 = time.perf_counter()
     partial = _PartialOutputs(
         prob_tmp,
         mask_tmp,
-        progress_file,
-        fingerprint,
         {
             "height": info.height,
             "width": info.width,
@@ -460,82 +398,73 @@ def _predict(
             "tags": tags,
         },
     )
+    # Per-block class counts, restored with the finished blocks when resuming.
+    counts = np.zeros((len(grid), 257), np.int64)
 
-    def record(index: int, window: Window, prob, labels, valid) -> None:
+    def write(block: Block, result: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        prob, labels, valid = result
         prob_ds, mask_ds = partial.datasets
+        window = block_window(block)
         prob_ds.write(prob, window=window)
         prob_ds.write_mask(valid.astype(np.uint8) * 255, window=window)
         mask_ds.write(labels, 1, window=window)
-        block_counts = np.bincount(labels.ravel(), minlength=257)[:257]
-        counts[index] = block_counts  # one assignment: counted and done together
-        done[index] = True
-        if progress is not None:
-            progress(int(areas[index]))
-        if time.monotonic() - partial.saved > settings.save_every_s and not done.all():
-            partial.save(counts, done)
+        counts[block.index] = np.bincount(labels.ravel(), minlength=257)[:257]
 
-    with interrupts_deferred() as stop:
+    if dask is None:
+        run = functools.partial(predict_blocks, model, source, plan, settings, threshold, mapping)
+        run_length = None  # whole bands: every window predicted once
+    else:
+        del model  # the workers load their own
+        stamp = file_stamp(model_path)
+        run = functools.partial(
+            predict_run_task, str(model_path.resolve()), stamp, str(bse.resolve()), plan,
+            settings, threshold, mapping,
+        )  # fmt: skip
+        # Runs of about four windows' width: enough work per task to amortise its overhead.
+        run_length = max(1, -(-4 * settings.window // settings.block_width))
+    job = BlockJob(
+        grid, None, write, str(out_mask), state={"counts": counts},
+        compute_run=run, run_length=run_length,
+    )  # fmt: skip
+
+    def finish() -> None:
+        # Ctrl-C still deferred: both outputs appear, whole, or neither.
+        partial.sync()
+        commit([(prob_tmp, out_prob), (mask_tmp, out_mask)])
+
+    try:
         try:
-            try:
-                partial.open(resume=resumed > 0)
-            except InputError:
-                if not resumed:
-                    raise
-                log.warning("%s: partial outputs unreadable; starting afresh", mask_tmp)
-                partial.close()  # a half-reopened pair is closed before it is recreated
-                counts[:], done[:], resumed = 0, False, 0
-                progress_file.unlink(missing_ok=True)
-                partial.open(resume=False)
-            if dask is None:
-                for run in grid.runs(done):
-                    blocks = _predict_blocks(
-                        model, source, plan, grid, run, settings, threshold, mapping
-                    )
-                    for item in blocks:
-                        record(*item)
-                        if stop and not done.all():
-                            raise _interrupted(out_mask, done)
-            else:
-                del model  # the workers load their own
-                _run_on_dask(
-                    dask,
-                    model_path,
-                    bse,
-                    plan,
-                    grid,
-                    done,
-                    settings,
-                    threshold,
-                    mapping,
-                    lambda item: record(*item),
-                    stop,
-                    out_mask,
-                )
-            partial.close()
-        except (OutputWriteError, InputError):
-            # Damaged outputs, or an input that would stop a rerun at the same block: nothing
-            # to resume from (and the space back).
-            partial.discard()
-            raise
-        except BaseException as exc:
-            # Files are closed before the progress is saved: every block it lists is on disk.
-            partial.close()
-            if is_write_failure(exc, out_mask):
-                partial.discard()
-                raise write_failure(out_mask, exc) from exc
-            try:
-                partial.save_progress(counts, done)
-            except OSError as save_exc:  # the run's own error matters more
-                log.warning("%s: progress not saved (%s)", progress_file, save_exc)
-            raise
-        # Still deferring Ctrl-C: both outputs appear, whole, or neither.
-        try:
-            commit([(prob_tmp, out_prob), (mask_tmp, out_mask)])
-        except OutputWriteError:
-            partial.discard()
-            raise
-        progress_file.unlink(missing_ok=True)
-    seconds = time.perf_counter() - t0
+            partial.open(resume=resume)
+        except InputError:
+            if not resume:
+                raise
+            log.warning("%s: partial outputs unreadable; starting afresh", mask_tmp)
+            partial.close()  # a half-reopened pair is closed before it is recreated
+            progress_file.unlink(missing_ok=True)
+            partial.open(resume=False)
+        stats = run_blocks(
+            job,
+            checkpoint=progress_file,
+            fingerprint=fingerprint,
+            dask=dask,
+            progress=progress,
+            finish=finish,
+            save_every_s=settings.save_every_s,
+            before_save=partial.sync,
+        )
+    except (OutputWriteError, InputError):
+        # Damaged outputs, or an input that would stop a rerun at the same block: nothing
+        # to resume from (and the space back).
+        partial.discard(progress_file)
+        raise
+    except BaseException as exc:
+        partial.close()
+        if is_write_failure(exc, out_mask):
+            partial.discard(progress_file)
+            raise write_failure(out_mask, exc) from exc
+        raise
+    resumed = stats.resumed
+    seconds = stats.seconds
     counts = counts.sum(0)
     names = meta.class_names
     return PredictResult(
@@ -558,78 +487,3 @@ def _predict(
             "dask": dask,
         },
     )
-
-
-def _interrupted(out_mask: Path, done: np.ndarray) -> RunInterrupted:
-    return RunInterrupted(
-        f"{out_mask}: interrupted after {int(done.sum())} of {done.size} blocks; "
-        "run the same command again to resume"
-    )
-
-
-def _run_on_dask(
-    address: str,
-    model_path: Path,
-    bse: Path,
-    plan: WindowPlan,
-    grid: BlockGrid,
-    done: np.ndarray,
-    settings: PredictConfig,
-    threshold: float,
-    mapping: GreyMapping,
-    record: Callable[[tuple], None],
-    stop: Any,
-    out_mask: Path,
-) -> None:
-    """Predict the undone runs on Dask workers; write blocks as their runs complete.
-
-    At most two runs per worker are in flight, so the client holds a bounded number of
-    finished blocks whatever the mosaic size.
-    """
-    from distributed import as_completed
-
-    # Runs of about four windows' width: enough work per task to amortise its overhead.
-    run_blocks = max(1, -(-4 * settings.window // settings.block_width))
-    runs = grid.runs(done, max_blocks=run_blocks)
-    client = dask_client(address)
-    try:
-        n_workers = max(1, len(client.scheduler_info().get("workers", {})))
-        pending = iter(runs)
-        stamp = file_stamp(model_path)
-
-        def submit(run: tuple[int, int, int]) -> Any:
-            return client.submit(
-                predict_run_task,
-                str(model_path.resolve()),
-                stamp,
-                str(bse.resolve()),
-                plan,
-                grid,
-                run,
-                settings,
-                threshold,
-                mapping,
-                pure=False,
-            )
-
-        in_flight = {submit(r) for r in itertools.islice(pending, 2 * n_workers)}
-        queue = as_completed(in_flight)
-        for future in queue:
-            in_flight.discard(future)
-            for item in future.result():
-                record(item)
-            future.release()
-            if stop and not done.all():
-                for other in in_flight:
-                    other.cancel()
-                raise _interrupted(out_mask, done)
-            nxt = next(pending, None)
-            if nxt is not None:
-                future = submit(nxt)
-                in_flight.add(future)
-                queue.add(future)
-    finally:
-        cluster = getattr(client, "cluster", None)
-        client.close()
-        if cluster is not None:
-            cluster.close()

@@ -9,7 +9,7 @@
 
 from olmap.stream.engine import BlockJob, RunStats, dask_client, run_blocks
 from olmap.stream.grid import Block, BlockGrid
-from olmap.stream.sinks import GeoTiffSink, Sink, ZarrSink
+from olmap.stream.sinks import GeoTiffSink, Sink, ZarrSink, block_window
 
 __all__ = [
     "Block",
@@ -19,6 +19,7 @@ __all__ = [
     "RunStats",
     "Sink",
     "ZarrSink",
+    "block_window",
     "dask_client",
     "run_blocks",
 ]

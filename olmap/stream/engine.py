@@ -11,13 +11,14 @@ computing blocks while the client writes them. It is written here once.
 from __future__ import annotations
 
 import ctypes
+import functools
 import itertools
 import logging
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,10 +40,10 @@ class BlockJob:
     Attributes
     ----------
     grid : BlockGrid
-    compute : callable
-        ``compute(block) -> result``; runs on Dask workers with ``dask``, so it must then be
-        picklable (a module-level function or a :func:`functools.partial` of one) and read its
-        inputs itself.
+    compute : callable or None
+        ``compute(block) -> result`` (None with ``compute_run``); runs on Dask workers with
+        ``dask``, so it must then be picklable (a module-level function or a
+        :func:`functools.partial` of one) and read its inputs itself.
     write : callable
         ``write(block, result)`` in the calling process: writes the result to the sinks and
         updates ``state``.
@@ -50,13 +51,76 @@ class BlockJob:
         What the job writes (for messages), e.g. the output path.
     state : dict of str to ndarray
         Arrays accumulated by ``write`` (counts, sums) that a resumed run must get back.
+    compute_run : callable, optional
+        ``compute_run(blocks) -> iterable of results``, one per block in order, for jobs whose
+        neighbouring blocks share work (overlapping windows across their border): the blocks
+        still to do are grouped in *runs*, consecutive blocks along the last axis, and each
+        run is one task. Used instead of ``compute`` when given.
+    run_length : int, optional
+        Most blocks per run (default: whole rows of the grid). Shorter runs spread better over
+        Dask workers; longer ones share more work.
     """
 
     grid: BlockGrid
-    compute: Callable[[Block], Any]
+    compute: Callable[[Block], Any] | None
     write: Callable[[Block, Any], None]
     name: str
     state: dict[str, np.ndarray] = field(default_factory=dict)
+    compute_run: Callable[[list[Block]], Iterable[Any]] | None = None
+    run_length: int | None = None
+
+    def runs(self, todo: list[Block]) -> list[list[Block]]:
+        """``todo`` grouped in the tasks computed at once: runs of consecutive blocks along
+        the last axis with ``compute_run``, else single blocks.
+
+        Examples
+        --------
+        >>> job = BlockJob(BlockGrid((4, 6), 2), print, print, "x", compute_run=print)
+        >>> [[b.index for b in run] for run in job.runs([job.grid[i] for i in (0, 1, 3, 5)])]
+        [[0, 1], [3], [5]]
+        """
+        if self.compute_run is None:
+            return [[b] for b in todo]
+        runs: list[list[Block]] = []
+        per_row = self.grid.counts[-1]
+        for block in todo:
+            last = runs[-1][-1] if runs else None
+            if (
+                last is not None
+                and block.index == last.index + 1
+                and block.index // per_row == last.index // per_row
+                and (self.run_length is None or len(runs[-1]) < self.run_length)
+            ):
+                runs[-1].append(block)
+            else:
+                runs.append([block])
+        return runs
+
+    def task(self) -> Callable[[list[Block]], list[Any]]:
+        """The picklable function computing a run's results (a list), e.g. on Dask workers."""
+        if self.compute_run is None:
+            if self.compute is None:
+                raise ValueError(f"{self.name}: a job needs compute or compute_run")
+            return functools.partial(_compute_one, self.compute)
+        return functools.partial(_compute_list, self.compute_run)
+
+
+def _compute_one(compute: Callable[[Block], Any], blocks: list[Block]) -> list[Any]:
+    return [compute(blocks[0])]
+
+
+def _compute_list(compute_run: Callable[[list[Block]], Iterable[Any]], blocks: list[Block]) -> list:
+    results = iter(compute_run(blocks))
+    try:
+        return list(results)
+    finally:
+        _close(results)
+
+
+def _close(results: Any) -> None:
+    close = getattr(results, "close", None)
+    if close is not None:
+        close()
 
 
 @dataclass
@@ -72,8 +136,8 @@ class RunStats:
 def run_blocks(
     job: BlockJob,
     *,
-    checkpoint: str | Path,
-    fingerprint: str,
+    checkpoint: str | Path | None,
+    fingerprint: str = "",
     dask: str | None = None,
     progress: Callable[[int], None] | None = None,
     finish: Callable[[], None] | None = None,
@@ -86,9 +150,10 @@ def run_blocks(
     Parameters
     ----------
     job : BlockJob
-    checkpoint : path-like
+    checkpoint : path-like or None
         File of the progress (``.npz``); kept beside the partial outputs and removed when the
-        job completes.
+        job completes. None: nothing is saved (a job of seconds whose partial outputs are not
+        kept); Ctrl-C still stops it at a block boundary.
     fingerprint : str
         Identifies the job (inputs, settings, outputs); a checkpoint with another is ignored.
     dask : str, optional
@@ -114,10 +179,12 @@ def run_blocks(
     RunInterrupted
         On Ctrl-C / SIGTERM, after the blocks written so far are saved in the checkpoint.
     """
-    checkpoint = Path(checkpoint)
+    checkpoint = Path(checkpoint) if checkpoint is not None else None
     grid = job.grid
     done = np.zeros(len(grid), bool)
-    ckpt = Checkpoint.load(checkpoint.parent, fingerprint, checkpoint.name)
+    ckpt = None
+    if checkpoint is not None:
+        ckpt = Checkpoint.load(checkpoint.parent, fingerprint, checkpoint.name)
     if ckpt is not None and ckpt.arrays.get("done", np.empty(0)).shape == done.shape:
         done = ckpt.arrays["done"].astype(bool)
         for key, value in job.state.items():
@@ -128,12 +195,14 @@ def run_blocks(
         log.warning("resuming %s: %d of %d blocks already written", job.name, resumed, len(done))
         if progress is not None:
             progress(sum(grid[i].size for i in np.flatnonzero(done)))
-    else:
+    elif checkpoint is not None:
         checkpoint.unlink(missing_ok=True)
     t0 = time.perf_counter()
     saved = time.monotonic()
 
     def save() -> None:
+        if checkpoint is None:
+            return
         if before_save is not None:
             before_save()
         Checkpoint(fingerprint, int(done.sum()), {"done": done, **job.state}).save(
@@ -153,15 +222,28 @@ def run_blocks(
     todo = [grid[int(i)] for i in np.flatnonzero(~done)]
     with interrupts_deferred() as stop:
         try:
-            if dask is None:
-                for block, result in ordered_map(job.compute, todo, workers=workers, lookahead=1):
-                    record(block, result)
+            if dask is not None:
+                _run_on_dask(dask, job, job.runs(todo), record, stop, done)
+            elif job.compute_run is not None and workers == 1:
+                for run in job.runs(todo):
+                    # A run's blocks are written as they come (one block in memory at a time)
+                    results = iter(job.compute_run(run))
+                    try:
+                        for block, result in zip(run, results, strict=True):
+                            record(block, result)
+                            if stop and not done.all():
+                                raise _interrupted(job.name, done)
+                    finally:
+                        _close(results)  # a generator's threads stop before its inputs close
+            else:
+                task = job.task()
+                for run, results in ordered_map(task, job.runs(todo), workers=workers, lookahead=1):
+                    for block, result in zip(run, results, strict=True):
+                        record(block, result)
                     if stop and not done.all():
                         raise _interrupted(job.name, done)
-            else:
-                _run_on_dask(dask, job, todo, record, stop, done)
         except BaseException:
-            if done.any():
+            if done.any() and checkpoint is not None:
                 try:
                     save()
                 except OSError as exc:  # the run's own error matters more
@@ -173,7 +255,8 @@ def run_blocks(
             except BaseException:
                 save()  # every block is done: a rerun goes straight to ``finish``
                 raise
-        checkpoint.unlink(missing_ok=True)
+        if checkpoint is not None:
+            checkpoint.unlink(missing_ok=True)
     return RunStats(len(grid), len(todo), resumed, time.perf_counter() - t0)
 
 
@@ -187,31 +270,33 @@ def _interrupted(name: str, done: np.ndarray) -> RunInterrupted:
 def _run_on_dask(
     address: str,
     job: BlockJob,
-    todo: list[Block],
+    runs: list[list[Block]],
     record: Callable[[Block, Any], None],
     stop: Any,
     done: np.ndarray,
 ) -> None:
-    """Compute ``todo`` on Dask workers, at most two blocks per worker in flight, so the client
+    """Compute ``runs`` on Dask workers, at most two runs per worker in flight, so the client
     holds a bounded number of results whatever the size of the data."""
     from distributed import as_completed
 
     client = dask_client(address)
     try:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})))
-        pending = iter(todo)
-        blocks = {}
+        pending = iter(runs)
+        task = job.task()
+        submitted = {}
 
-        def submit(block: Block) -> Any:
-            future = client.submit(job.compute, block, pure=False)
-            blocks[future.key] = block
+        def submit(run: list[Block]) -> Any:
+            future = client.submit(task, run, pure=False)
+            submitted[future.key] = run
             return future
 
         in_flight = {submit(b) for b in itertools.islice(pending, 2 * n_workers)}
         queue = as_completed(in_flight)
         for future in queue:
             in_flight.discard(future)
-            record(blocks.pop(future.key), future.result())
+            for block, result in zip(submitted.pop(future.key), future.result(), strict=True):
+                record(block, result)
             future.release()
             if stop and not done.all():
                 for other in in_flight:

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 import numpy as np
 from rasterio.windows import Window
 
-from olmap.stream.grid import Region
+from olmap.stream.grid import Block, Region
 
 
 class Sink(Protocol):
@@ -52,3 +52,9 @@ class GeoTiffSink:
         rows, cols = region
         window = Window(cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start)
         self.dataset.write(data, self.bands, window=window)
+
+
+def block_window(block: Block) -> Window:
+    """The rasterio window of a 2D block's inner region ``(rows, cols)``."""
+    rows, cols = block.inner
+    return Window(cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start)

@@ -32,7 +32,7 @@ from rasterio.transform import array_bounds
 
 from olmap import __version__
 from olmap.errors import InputError
-from olmap.io.cog import copy_cog, read_decimated, write_cog
+from olmap.io.cog import copy_cog, read_decimated
 from olmap.io.outputs import atomic_dir, claim_outputs, partial_name
 from olmap.io.pyramid import PyramidSpec
 from olmap.io.raster import (
@@ -47,6 +47,7 @@ from olmap.io.results import ResultFiles
 from olmap.io.resume import RunInterrupted, file_stamp
 from olmap.io.vector import read_catalogue
 from olmap.io.xyz import write_xyz_rasterio, write_xyz_vips
+from olmap.stream.cog import write_cog
 from olmap.tiles.colour import ColourScale, apply_colour_scale
 from olmap.tiles.config import TilesConfig
 from olmap.tiles.viewer import viewer_crystals
@@ -151,7 +152,9 @@ def _layer_inputs(files: ResultFiles) -> list[tuple[str, Path]]:
     ]
 
 
-def _write_raw_cog(key: str, path: Path, target: Path, config: TilesConfig) -> None:
+def _write_raw_cog(
+    key: str, path: Path, target: Path, config: TilesConfig, fingerprint: str
+) -> None:
     if key != "prob":
         check_single_band(path, "BSE mosaic" if key == "bse" else "mg# map")
         copy_cog(path, target, blocksize=config.cog_blocksize, compress=config.cog_compress)
@@ -180,6 +183,7 @@ def _write_raw_cog(key: str, path: Path, target: Path, config: TilesConfig) -> N
             tags={"quantity": "olivine probability"},
             blocksize=config.cog_blocksize,
             compress=config.cog_compress,
+            fingerprint=fingerprint,
         )
 
 
@@ -191,6 +195,7 @@ def _write_display_cog(
     grey: bool,
     config: TilesConfig,
     progress: Callable[[int], None],
+    fingerprint: str,
 ) -> None:
     info = raster_info(raw)
     with WindowSource(raw) as src:
@@ -212,6 +217,7 @@ def _write_display_cog(
             compress=config.cog_compress,
             tags={"colour_scale": json.dumps(scale.__dict__)},
             progress=progress,
+            fingerprint=fingerprint,
         )
 
 
@@ -354,7 +360,7 @@ def _build_site(
                     resumed.append(key)
                 if not raw.exists():
                     report(f"{name}: COG", 0, 1)
-                    _write_raw_cog(key, path, raw, config)
+                    _write_raw_cog(key, path, raw, config, json.dumps([job, key]))
                 values, valid = read_decimated(raw, max_side=config.sample_px)
                 scale = scales[key] = display_scale(key, values, valid, config)
                 if not display.exists():
@@ -367,7 +373,13 @@ def _build_site(
                         )
 
                     _write_display_cog(
-                        raw, display, scale, grey=key == "bse", config=config, progress=advance
+                        raw,
+                        display,
+                        scale,
+                        grey=key == "bse",
+                        config=config,
+                        progress=advance,
+                        fingerprint=json.dumps([job, key, scale.__dict__]),
                     )
                 if not tiles.exists():
                     count = [0]
@@ -407,7 +419,7 @@ def _build_site(
             )
             _copy_static(tmp)
             job_file.unlink()
-    except KeyboardInterrupt as exc:
+    except (KeyboardInterrupt, RunInterrupted) as exc:
         raise RunInterrupted(
             f"{out}: interrupted; the finished layers are kept in {partial}, and the same "
             "command continues from them"

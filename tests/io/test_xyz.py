@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from olmap.errors import InputError
-from olmap.io.cog import write_cog
 from olmap.io.raster import micrometre_transform, write_raster
 from olmap.io.xyz import write_xyz_rasterio, write_xyz_vips
+from olmap.stream.cog import write_cog
 
 
 def _write_display_cog(arr, path):

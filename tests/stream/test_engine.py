@@ -1,5 +1,7 @@
 """The streaming engine: every element in exactly one block, resume, Ctrl-C, Dask."""
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -122,3 +124,71 @@ def test_dask_local_cluster_matches_local_run(tmp_path):
         dask="local:1",
     )
     assert np.array_equal(local, remote) and remote.max() == (len(grid) - 1) ** 2
+
+
+def _run_of_squares(blocks):  # module level: Dask workers unpickle it
+    assert all(b.inner[0] == blocks[0].inner[0] for b in blocks)  # one row of the grid
+    for b0, b1 in itertools.pairwise(blocks):
+        assert b1.index == b0.index + 1  # consecutive
+    for block in blocks:
+        yield np.full(block.shape, block.index**2)
+
+
+@pytest.mark.parametrize(("workers", "dask"), [(1, None), (2, None), (1, "local:1")])
+def test_runs_of_blocks_give_the_same_result(tmp_path, workers, dask):
+    """A job computing runs of neighbouring blocks at once writes what a block-by-block job
+    writes, serially, in threads and on Dask, with runs cut at ``run_length``."""
+    shape = (7, 11)
+    grid = BlockGrid(shape, (3, 2))
+    single, runs = np.zeros(shape, int), np.zeros(shape, int)
+    seen = []
+
+    def writer(arr):
+        return lambda block, result: arr.__setitem__(block.inner, result)
+
+    def compute_run(blocks):
+        seen.append([b.index for b in blocks])
+        return _run_of_squares(blocks)
+
+    run_blocks(BlockJob(grid, _square, writer(single), "s"), checkpoint=None)
+    job = BlockJob(
+        grid,
+        None,
+        writer(runs),
+        "r",
+        compute_run=_run_of_squares if dask else compute_run,
+        run_length=4,
+    )
+    run_blocks(job, checkpoint=None, workers=workers, dask=dask)
+    assert np.array_equal(single, runs)
+    if not dask:  # rows of 6 blocks, cut at 4: [0-3], [4-5], [6-9], ...
+        assert sorted(seen)[:2] == [[0, 1, 2, 3], [4, 5]] and len(seen) == 6
+
+
+def test_an_interrupted_run_resumes_inside_it(tmp_path):
+    """Blocks of a run written before a Ctrl-C are not computed again: the rerun's runs
+    start after them."""
+    import signal
+
+    shape = (4, 10)
+    grid = BlockGrid(shape, (4, 2))
+    out = np.zeros(shape, int)
+    seen = []
+
+    def compute_run(blocks):
+        seen.append([b.index for b in blocks])
+        for block in blocks:
+            if block.index == 2 and len(seen) == 1:
+                signal.raise_signal(signal.SIGINT)  # deferred to the end of this block
+            yield np.full(block.shape, block.index + 1)
+
+    def job():
+        return BlockJob(
+            grid, None, lambda b, r: out.__setitem__(b.inner, r), "o", compute_run=compute_run
+        )
+
+    with pytest.raises(RunInterrupted, match="3 of 5 blocks"):
+        run_blocks(job(), checkpoint=tmp_path / "c.npz", fingerprint="f")
+    stats = run_blocks(job(), checkpoint=tmp_path / "c.npz", fingerprint="f")
+    assert seen == [[0, 1, 2, 3, 4], [3, 4]] and stats.resumed == 3
+    assert np.array_equal(out[0], np.repeat(np.arange(1, 6), 2))
