@@ -182,7 +182,10 @@ def label(
     ] = 64,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Random seed of the forest.")] = 0,
     block: Annotated[
-        str | None, typer.Option("--block", help="Block Z,Y,X in voxels (memory grows with it).")
+        str | None,
+        typer.Option(
+            "--block", help="Block Z,Y,X in voxels [default: 32,256,256] (memory grows with it)."
+        ),
     ] = None,
     truth: Annotated[
         Path | None, typer.Option("--truth", help="Truth labels to score the result against.")

@@ -37,12 +37,16 @@ log = logging.getLogger(__name__)
 
 
 def default_block(shape: Sequence[int], dims: str) -> tuple[int, int, int]:
-    """Blocks of about 3 million voxels: (48, 256, 256), or whole slices for 2D features."""
+    """Blocks of about 2 million voxels: (32, 256, 256), or whole slices for 2D features.
+
+    With the default features and two workers the peak stays near 1.2 GB whatever the volume
+    (docs/benchmarks.md, "CT mode"); a block's features with their halo are ~300 MB.
+    """
     z, y, x = shape
     if dims == "2d":
-        rows = max(1, min(y, 3_000_000 // (16 * x)))
+        rows = max(1, min(y, 2_000_000 // (16 * x)))
         return (min(z, 16), rows, x)
-    return (min(z, 48), min(y, 256), min(x, 256))
+    return (min(z, 32), min(y, 256), min(x, 256))
 
 
 @dataclass
