@@ -24,7 +24,7 @@ from olmap.io.volume import VolumeInfo, volume_stamp
 from olmap.stream import BlockGrid, BlockJob, ZarrSink, run_blocks
 
 #: Largest slab read at once when converting (bytes).
-SLAB_BYTES = 128 * 2**20
+SLAB_BYTES = 32 * 2**20
 
 
 @dataclass
@@ -62,20 +62,24 @@ def describe_volume(spec: VolumeSpec, bins: int = 16) -> VolumeSummary:
 
 
 def convert_block(shape, dtype_size: int, chunks=DEFAULT_CHUNKS) -> tuple[int, int, int]:
-    """Slabs of whole slices when :data:`SLAB_BYTES` allows, else chunk-aligned blocks.
+    """Slabs of whole rows (each row of a slice read once) as tall as :data:`SLAB_BYTES`
+    allows in whole chunks, else chunk-sized blocks.
 
     Examples
     --------
+    >>> convert_block((512, 512, 512), 2)
+    (64, 512, 512)
     >>> convert_block((1024, 1024, 1024), 2)
-    (64, 1024, 1024)
+    (64, 256, 1024)
     >>> convert_block((100, 8192, 8192), 2)
     (64, 256, 256)
     """
     z, y, x = shape
-    cz = min(z, chunks[0])
-    if cz * y * x * dtype_size <= SLAB_BYTES:
-        return (cz, y, x)
-    return (cz, min(y, chunks[1]), min(x, chunks[2]))
+    cz, cy = min(z, chunks[0]), min(y, chunks[1])
+    rows = SLAB_BYTES // (cz * x * dtype_size) // cy * cy
+    if rows >= cy:
+        return (cz, min(y, rows), x)
+    return (cz, cy, min(x, chunks[2]))
 
 
 class _CopyBlock:
