@@ -106,7 +106,7 @@ from sklearn.ensemble import RandomForestClassifier
 vol = tifffile.imread(sorted(Path(sys.argv[1]).glob('*.tif'))).astype(np.float32)
 lo, hi = np.percentile(vol, [0.5, 99.5]); vol = (vol - lo) / (hi - lo)
 feats = multiscale_basic_features(vol, intensity=True, edges=True, texture=True,
-                                  sigma_min=1, sigma_max=4, num_sigma=3, num_workers=2)
+                                  sigma_min=1, sigma_max=4, num_sigma=3, workers=2)
 labels = np.zeros(vol.shape, np.uint8)
 for f in Path(sys.argv[2]).glob('z*.tif'):
     labels[int(f.stem[1:])] = tifffile.imread(f)
