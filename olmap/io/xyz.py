@@ -77,7 +77,7 @@ def write_xyz_rasterio(
     """Write ``out_dir/z/y/x.<fmt>`` from the levels of a COG.
 
     Zoom levels whose scale is the full resolution or one of the COG's overviews (factors
-    2, 4, 8, ... as :func:`olmap.io.cog.write_cog` makes them) are cut from that level,
+    2, 4, 8, ... as :func:`olmap.stream.cog.write_cog` makes them) are cut from that level,
     pixel for pixel; the few levels above the smallest overview are shrunk from it in memory
     by 2 x 2 means. GDAL truncates an overview's size (1,100 px / 8 -> 137 px, not 138): such
     an overview is read with decimation instead, and its tiles may sit up to half a tile
