@@ -74,11 +74,15 @@ class Checkpoint:
         path = Path(folder) / name
         tmp = path.with_name(path.name + ".tmp")
         meta = json.dumps({"fingerprint": self.fingerprint, "done": self.done})
-        with open(tmp, "wb") as f:
-            np.savez(f, __meta__=np.array(meta), **self.arrays)
-            f.flush()
-            os.fsync(f.fileno())  # a checkpoint must not survive a crash half-written
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as f:
+                np.savez(f, __meta__=np.array(meta), **self.arrays)
+                f.flush()
+                os.fsync(f.fileno())  # a checkpoint must not survive a crash half-written
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a full disk gets its space back
+            raise
         return path
 
     @classmethod

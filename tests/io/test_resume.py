@@ -25,3 +25,20 @@ def test_interrupts_become_a_flag_and_handlers_are_restored():
         os.kill(os.getpid(), signal.SIGINT)
         assert stop and stop.signal == signal.SIGINT
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_checkpoint_that_cannot_be_written_leaves_no_temporary(tmp_path, monkeypatch):
+    """A full disk while saving: the error is raised and the half-written ``.tmp`` removed
+    (the earlier checkpoint, if any, stays)."""
+    import pytest
+
+    Checkpoint("job", 1, {"a": np.zeros(3)}).save(tmp_path, "c.npz")
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full)
+    with pytest.raises(OSError, match="No space"):
+        Checkpoint("job", 2, {"a": np.ones(3)}).save(tmp_path, "c.npz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.npz"]
+    assert Checkpoint.load(tmp_path, "job", "c.npz").done == 1
