@@ -147,37 +147,15 @@ def speed(args: argparse.Namespace) -> dict:
     classes = Path(__file__).resolve().parents[1] / "configs" / "ct" / "gypsum.yaml"
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        ours = measured(
-            [
-                *OLMAP,
-                "ct",
-                "label",
-                "--volume",
-                str(scan),
-                "--scribbles",
-                str(scribbles),
-                "--classes",
-                str(classes),
-                "--out",
-                str(tmp / "l.zarr"),
-                "--no-autocontext",
-            ]
-        )
-        ours_ac = measured(
-            [
-                *OLMAP,
-                "ct",
-                "label",
-                "--volume",
-                str(scan),
-                "--scribbles",
-                str(scribbles),
-                "--classes",
-                str(classes),
-                "--out",
-                str(tmp / "l2.zarr"),
-            ]
-        )
+
+        def label(out: str, *options: str) -> dict:
+            return measured(
+                [*OLMAP, "ct", "label", "--volume", str(scan), "--scribbles", str(scribbles),
+                 "--classes", str(classes), "--out", str(tmp / out), *options]
+            )  # fmt: skip
+
+        ours = label("l.zarr", "--no-autocontext")
+        ours_ac = label("l2.zarr")
         base = measured(
             [sys.executable, "-c", BASELINE_LABEL, str(scan), str(scribbles), str(tmp / "b.npy")]
         )

@@ -20,6 +20,7 @@ A *series* (:func:`list_series`) is a folder of such volumes whose names sort in
 
 from __future__ import annotations
 
+import abc
 import math
 import os
 import re
@@ -68,7 +69,7 @@ class VolumeInfo:
         return math.prod(self.shape) * self.dtype.itemsize
 
 
-class Volume:
+class Volume(abc.ABC):
     """A volume opened for reading regions; use as a context manager."""
 
     def __init__(self, info: VolumeInfo) -> None:
@@ -97,10 +98,11 @@ class Volume:
             bounds.append(slice(start, max(start, stop)))
         return self._read(tuple(bounds))
 
+    @abc.abstractmethod
     def _read(self, region: Region) -> np.ndarray:
-        raise NotImplementedError  # each storage kind implements it
+        """The voxels of a contiguous, in-bounds ``region`` (each storage kind reads its own)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (a default: kinds without open files keep it)
         """Release file handles."""
 
     def __enter__(self) -> Volume:
