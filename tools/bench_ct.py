@@ -8,10 +8,11 @@ and speed do not depend on the content, and the generator needs about an hour of
 1024³ step. ``--label-blocks N`` stops ``ct label`` after N blocks (Ctrl-C semantics: the run
 is resumable) where a whole 1024³ run does not fit the session.
 
-``speed``: on a 256³ step, the forest's labelling (features + forest, whole command) against the
-in-memory scikit-image + scikit-learn baseline (``skimage.feature.multiscale_basic_features`` on
-the whole volume, a ``RandomForestClassifier`` of the same size on the same scribbles,
-``predict`` on every voxel): voxels/s and peak RSS, both on this machine's 2 cores.
+``speed``: on a 256³ step, the forest's labelling (features + forest, whole command; one stage,
+two stages, and the default two stages + boundary refinement) against the in-memory
+scikit-image + scikit-learn baseline (``skimage.feature.multiscale_basic_features`` on the whole
+volume, a ``RandomForestClassifier`` of the same size on the same scribbles, ``predict`` on
+every voxel): voxels/s and peak RSS, both on this machine's 2 cores.
 
 Every run is a fresh process measured by ``/usr/bin/time`` (peak RSS of the process).
 
@@ -95,7 +96,9 @@ import sys, tifffile, zarr, numpy as np
 from pathlib import Path
 files = sorted(Path(sys.argv[1]).glob('*.tif'))
 vol = tifffile.imread(files)                      # the whole volume in memory
-zarr.create_array(sys.argv[2], shape=vol.shape, chunks=(64, 256, 256), dtype=vol.dtype)[:] = vol
+zarr.create_array(
+    sys.argv[2], shape=vol.shape, chunks=(64, 256, 256), dtype=vol.dtype, overwrite=True
+)[:] = vol
 """
 
 BASELINE_LABEL = """
@@ -154,8 +157,9 @@ def speed(args: argparse.Namespace) -> dict:
                  "--classes", str(classes), "--out", str(tmp / out), *options]
             )  # fmt: skip
 
-        ours = label("l.zarr", "--no-autocontext")
-        ours_ac = label("l2.zarr")
+        ours = label("l.zarr", "--no-autocontext", "--no-refine")
+        ours_ac = label("l2.zarr", "--no-refine")
+        ours_default = label("l3.zarr")  # auto-context and the boundary refinement
         base = measured(
             [sys.executable, "-c", BASELINE_LABEL, str(scan), str(scribbles), str(tmp / "b.npy")]
         )
@@ -167,9 +171,10 @@ def speed(args: argparse.Namespace) -> dict:
         "voxels": n,
         "olmap_one_stage": ours,
         "olmap_autocontext": ours_ac,
+        "olmap_default": ours_default,
         "in_memory_skimage_sklearn": base,
     }
-    for r in (ours, ours_ac, base):
+    for r in (ours, ours_ac, ours_default, base):
         r["voxels_per_s"] = n / r["seconds"]
     print(json.dumps(res, indent=1))
     return res

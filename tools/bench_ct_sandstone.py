@@ -53,6 +53,7 @@ def main() -> None:
     ap.add_argument("--sigmas", default="1,2,4")
     ap.add_argument("--priors", default="volume", help="volume or uniform (olmap ct label)")
     ap.add_argument("--no-autocontext", action="store_true", help="one forest only")
+    ap.add_argument("--no-refine", action="store_true", help="the forest's labels, no watershed")
     ap.add_argument("--out", type=Path, default=None, help="write the scores as JSON here")
     args = ap.parse_args()
     images = sorted((args.data / "images").glob("*.tif"))
@@ -87,6 +88,7 @@ def main() -> None:
             tmp / "labels.zarr",
             workers=2,
             priors=args.priors,
+            refine=not args.no_refine,
         )
         with open_volume(tmp / "labels.zarr", labels=True) as lab:
             pred = lab.read()
@@ -109,8 +111,11 @@ def main() -> None:
     if args.out:
         args.out.write_text(
             json.dumps(
-                {"train": train, "test": test, "dice": table["dice"].round(4).to_dict()},
-                default=str,
+                {
+                    "train": train,
+                    "test": test,
+                    "dice": {"/".join(k): v for k, v in table["dice"].round(4).items()},
+                },
                 indent=1,
             )
         )

@@ -208,6 +208,14 @@ def label(
             "(EM on a sample); uniform: as trained.",
         ),
     ] = "volume",
+    refine: Annotated[
+        bool,
+        typer.Option(
+            "--refine/--no-refine",
+            help="Re-draw the voxels the forest is unsure of (p < 0.7) by a marker watershed "
+            "over the grey gradient: boundaries on the steepest grey step.",
+        ),
+    ] = True,
     voxel_size: VoxelSize = None,
     shape: Shape = None,
     dtype: Dtype = None,
@@ -218,7 +226,8 @@ def label(
 
     Features at several scales (intensity, gradient, Laplacian, local sd, Hessian) train a
     class-balanced random forest on the scribbled voxels; it labels the first --volume block by
-    block (bounded memory, resumable). Held-out strokes score the forest and a global-threshold
+    block (bounded memory, resumable), and the voxels it is unsure of are re-drawn by a marker
+    watershed over the grey gradient (--no-refine: the forest's own labels). Held-out strokes score the forest and a global-threshold
     baseline; written beside the labels as OUT_scores.csv, with OUT_importance.csv.
 
     Example: olmap ct label --volume demo_ct/t002 --scribbles demo_ct/scribbles/t002 --classes configs/ct/gypsum.yaml --out rf_labels.zarr --save-model forest.pkl
@@ -318,6 +327,7 @@ def label(
             dask=dask,
             workers=workers,
             priors=priors,
+            refine=refine,
             overwrite=overwrite,
             progress=lambda n: advance(n / 1e6),
             inputs=[*scribbles, *([model] if model else [])],

@@ -26,6 +26,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import ndimage as ndi
 
+from olmap.stream.grid import grow_region
+
 #: scipy/scikit-image Gaussian kernels are cut at this many sigmas.
 TRUNCATE = 4.0
 
@@ -239,9 +241,5 @@ def block_features(
     the volume; 2D features pad only y and x): array ``(n_features + extra, *region shape)``."""
     reach = feature_reach(config)
     pads = (0 if config.dims == "2d" else reach, reach, reach)
-    outer, crop = [], []
-    for s, n, p in zip(region, volume.shape, pads, strict=True):
-        o0, o1 = max(0, s.start - p), min(n, s.stop + p)
-        outer.append(slice(o0, o1))
-        crop.append(slice(s.start - o0, s.stop - o0))
-    return compute_features(volume.read(tuple(outer)), config, reference, crop, extra)
+    outer, crop = grow_region(tuple(region), volume.shape, pads)
+    return compute_features(volume.read(outer), config, reference, crop, extra)

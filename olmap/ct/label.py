@@ -1,11 +1,15 @@
 """``olmap ct label``: a random forest over whole volumes, block by block, resumable.
 
 Each block's features are computed from a read padded by their reach
-(:func:`olmap.ct.features.feature_reach`), so block borders change nothing: the labels equal
-those of the whole volume at once (the tests check it). Blocks go through the streaming engine
-(:func:`olmap.stream.run_blocks`): bounded memory, a checkpoint, Ctrl-C at a block boundary,
-Dask workers with ``dask``. Outputs are OME-Zarr (labels with class names and colours; per-class
-probabilities as uint8 ``round(255 p)`` on a channel axis) or a multi-page TIFF of the labels.
+(:func:`olmap.ct.features.feature_reach`), so block borders change nothing: the forest's labels
+equal those of the whole volume at once (the tests check it). The boundary refinement (a marker
+watershed over the voxels the forest is unsure of, on by default) floods the block grown by
+:data:`REFINE_HALO`; a flood may in principle cross that halo, so refined labels equal the whole
+volume's in all but about 1e-5 of the voxels (measured; the tests bound it). Blocks go through
+the streaming engine (:func:`olmap.stream.run_blocks`): bounded memory, a checkpoint, Ctrl-C at
+a block boundary, Dask workers with ``dask``. Outputs are OME-Zarr (labels with class names and
+colours; per-class probabilities as uint8 ``round(255 p)`` on a channel axis) or a multi-page
+TIFF of the labels.
 """
 
 from __future__ import annotations
@@ -22,6 +26,12 @@ import numpy as np
 import pandas as pd
 
 from olmap import __version__
+from olmap.core.watershed import (
+    ELEVATION_SIGMA,
+    elevation_reach,
+    gradient_elevation,
+    relabel_unsure_by_watershed,
+)
 from olmap.ct.features import sample_reference
 from olmap.ct.forest import FittedForest, adjust_priors, predict_region, sample_posteriors
 from olmap.ct.metrics import confusion, scores_from_confusion
@@ -32,6 +42,7 @@ from olmap.io.resume import progress_path
 from olmap.io.volume import open_volume, volume_stamp
 from olmap.stream import BlockGrid, BlockJob, ZarrSink, run_blocks
 from olmap.stream.engine import fixed_mmap_threshold
+from olmap.stream.grid import grow_region
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +50,7 @@ log = logging.getLogger(__name__)
 def default_block(shape: Sequence[int], dims: str) -> tuple[int, int, int]:
     """Blocks of about 2 million voxels: (32, 256, 256), or whole slices for 2D features.
 
-    With the default features and two workers the peak stays near 1.2 GB whatever the volume
+    With the default features and two workers the peak stays near 1.2-1.25 GB whatever the volume
     (docs/benchmarks.md, "CT mode"); a block's features with their halo are ~300 MB.
     """
     z, y, x = shape
@@ -68,8 +79,26 @@ class VolumeSpec:
         )
 
 
+#: Voxels with a final probability below this are re-drawn by the watershed (``refine``).
+#: Chosen on seed 1 of the synthetic series (0.6-0.8 within 0.001 Dice); docs/decisions.md.
+MIN_CONFIDENCE = 0.7
+#: Halo (voxels) of the forest's output around a block that the watershed floods over: a block
+#: then differs from the whole volume's flood in ~1e-5 of its voxels (docs/decisions.md).
+REFINE_HALO = 2
+
+
+def refine_halo(dims: str) -> tuple[int, int, int]:
+    """Halo (z, y, x) of the boundary refinement: none along z with per-slice features."""
+    return (0 if dims == "2d" else REFINE_HALO, REFINE_HALO, REFINE_HALO)
+
+
 class BlockLabeller:
-    """``compute`` of the labelling job: features + forest on one block (picklable)."""
+    """``compute`` of the labelling job: features + forest on one block (picklable).
+
+    With ``refine`` the forest labels the block grown by the grid's halo, and the voxels it is
+    unsure of are re-drawn by a marker watershed over the grey gradient
+    (:func:`olmap.core.watershed.relabel_unsure_by_watershed`); the block is then cropped.
+    """
 
     def __init__(
         self,
@@ -77,9 +106,11 @@ class BlockLabeller:
         model: FittedForest,
         reference: tuple[float, float],
         weights: np.ndarray | None = None,
+        refine: bool = True,
     ):
         self.spec, self.model, self.reference = spec, model, reference
         self.weights = None if weights is None else np.asarray(weights, np.float32)
+        self.refine = refine
         self._volume = None
 
     def __getstate__(self) -> dict:
@@ -89,14 +120,30 @@ class BlockLabeller:
         if self._volume is None:  # first block in this process (or Dask worker)
             fixed_mmap_threshold()  # blocks of ~100 MB: keep the heap from fragmenting
             self._volume = self.spec.open()
-        prob = predict_region(self._volume, block.inner, self.model, self.reference)
+        region = block.outer if self.refine else block.inner
+        prob = predict_region(self._volume, region, self.model, self.reference)
+        shape = prob.shape[1:]
         prob = prob.reshape(len(prob), -1).T
         if self.weights is not None:  # the volume's own class proportions (adjust_priors)
             prob *= self.weights
             prob /= np.maximum(prob.sum(1, keepdims=True), 1e-12)
-        labels = self.model.codes.astype(np.uint8)[prob.argmax(1)].reshape(block.shape)
-        prob8 = np.rint(prob.T * 255).astype(np.uint8).reshape(-1, *block.shape)
-        return labels, prob8
+        labels = self.model.codes.astype(np.uint8)[prob.argmax(1)].reshape(shape)
+        prob = prob.T.reshape(-1, *shape)
+        if self.refine:
+            labels = self._refined(labels, prob.max(0), block)[block.crop]
+            prob = prob[(slice(None), *block.crop)]
+        return labels, np.rint(prob * 255).astype(np.uint8)
+
+    def _refined(self, labels: np.ndarray, confidence: np.ndarray, block) -> np.ndarray:
+        """``labels`` over ``block.outer`` with the unsure voxels flooded from the sure ones."""
+        per_slice = self.model.features.dims == "2d"
+        r = elevation_reach()
+        pads = (0 if per_slice else r, r, r)
+        read, crop = grow_region(block.outer, self._volume.shape, pads)
+        elevation = gradient_elevation(self._volume.read(read), per_slice=per_slice)[crop]
+        return relabel_unsure_by_watershed(
+            labels, confidence, elevation, MIN_CONFIDENCE, per_slice=per_slice
+        )
 
 
 @dataclass
@@ -126,6 +173,7 @@ def label_volume(
     dask: str | None = None,
     workers: int = 1,
     priors: str = "volume",
+    refine: bool = True,
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
     inputs: Sequence[str | Path] = (),
@@ -152,6 +200,9 @@ def label_volume(
         ``volume``: the balanced forest's posteriors are moved to the volume's own class
         proportions, estimated by EM on a sample (:func:`olmap.ct.forest.adjust_priors`);
         ``uniform``: used as they are.
+    refine : bool
+        Re-draw the voxels the forest is unsure of (probability < :data:`MIN_CONFIDENCE`) by a
+        marker watershed over the grey gradient; the probabilities written stay the forest's.
     inputs : sequence of path-like
         More inputs the outputs must not overwrite (scribbles, the forest file).
 
@@ -177,7 +228,7 @@ def label_volume(
     block = tuple(block) if block else default_block(shape, model.features.dims)
     if len(block) != 3 or min(block) < 1:
         raise InputError(f"--block {block}: expected three positive sizes Z,Y,X")
-    grid = BlockGrid(shape, block)
+    grid = BlockGrid(shape, block, halo=refine_halo(model.features.dims) if refine else 0)
     classes = model.classes
     codes = [int(c) for c in model.codes]
     names = [classes.classes[classes.codes.index(c)].name for c in codes]
@@ -203,6 +254,7 @@ def label_volume(
                 "block": block,
                 "reference": reference,
                 "weights": None if weights is None else [round(float(w), 9) for w in weights],
+                "refine": [refine, MIN_CONFIDENCE, REFINE_HALO, ELEVATION_SIGMA],
                 "out": [str(out.resolve()), str(out_prob)],
             },
             sort_keys=True,
@@ -276,7 +328,7 @@ def label_volume(
         for forest in (model.forest, model.context):
             if forest is not None and (workers > 1 or dask is not None):
                 forest.set_params(n_jobs=1)
-        compute = BlockLabeller(volume, model, reference, weights)
+        compute = BlockLabeller(volume, model, reference, weights, refine)
         job = BlockJob(grid, compute, write, str(out), state={"counts": counts, "conf": conf})
         t0 = time.perf_counter()
         try:
@@ -313,6 +365,7 @@ def label_volume(
             "features": model.features.model_dump(),
             "halo": list(model.reach),
             "autocontext": model.context is not None,
+            "refine": refine,
             "dask": dask,
             "workers": workers,
         },

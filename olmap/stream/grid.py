@@ -115,17 +115,14 @@ class BlockGrid:
             yield self._block(pos)
 
     def _block(self, pos: tuple[int, ...]) -> Block:
-        inner, outer, crop = [], [], []
-        for p, size, b, h in zip(pos, self.shape, self.block, self.halo, strict=True):
-            a0, a1 = p * b, min(size, (p + 1) * b)
-            o0, o1 = max(0, a0 - h), min(size, a1 + h)
-            inner.append(slice(a0, a1))
-            outer.append(slice(o0, o1))
-            crop.append(slice(a0 - o0, a1 - o0))
+        inner = tuple(
+            slice(p * b, min(size, (p + 1) * b))
+            for p, size, b in zip(pos, self.shape, self.block, strict=True)
+        )
         index = 0
         for p, c in zip(pos, self.counts, strict=True):
             index = index * c + p
-        return Block(index, tuple(inner), tuple(outer), tuple(crop))
+        return Block(index, inner, *grow_region(inner, self.shape, self.halo))
 
     def blocks_touching(self, axis: int, start: int, stop: int) -> list[Block]:
         """Blocks whose inner region meets ``start:stop`` along ``axis`` (e.g. scribbled slices).
@@ -137,3 +134,21 @@ class BlockGrid:
         """
         lo, hi = start // self.block[axis], -(-stop // self.block[axis])
         return [b for b in self if lo <= b.inner[axis].start // self.block[axis] < hi]
+
+
+def grow_region(region: Region, shape: Sequence[int], halo: Sequence[int]) -> tuple[Region, Region]:
+    """``region`` grown by ``halo`` per axis and clipped to ``shape`` (what to read), and where
+    ``region`` lies inside it (what to keep).
+
+    Examples
+    --------
+    >>> outer, crop = grow_region((slice(0, 4), slice(5, 8)), (10, 10), (2, 2))
+    >>> [(s.start, s.stop) for s in outer], [(s.start, s.stop) for s in crop]
+    ([(0, 6), (3, 10)], [(0, 4), (2, 5)])
+    """
+    outer, crop = [], []
+    for s, n, h in zip(region, shape, halo, strict=True):
+        o0, o1 = max(0, s.start - h), min(n, s.stop + h)
+        outer.append(slice(o0, o1))
+        crop.append(slice(s.start - o0, s.stop - o0))
+    return tuple(outer), tuple(crop)

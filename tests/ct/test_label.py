@@ -60,11 +60,31 @@ def test_forest_labels_the_scan_and_beats_the_threshold(forest, ct_series, tmp_p
 
 def test_block_borders_change_nothing(forest, ct_series, tmp_path):
     spec = VolumeSpec(str(ct_series / "t001"))
-    label_volume(forest, spec, tmp_path / "one.zarr", block=(24, 72, 72), priors="uniform")
-    label_volume(
-        forest, spec, tmp_path / "many.zarr", block=(5, 17, 29), priors="uniform", workers=2
-    )
-    assert np.array_equal(_labels(tmp_path / "one.zarr"), _labels(tmp_path / "many.zarr"))
+    for refine in (False, True):
+        one, many = tmp_path / f"one{refine}.zarr", tmp_path / f"many{refine}.zarr"
+        label_volume(forest, spec, one, block=(24, 72, 72), priors="uniform", refine=refine)
+        label_volume(
+            forest, spec, many, block=(5, 17, 29), priors="uniform", workers=2, refine=refine
+        )
+        differ = np.mean(_labels(one) != _labels(many))
+        if refine:  # floods stop at the block's halo: blocks of 5 x 17 x 29 are the worst case
+            assert differ < 2e-3, differ
+        else:  # the forest alone: exactly the whole volume's labels
+            assert differ == 0
+
+
+def test_refinement_moves_unsure_voxels_closer_to_the_truth(forest, ct_series, tmp_path):
+    spec = VolumeSpec(str(ct_series / "t001"))
+    truth = ct_series / "truth" / "t001.zarr"
+    dice = {
+        refine: label_volume(
+            forest, spec, tmp_path / f"l{refine}.zarr", truth=truth, refine=refine
+        ).truth_scores["dice"]
+        for refine in (False, True)
+    }
+    assert dice[True]["mean"] > dice[False]["mean"]
+    sure = _labels(tmp_path / "lFalse.zarr") == _labels(tmp_path / "lTrue.zarr")
+    assert 0.5 < sure.mean() < 1  # only the unsure voxels were re-drawn
 
 
 def test_interrupted_labelling_resumes_to_the_same_result(forest, ct_series, tmp_path, monkeypatch):
