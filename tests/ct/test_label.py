@@ -83,8 +83,8 @@ def test_refinement_moves_unsure_voxels_closer_to_the_truth(forest, ct_series, t
         for refine in (False, True)
     }
     assert dice[True]["mean"] > dice[False]["mean"]
-    sure = _labels(tmp_path / "lFalse.zarr") == _labels(tmp_path / "lTrue.zarr")
-    assert 0.5 < sure.mean() < 1  # only the unsure voxels were re-drawn
+    unchanged = _labels(tmp_path / "lFalse.zarr") == _labels(tmp_path / "lTrue.zarr")
+    assert 0.5 < unchanged.mean() < 1  # only the unsure voxels were re-drawn
 
 
 def test_interrupted_labelling_resumes_to_the_same_result(forest, ct_series, tmp_path, monkeypatch):
