@@ -227,8 +227,9 @@ def label(
     Features at several scales (intensity, gradient, Laplacian, local sd, Hessian) train a
     class-balanced random forest on the scribbled voxels; it labels the first --volume block by
     block (bounded memory, resumable), and the voxels it is unsure of are re-drawn by a marker
-    watershed over the grey gradient (--no-refine: the forest's own labels). Held-out strokes score the forest and a global-threshold
-    baseline; written beside the labels as OUT_scores.csv, with OUT_importance.csv.
+    watershed over the grey gradient (--no-refine: the forest's own labels). Held-out strokes
+    score the forest and a global-threshold baseline; written beside the labels as
+    OUT_scores.csv, with OUT_importance.csv.
 
     Example: olmap ct label --volume demo_ct/t002 --scribbles demo_ct/scribbles/t002 --classes configs/ct/gypsum.yaml --out rf_labels.zarr --save-model forest.pkl
 
