@@ -75,7 +75,7 @@ def main() -> None:
                     "--sessions", str(section / "sessions.csv"), "--out", str(dataset),
                     "--overwrite"], check=True, stdout=subprocess.DEVNULL)  # fmt: skip
     manifest = pd.read_csv(dataset / "manifest.csv")
-    bse = np.load(dataset / "bse.npy", mmap_mode="r")
+    bse = np.load(dataset / "image.npy", mmap_mode="r")
     labels = np.load(dataset / "labels.npy", mmap_mode="r")
     windows = [Window(r.col_off, r.row_off, r.width, r.height) for r in manifest.itertuples()]
     png = Path(tempfile.mkdtemp(dir=args.out))
@@ -100,7 +100,7 @@ def main() -> None:
         results["ms_per_tile"][name] = round(best, 3)
         print(f"{name}: {best:.3f} ms per tile (BSE + labels)", flush=True)
     sizes = {
-        "npy_mb": round(sum((dataset / f).stat().st_size for f in ("bse.npy", "labels.npy"))
+        "npy_mb": round(sum((dataset / f).stat().st_size for f in ("image.npy", "labels.npy"))
                         / 2**20, 1),
         "png_mb": round(sum(f.stat().st_size for f in png.iterdir()) / 2**20, 1),
     }  # fmt: skip

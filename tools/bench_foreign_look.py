@@ -89,7 +89,7 @@ def zero_shot_held_out(init: Path, section: Path, dataset: Path) -> dict:
     nine phases' probabilities summed into olivine / the rest as cpu-quick's ``head: init``.
     """
     ds = open_tile_dataset(dataset)
-    sample = np.asarray(ds.bse[np.asarray(ds.split("train"))[:256]], dtype=np.float64)
+    sample = np.asarray(ds.image[np.asarray(ds.split("train"))[:256]], dtype=np.float64)
     architecture = read_checkpoint(init)[1].architecture
     model, _ = synthetic_init_model(["unclassified", "olivine"], architecture, path=init)
     model.mean.fill_(float(sample.mean()))

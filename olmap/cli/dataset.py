@@ -94,7 +94,7 @@ def dataset(
 ) -> None:
     """Cut BSE + label tiles inside each session and split them by session (never per tile).
 
-    Writes OUT/bse.npy and OUT/labels.npy (memory-mapped tile stacks), manifest.csv (tile_id,
+    Writes OUT/image.npy and OUT/labels.npy (memory-mapped tile stacks), manifest.csv (tile_id,
     window, µm bounds, session, split, class fractions), sessions.csv (per-session table like
     the paper's Table 1), dataset.json, layout.png and examples.png.
 

@@ -3,7 +3,8 @@
 Layout of the output folder (see ``docs/masks.md``)::
 
     dataset/
-      bse.npy         (N, tile_rows, tile_cols) BSE tiles, the mosaic's dtype
+      image.npy       (N, tile_rows, tile_cols) BSE tiles, the mosaic's dtype (bse.npy in older
+                      folders; both load)
       labels.npy      (N, tile_rows, tile_cols) uint8 labels (255 = ignore)
       manifest.csv    one row per tile: tile_id (= row in the arrays), window, µm bounds,
                       session, split, labelled and per-class fractions
@@ -268,7 +269,7 @@ def _build_dataset(
     tile_bytes = tile[0] * tile[1] * (np.dtype(bse_dtype).itemsize + 1)
     check_free_space(out_dir, n * tile_bytes, f"{n:,} tiles of BSE and labels")
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
-        bse_arr = _np_open(tmp / "bse.npy", (n, *tile), bse_dtype)
+        bse_arr = _np_open(tmp / "image.npy", (n, *tile), bse_dtype)
         lab_arr = _np_open(tmp / "labels.npy", (n, *tile), "uint8")
         for i, (_, split, win, _) in enumerate(candidates):
             grey = read_raster(bse, window=win, bands=1)
@@ -298,11 +299,11 @@ def _build_dataset(
             "stride_cols": stride[1],
             "min_labelled": min_labelled,
             "pixel_size_um": px,
-            "bse_dtype": bse_dtype,
+            "image_dtype": bse_dtype,
             "n_tiles": n,
             "tiles_per_split": manifest["split"].value_counts().to_dict(),
-            "train_bse_mean": mean,
-            "train_bse_std": std,
+            "train_image_mean": mean,
+            "train_image_std": std,
         }
         (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
         write_layout_plot(bse, manifest, tmp / "layout.png")

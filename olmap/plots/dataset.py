@@ -14,6 +14,7 @@ import pandas as pd
 from matplotlib.patches import Patch, Rectangle
 
 from olmap.io.raster import raster_info, read_raster
+from olmap.io.tilestack import image_file
 
 SPLIT_COLOURS = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#2ca02c"}
 
@@ -73,7 +74,7 @@ def write_tile_examples(
 ) -> Path:
     """A grid of tiles (rows = splits): BSE with class outlines, the richest tiles first."""
     folder = Path(dataset_dir)
-    bse = np.load(folder / "bse.npy", mmap_mode="r")
+    bse = np.load(image_file(folder), mmap_mode="r")
     labels = np.load(folder / "labels.npy", mmap_mode="r")
     splits = [s for s in SPLIT_COLOURS if (manifest["split"] == s).any()]
     first = next(iter(classes), None)

@@ -1,5 +1,9 @@
 """Training samples: tiles (or crops of them) with labels, augmented on the fly.
 
+The data are modality-neutral: grey tiles of any image (SEM BSE tiles written by ``olmap
+dataset``, CT slices written by ``olmap ct train``) in one dataset folder layout
+(:func:`open_tile_dataset`).
+
 Every random choice is drawn from a generator seeded by ``(seed, epoch, sample)``, so a run is
 reproducible and resuming at epoch ``e`` draws exactly what an uninterrupted run would have,
 with or without DataLoader worker processes.
@@ -19,6 +23,7 @@ from torch.utils.data import Dataset
 
 from olmap.core.codes import IGNORE
 from olmap.errors import InputError, InputFileNotFoundError
+from olmap.io.tilestack import image_file
 from olmap.segment.config import AugmentConfig, TrainConfig
 
 #: Label of pixels that count for nothing in loss or metrics (olmap's ignore code).
@@ -76,7 +81,7 @@ class TileSamples(Dataset):
 
     Parameters
     ----------
-    bse : array (N, H, W)
+    image : array (N, H, W)
         Grey-value tiles (may be a memory map).
     labels : array (N, H, W) of uint8
         Label codes of the same tiles.
@@ -101,7 +106,7 @@ class TileSamples(Dataset):
 
     def __init__(
         self,
-        bse: np.ndarray,
+        image: np.ndarray,
         labels: np.ndarray,
         codes: Sequence[int],
         tiles: Sequence[int],
@@ -115,7 +120,7 @@ class TileSamples(Dataset):
     ) -> None:
         if len(tiles) == 0:
             raise InputError("no tiles to train or validate on")
-        self.bse, self.labels = bse, labels
+        self.image, self.labels = image, labels
         self.lut = class_lut(codes)
         self.tiles = np.asarray(tiles, dtype=np.int64)
         self.crop = crop
@@ -123,7 +128,7 @@ class TileSamples(Dataset):
         self.balanced = balanced
         self.length = length
         self.seed, self.epoch, self.fill = seed, 0, fill
-        self.tile_shape = tuple(bse.shape[1:])
+        self.tile_shape = tuple(image.shape[1:])
         if crop is not None and (crop[0] > self.tile_shape[0] or crop[1] > self.tile_shape[1]):
             raise InputError(f"crop {crop} is larger than the tiles {self.tile_shape}")
         # Pixel counts of each foreground class per tile, for balanced crops (one pass).
@@ -163,7 +168,7 @@ class TileSamples(Dataset):
         rng = self._rng(index)
         pos, centre = self._choose(index, rng)
         tile = int(self.tiles[pos])
-        image = np.asarray(self.bse[tile], dtype=np.float32)
+        image = np.asarray(self.image[tile], dtype=np.float32)
         target = self.lut[np.asarray(self.labels[tile])]
         if self.crop is not None:
             (h, w), (ch, cw) = self.tile_shape, self.crop
@@ -192,11 +197,26 @@ class TileDataset:
     """A dataset folder written by ``olmap dataset`` (see ``olmap.dataset.build``)."""
 
     folder: Path
-    bse: np.ndarray
+    image: np.ndarray
     labels: np.ndarray
     manifest: pd.DataFrame
     classes: dict[int, str]
     meta: dict
+
+    @property
+    def image_file(self) -> Path:
+        """The grey tile stack: ``image.npy``, or ``bse.npy`` in older folders."""
+        return image_file(self.folder)
+
+    @property
+    def image_dtype(self) -> str:
+        """dtype of the images the tiles were cut from (as stored, or of the stack)."""
+        return str(self.meta.get("image_dtype", self.meta.get("bse_dtype", self.image.dtype)))
+
+    @property
+    def modality(self) -> str:
+        """What the tiles show: ``sem`` (BSE; folders without the key) or ``ct`` (slices)."""
+        return str(self.meta.get("modality", "sem"))
 
     @property
     def model_classes(self) -> list[tuple[int, str]]:
@@ -215,10 +235,10 @@ class TileDataset:
         codes = [c for c, _ in self.model_classes]
         tiles = self.split(split)
         if not train:
-            return TileSamples(self.bse, self.labels, codes, tiles, seed=cfg.seed)
+            return TileSamples(self.image, self.labels, codes, tiles, seed=cfg.seed)
         length = cfg.steps_per_epoch * cfg.batch_size if cfg.steps_per_epoch else None
         return TileSamples(
-            self.bse,
+            self.image,
             self.labels,
             codes,
             tiles,
@@ -234,6 +254,10 @@ class TileDataset:
 def open_tile_dataset(folder: str | Path) -> TileDataset:
     """Open a dataset folder, memory-mapping its tile stacks.
 
+    The folder holds ``image.npy`` (or ``bse.npy``) and ``labels.npy``, stacks of N tiles;
+    ``manifest.csv`` with one row per tile (columns ``tile_id`` and ``split``; ``session``, a
+    grouping for per-group scores, is optional); and ``dataset.json`` (classes, statistics).
+
     Raises
     ------
     InputError
@@ -242,28 +266,34 @@ def open_tile_dataset(folder: str | Path) -> TileDataset:
     folder = Path(folder)
     if not folder.is_dir():
         raise InputFileNotFoundError(folder, "dataset folder")
-    for name in ("bse.npy", "labels.npy", "manifest.csv", "dataset.json"):
-        if not (folder / name).is_file():
-            raise InputError(f"{folder}: {name} missing; make the folder with 'olmap dataset'")
+    images = image_file(folder)
+    for path in (images, folder / "labels.npy", folder / "manifest.csv", folder / "dataset.json"):
+        if not path.is_file():
+            raise InputError(
+                f"{folder}: {path.name} missing; make the folder with 'olmap dataset' "
+                "or 'olmap ct train'"
+            )
     try:
         meta = json.loads((folder / "dataset.json").read_text())
         classes = {int(k): str(v) for k, v in meta["classes"].items()}
-        bse = np.load(folder / "bse.npy", mmap_mode="r")
+        image = np.load(images, mmap_mode="r")
         labels = np.load(folder / "labels.npy", mmap_mode="r")
         manifest = pd.read_csv(folder / "manifest.csv")
     except (ValueError, KeyError, OSError) as exc:
         raise InputError(f"{folder}: unreadable dataset ({exc})") from exc
-    if bse.ndim != 3 or bse.shape != labels.shape or len(manifest) != len(bse):
+    if image.ndim != 3 or image.shape != labels.shape or len(manifest) != len(image):
         raise InputError(
-            f"{folder}: bse.npy {bse.shape}, labels.npy {labels.shape} and manifest.csv "
+            f"{folder}: {images.name} {image.shape}, labels.npy {labels.shape} and manifest.csv "
             f"({len(manifest)} rows) disagree"
         )
-    if not {"tile_id", "split", "session"} <= set(manifest.columns):
-        raise InputError(f"{folder}/manifest.csv: needs columns tile_id, split, session")
+    if not {"tile_id", "split"} <= set(manifest.columns):
+        raise InputError(f"{folder}/manifest.csv: needs columns tile_id and split")
+    if "session" not in manifest.columns:
+        manifest["session"] = "all"
     if sum(c != IGNORE_INDEX for c in classes) < 2:
         raise InputError(f"{folder}: needs at least two classes (background and one more)")
     _check_label_codes(folder, labels, classes)
-    return TileDataset(folder, bse, labels, manifest, classes, meta)
+    return TileDataset(folder, image, labels, manifest, classes, meta)
 
 
 def _check_label_codes(folder: Path, labels: np.ndarray, classes: Mapping[int, str]) -> None:
@@ -285,9 +315,11 @@ def _check_label_codes(folder: Path, labels: np.ndarray, classes: Mapping[int, s
         )
 
 
-def input_statistics(meta: Mapping, bse: np.ndarray, tiles: Sequence[int]) -> tuple[float, float]:
-    """Mean and sd of the training tiles' grey values (from dataset.json when recorded)."""
-    if "train_bse_mean" in meta and "train_bse_std" in meta:
-        return float(meta["train_bse_mean"]), max(float(meta["train_bse_std"]), 1e-6)
-    sample = np.asarray(bse[np.asarray(tiles)[:256]], dtype=np.float64)
+def input_statistics(meta: Mapping, image: np.ndarray, tiles: Sequence[int]) -> tuple[float, float]:
+    """Mean and sd of the training tiles' grey values (from dataset.json when recorded:
+    ``train_image_mean``/``_std``, or ``train_bse_*`` in older folders)."""
+    for key in ("train_image", "train_bse"):
+        if f"{key}_mean" in meta and f"{key}_std" in meta:
+            return float(meta[f"{key}_mean"]), max(float(meta[f"{key}_std"]), 1e-6)
+    sample = np.asarray(image[np.asarray(tiles)[:256]], dtype=np.float64)
     return float(sample.mean()), max(float(sample.std()), 1e-6)

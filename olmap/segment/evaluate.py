@@ -109,7 +109,7 @@ def evaluate_tiles(
     scores = Scores.new(names, sorted(set(session_of[list(tile_ids)])), with_prob=True)
     model.eval()
     for t in tile_ids:
-        image = np.asarray(ds.bse[t])
+        image = np.asarray(ds.image[t])
         prob = predict_proba(model, image, window=max(image.shape), flips=flips)
         pred = classify(prob, threshold)
         ref = lut[np.asarray(ds.labels[t])]

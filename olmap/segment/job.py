@@ -68,7 +68,9 @@ def _weights_kind(path: Path) -> str:
     return "coco" if any(k.startswith("backbone.") for k in keys) else "imagenet"
 
 
-def resolve_init(init: str, architecture: str, weights: Path | None = None) -> InitChoice:
+def resolve_init(
+    init: str, architecture: str, weights: Path | None = None, modality: str = "sem"
+) -> InitChoice:
     """Decide where training starts; never silently.
 
     Parameters
@@ -82,6 +84,10 @@ def resolve_init(init: str, architecture: str, weights: Path | None = None) -> I
     weights : path, optional
         A torchvision weights file (COCO DeepLabV3 or ImageNet backbone) to use instead of the
         torch cache.
+    modality : {"sem", "ct"}
+        What the images are (a dataset's ``modality``). olmap's synthetic initialisation was
+        trained on synthetic BSE sections: ``auto`` uses it for SEM only, and a CT model
+        starts from it only when asked (``--init synthetic``, said in the note).
 
     Raises
     ------
@@ -98,6 +104,14 @@ def resolve_init(init: str, architecture: str, weights: Path | None = None) -> I
             if path is not None:
                 return InitChoice(kind, path, f"starting from {kind} weights {path}")
         synthetic = synthetic_init_file(architecture)
+        if modality != "sem":
+            return InitChoice(
+                "none",
+                None,
+                f"no COCO or ImageNet weights for {architecture} in {cache} (no download here); "
+                f"starting from random weights (olmap's synthetic pretraining is of SEM BSE, "
+                f"not {modality}: --init synthetic to use it anyway)",
+            )
         if synthetic.is_file():
             return InitChoice(
                 "synthetic",
@@ -131,7 +145,11 @@ def resolve_init(init: str, architecture: str, weights: Path | None = None) -> I
                 f"no synthetic initialisation for {architecture} ({path} missing; "
                 f"available: {', '.join(available) or 'none'})"
             )
-        return InitChoice("synthetic", path, f"starting from olmap's synthetic pretraining {path}")
+        what = f" (SEM BSE pretraining for {modality} images, as asked)"
+        what = "" if modality == "sem" else what
+        return InitChoice(
+            "synthetic", path, f"starting from olmap's synthetic pretraining {path}{what}"
+        )
     if init == "none":
         return InitChoice("none", None, "starting from random weights (--init none)")
     path = Path(init)
@@ -397,16 +415,20 @@ def _train_from_dataset(
         raise InputError(
             f"{ds.folder}: the val tiles have no labelled pixel; nothing to validate on"
         )
-    mean, std = input_statistics(ds.meta, ds.bse, train_ids)
+    mean, std = input_statistics(ds.meta, ds.image, train_ids)
     # At most 256 tiles of each split: enough for percentiles, bounded in memory.
     t_pick, v_pick = np.asarray(train_ids)[:256], np.asarray(val_ids)[:256]
     shift = domain_shift(
-        ds.bse[t_pick], ds.labels[t_pick], ds.bse[v_pick], ds.labels[v_pick], dict(ds.model_classes)
+        ds.image[t_pick],
+        ds.labels[t_pick],
+        ds.image[v_pick],
+        ds.labels[v_pick],
+        dict(ds.model_classes),
     )
     if on_domain is not None:
         on_domain(shift)
-    percentiles = grey_percentiles(np.asarray(ds.bse[np.asarray(train_ids)[:256]]))
-    choice = resolve_init(cfg.init, cfg.architecture, weights)
+    percentiles = grey_percentiles(np.asarray(ds.image[np.asarray(train_ids)[:256]]))
+    choice = resolve_init(cfg.init, cfg.architecture, weights, ds.modality)
     if on_init is not None:
         on_init(choice)
     head_classes, head_groups = grouped_head(cfg, choice, list(names))
@@ -426,7 +448,10 @@ def _train_from_dataset(
     train = ds.samples("train", cfg, train=True, fill=mean)
     val = ds.samples("val", cfg, train=False)
     # The resume fingerprint: the data (rebuilt in place -> other sizes/times) and the start.
-    stamps = {n: list(file_stamp(ds.folder / n)) for n in ("bse.npy", "labels.npy", "manifest.csv")}
+    stamps = {
+        p.name: list(file_stamp(p))
+        for p in (ds.image_file, ds.folder / "labels.npy", ds.folder / "manifest.csv")
+    }
     job = {"dataset": str(ds.folder.resolve()), "files": stamps, "init": str(choice.path)}
     if head_groups is not None:
         job["head"] = [head_classes, head_groups]
@@ -479,7 +504,7 @@ def _train_from_dataset(
         train_config=cfg.model_dump(mode="json"),
         metrics=metrics,
         olmap_version=__version__,
-        input_dtype=str(ds.meta.get("bse_dtype", ds.bse.dtype)),
+        input_dtype=ds.image_dtype,
         input_percentiles=list(percentiles),
     )
     curves = pd.DataFrame([r.row() for r in result.history])

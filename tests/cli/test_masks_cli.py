@@ -43,7 +43,7 @@ def test_masks_and_dataset_as_documented(workdir: Path) -> None:
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert "Training tiles per session" in res.stdout and "olivine %" in res.stdout
-    for name in ("bse.npy", "labels.npy", "manifest.csv", "sessions.csv", "dataset.json"):
+    for name in ("image.npy", "labels.npy", "manifest.csv", "sessions.csv", "dataset.json"):
         assert (workdir / "dataset" / name).exists(), name
 
     res = olmap(

@@ -92,7 +92,7 @@ def test_train_refuses_to_overwrite_and_bad_configs(trained: Path, olivine_datas
     )
     assert res.returncode == 1 and "bad.yaml: architecture" in res.stderr
     res = olmap("train", "--dataset", str(trained), "--out", "other.pt", cwd=trained)
-    assert res.returncode == 1 and "bse.npy missing" in res.stderr
+    assert res.returncode == 1 and "image.npy missing" in res.stderr
     res = olmap(
         "train",
         "--dataset",

@@ -56,7 +56,7 @@ def test_tiles_lie_inside_their_session_and_take_its_split(dataset: Path, sectio
 
 def test_tile_arrays_are_the_mosaic_windows(dataset: Path, section_dir: Path, mask: Path) -> None:
     manifest = pd.read_csv(dataset / "manifest.csv")
-    bse = np.load(dataset / "bse.npy", mmap_mode="r")
+    bse = np.load(dataset / "image.npy", mmap_mode="r")
     labels = np.load(dataset / "labels.npy", mmap_mode="r")
     assert bse.shape == labels.shape == (len(manifest), 128, 192)
     full_bse = read_raster(section_dir / "bse.tif", bands=1)
@@ -80,10 +80,10 @@ def test_session_table_and_metadata(dataset: Path) -> None:
     meta = json.loads((dataset / "dataset.json").read_text())
     assert meta["classes"] == {"0": "unclassified", "1": "olivine", "255": "ignore"}
     assert (meta["tile_rows"], meta["tile_cols"], meta["n_tiles"]) == (128, 192, len(manifest))
-    bse = np.load(dataset / "bse.npy")
+    bse = np.load(dataset / "image.npy")
     train = bse[manifest["split"].to_numpy() == "train"].astype(float)
-    assert meta["train_bse_mean"] == pytest.approx(train.mean())
-    assert meta["train_bse_std"] == pytest.approx(train.std())
+    assert meta["train_image_mean"] == pytest.approx(train.mean())
+    assert meta["train_image_std"] == pytest.approx(train.std())
     for png in ("layout.png", "examples.png"):
         assert (dataset / png).stat().st_size > 10_000
 

@@ -22,7 +22,7 @@ from tests.segment.tiny import tiny_config
 
 
 def new_model(ds, cfg) -> Segmenter:
-    mean, std = input_statistics(ds.meta, ds.bse, ds.split("train"))
+    mean, std = input_statistics(ds.meta, ds.image, ds.split("train"))
     torch.manual_seed(0)
     return Segmenter(cfg.architecture, len(ds.model_classes), mean=mean, std=std)
 
@@ -109,7 +109,7 @@ def test_checkpoint_round_trips_to_identical_predictions(trained, tmp_path: Path
         train_config=cfg.model_dump(mode="json"),
         metrics={"val": {"iou": 0.5}},
     )
-    tile = np.asarray(ds.bse[ds.split("test")[0]])
+    tile = np.asarray(ds.image[ds.split("test")[0]])
     before = predict_proba(model.eval(), tile, window=128)
     path = save_checkpoint(tmp_path / "m.pt", model, meta)
     loaded, loaded_meta = load_checkpoint(path)
@@ -205,7 +205,7 @@ def test_recalibration_with_fewer_samples_than_a_batch(olivine_dataset: Path) ->
     ds = open_tile_dataset(olivine_dataset)
     cfg = tiny_config(batch_size=8)
     model = new_model(ds, cfg)
-    few = TileSamples(ds.bse, ds.labels, [0, 1], ds.split("train")[:3])  # 3 < 8
+    few = TileSamples(ds.image, ds.labels, [0, 1], ds.split("train")[:3])  # 3 < 8
     bn = model.net.backbone["0"][1]
     assert recalibrate_batchnorm(model, few, cfg, torch.device("cpu")) == 1
     assert not torch.equal(bn.running_mean, torch.zeros_like(bn.running_mean))
@@ -259,7 +259,7 @@ def test_refine_decoder_trains_and_round_trips(olivine_dataset: Path, tmp_path: 
     model, meta = load_checkpoint(tmp_path / "refine.pt")
     assert meta.decoder == "refine" and model.refine is not None
     assert model.refine.out.weight.abs().sum() > 0  # trained away from its zero start
-    tile = np.asarray(open_tile_dataset(olivine_dataset).bse[0])
+    tile = np.asarray(open_tile_dataset(olivine_dataset).image[0])
     before = predict_proba(model, tile, window=128)
     again, _ = load_checkpoint(save_checkpoint(tmp_path / "again.pt", model, meta))
     assert np.array_equal(predict_proba(again, tile, window=128), before)
@@ -313,7 +313,7 @@ def test_probing_never_stops_early_and_fresh_modules_train(olivine_dataset: Path
         patience=1,
         decoder="refine",
     )
-    mean, std = input_statistics(ds.meta, ds.bse, ds.split("train"))
+    mean, std = input_statistics(ds.meta, ds.image, ds.split("train"))
     torch.manual_seed(0)
     model = Segmenter(cfg.architecture, 2, mean=mean, std=std, decoder="refine")
     before = model.refine.fuse[0][0].weight.clone()
@@ -374,7 +374,7 @@ def test_flip_averaging_is_the_mean_of_the_flipped_predictions(trained) -> None:
     # one that collapsed to "no olivine" everywhere made the last assertion fail by chance).
     torch.manual_seed(0)
     model = new_model(ds, cfg)
-    tile = np.asarray(ds.bse[ds.split("test")[0]], dtype=np.float32)
+    tile = np.asarray(ds.image[ds.split("test")[0]], dtype=np.float32)
     # Batch-norm statistics of this tile (untouched ones flatten the output to a constant)
     for m in model.modules():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
@@ -420,7 +420,7 @@ def test_head_init_trains_the_initialisations_own_classes(
     assert meta.head_classes == phases and meta.head_groups == [[0, 2, 3], [1]]
     assert model.binary and model.net.classifier[4].out_channels == 4
     assert not torch.equal(model.net.classifier[4].weight, source.net.classifier[4].weight)
-    tile = np.asarray(open_tile_dataset(olivine_dataset).bse[0])
+    tile = np.asarray(open_tile_dataset(olivine_dataset).image[0])
     prob = predict_proba(model, tile, window=128)
     assert prob.shape == (1, *tile.shape) and 0 <= prob.min() and prob.max() <= 1
     again, _ = load_checkpoint(save_checkpoint(tmp_path / "again.pt", model, meta))

@@ -1,0 +1,48 @@
+"""The dataset folder: today's layout and the one of olmap before the CT mode."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from olmap.errors import InputError
+from olmap.segment.data import input_statistics, open_tile_dataset
+
+
+def _as_old_folder(src: Path, dst: Path) -> Path:
+    """A copy of ``src`` as olmap wrote it before the CT mode: bse.npy, bse_* keys."""
+    shutil.copytree(src, dst)
+    (dst / "image.npy").rename(dst / "bse.npy")
+    meta = json.loads((dst / "dataset.json").read_text())
+    for new, old in (("image_dtype", "bse_dtype"), ("train_image_mean", "train_bse_mean")):
+        meta[old] = meta.pop(new)
+    meta["train_bse_std"] = meta.pop("train_image_std")
+    (dst / "dataset.json").write_text(json.dumps(meta))
+    return dst
+
+
+def test_old_folder_loads_the_same(olivine_dataset: Path, tmp_path: Path) -> None:
+    new = open_tile_dataset(olivine_dataset)
+    old = open_tile_dataset(_as_old_folder(olivine_dataset, tmp_path / "old"))
+    assert old.image_file.name == "bse.npy" and new.image_file.name == "image.npy"
+    np.testing.assert_array_equal(old.image, new.image)
+    assert old.image_dtype == new.image_dtype == str(new.image.dtype)
+    tiles = new.split("train")
+    assert input_statistics(old.meta, old.image, tiles) == input_statistics(
+        new.meta, new.image, tiles
+    )
+
+
+def test_session_column_is_optional(olivine_dataset: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "nosession"
+    shutil.copytree(olivine_dataset, folder)
+    manifest = pd.read_csv(folder / "manifest.csv").drop(columns="session")
+    manifest.to_csv(folder / "manifest.csv", index=False)
+    ds = open_tile_dataset(folder)
+    assert set(ds.manifest["session"]) == {"all"}
+    manifest.drop(columns="split").to_csv(folder / "manifest.csv", index=False)
+    with pytest.raises(InputError, match="needs columns tile_id and split"):
+        open_tile_dataset(folder)
