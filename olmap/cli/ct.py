@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
@@ -19,7 +20,9 @@ app = typer.Typer(
         "olmap ct info demo_ct/t002\n\n"
         "olmap ct convert demo_ct/t002 --out t002.zarr --voxel-size 2.753\n\n"
         "olmap ct label --volume demo_ct/t002 --scribbles demo_ct/scribbles/t002 "
-        "--classes configs/ct/gypsum.yaml --out rf_labels.zarr --save-model forest.pkl"
+        "--classes configs/ct/gypsum.yaml --out rf_labels.zarr --save-model forest.pkl\n\n"
+        "olmap ct train --volume demo_ct/t002 --labels rf_labels.zarr --classes "
+        "configs/ct/gypsum.yaml --config configs/train/ct-quick.yaml --out ct_model.pt"
     ),
     no_args_is_help=True,
 )
@@ -383,3 +386,129 @@ def _scores_table(title: str, scores):
         name = " / ".join(map(str, key)) if isinstance(key, tuple) else str(key)
         table.add_row(name, *(f"{row[c]:.3f}" for c in cols))
     return table
+
+
+@app.command("train")
+def train(
+    volumes: Annotated[
+        list[str], typer.Option("--volume", help="Scan to learn from; repeat with --labels.")
+    ],
+    labels: Annotated[
+        list[str],
+        typer.Option(
+            "--labels",
+            help="Label volume of the matching --volume (the forest's, or a user's; 0 = "
+            "unlabelled).",
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Model checkpoint to write (.pt).")],
+    classes: Annotated[
+        Path, typer.Option("--classes", help="Class file (configs/ct/*.yaml).")
+    ] = Path("configs/ct/gypsum.yaml"),
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="Training config (YAML): configs/train/ct-quick.yaml (2 CPU cores, <= 10 min, "
+            "the default) or configs/train/ct-paper.yaml (GPU).",
+        ),
+    ] = None,
+    planes: Annotated[
+        str, typer.Option("--planes", help="Training slices: xy, or all (XY, XZ and YZ).")
+    ] = "xy",
+    every: Annotated[
+        int, typer.Option("--every", min=1, help="Use every N-th slice of each plane.")
+    ] = 2,
+    tile: Annotated[int, typer.Option("--tile", min=32, help="Tile side in voxels.")] = 256,
+    val_share: Annotated[
+        float,
+        typer.Option("--val-share", min=0.0, max=0.9, help="Share of slices kept to validate."),
+    ] = 0.2,
+    dataset: Annotated[
+        Path | None,
+        typer.Option(
+            "--dataset",
+            help="Where the training slices go (default: OUT-stem_slices/ beside OUT); an "
+            "existing one from the same inputs is reused (resume).",
+        ),
+    ] = None,
+    init: Annotated[
+        str | None,
+        typer.Option(
+            "--init",
+            help="Starting weights: auto, none, coco, imagenet, synthetic, "
+            "or a checkpoint PATH (auto never uses the SEM synthetic pretraining).",
+        ),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")
+    ] = None,
+    max_minutes: Annotated[
+        float | None, typer.Option("--max-minutes", min=0.01, help="Stop training after this time.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", min=0, help="Random seed.")] = None,
+    overwrite: Overwrite = False,
+) -> None:
+    """Train the segmentation core of the 2D pipeline on slices of scans and label volumes.
+
+    Seed 000's second step: a CNN learns from the random forest's labels (olmap ct label) and
+    then segments every scan of the series. Slices (XY, or XY/XZ/YZ with --planes all) are cut
+    into tiles of a dataset folder (whole slices held out for validation), and the same
+    training as olmap train runs on it: the same checkpoint format, early stopping, resume
+    after Ctrl-C, curves and per-class scores.
+
+    Example: olmap ct train --volume demo_ct/t002 --labels rf_labels.zarr --classes
+    configs/ct/gypsum.yaml --config configs/train/ct-quick.yaml --out ct_model.pt
+    """
+    from olmap.cli.train import run_training
+    from olmap.ct.classes import load_classes
+    from olmap.io.config import load_config
+    from olmap.io.outputs import claim_outputs
+    from olmap.segment.config import TrainConfig
+
+    if planes not in ("xy", "all"):
+        raise typer.BadParameter(f"{planes!r}: xy or all", param_hint="--planes")
+    class_file = load_classes(classes)
+    config = config or Path(__file__).resolve().parents[2] / "configs/train/ct-quick.yaml"
+    cfg = load_config(
+        TrainConfig, config, init=init, device=device, max_minutes=max_minutes, seed=seed
+    )
+    dataset = dataset or out.with_name(f"{out.stem}_slices")
+    claim = claim_outputs([out], inputs=[*volumes, *labels, classes, config], overwrite=overwrite)
+    from olmap.io.volume import volume_stamp
+
+    request = {
+        "planes": planes, "every": every, "tile": tile, "val_share": val_share,
+        "stamps": [volume_stamp(v) for v in [*volumes, *labels]],
+    }  # fmt: skip
+    if _same_slices(dataset, volumes, labels, request):
+        stdout.print(f"Reusing the training slices in {dataset}", soft_wrap=True)
+    else:
+        from olmap.ct.slices import write_slice_dataset
+
+        with progress_bar("slicing", total=None, unit="tiles") as bar:
+            summary = write_slice_dataset(
+                volumes, labels, class_file, dataset, planes=planes, tile=tile, every=every,
+                val_share=val_share, overwrite=overwrite, progress=bar, on_total=bar.set_total,
+            )  # fmt: skip
+        counts = summary.split_counts()
+        stdout.print(
+            f"Wrote {dataset}: {counts.get('train', 0)} training and {counts.get('val', 0)} "
+            f"validation tiles of {summary.tile} px",
+            soft_wrap=True,
+        )
+        (dataset / "request.json").write_text(json.dumps(request) + "\n")
+    run_training(dataset, cfg, out, claim, weights=None, overwrite=overwrite)
+
+
+def _same_slices(dataset: Path, volumes, labels, request: dict) -> bool:
+    """True when ``dataset`` holds slices of these inputs cut as ``request`` says."""
+    try:
+        meta = json.loads((dataset / "dataset.json").read_text())
+        done = json.loads((dataset / "request.json").read_text())
+    except (OSError, ValueError):
+        return False
+    same_inputs = meta.get("volumes") == [str(Path(v).resolve()) for v in volumes] and meta.get(
+        "labels"
+    ) == [str(Path(v).resolve()) for v in labels]
+    return same_inputs and done == request

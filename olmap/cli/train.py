@@ -185,7 +185,12 @@ def train(
     )
     # Claimed before any work (the library claims the curves beside it too).
     claim = claim_outputs([out], inputs=[dataset, config, weights], overwrite=overwrite)
+    run_training(dataset, cfg, out, claim, weights=weights, overwrite=overwrite)
 
+
+def run_training(dataset: Path, cfg: TrainConfig, out: Path, claim, *, weights, overwrite) -> None:
+    """Train on a dataset folder with progress on screen, then print the scores (``olmap
+    train`` and ``olmap ct train``); ``claim`` holds OUT from the caller's first check."""
     from olmap.segment.job import train_from_dataset
 
     def on_init(choice: InitChoice) -> None:

@@ -21,9 +21,7 @@ the folder is self-contained (it can be copied to a GPU machine without the mosa
 
 from __future__ import annotations
 
-import errno
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +49,7 @@ from olmap.io.raster import (
     read_raster,
 )
 from olmap.io.sessions import read_sessions
+from olmap.io.tilestack import open_npy_for_writing
 from olmap.plots.dataset import write_layout_plot, write_tile_examples
 
 #: Training tile (rows, cols): the microscope's 512 x 338 px frames (PRIMER, paper sect. 2).
@@ -88,23 +87,6 @@ class DatasetSummary:
 
     def split_counts(self) -> dict[str, int]:
         return self.manifest["split"].value_counts().to_dict()
-
-
-def _np_open(path: Path, shape: tuple[int, ...], dtype: str) -> np.memmap:
-    """A new ``.npy`` file mapped for writing, its blocks reserved on disk first.
-
-    A memory map over a sparse file that the disk cannot fill kills the process with SIGBUS
-    when a page is written; reserving the space up front fails with ENOSPC instead.
-    """
-    array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
-    if hasattr(os, "posix_fallocate"):
-        with open(path, "rb+") as f:
-            try:
-                os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
-            except OSError as exc:
-                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # no fallocate here
-                    raise
-    return array
 
 
 def build_dataset(
@@ -269,8 +251,8 @@ def _build_dataset(
     tile_bytes = tile[0] * tile[1] * (np.dtype(bse_dtype).itemsize + 1)
     check_free_space(out_dir, n * tile_bytes, f"{n:,} tiles of BSE and labels")
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
-        bse_arr = _np_open(tmp / "image.npy", (n, *tile), bse_dtype)
-        lab_arr = _np_open(tmp / "labels.npy", (n, *tile), "uint8")
+        bse_arr = open_npy_for_writing(tmp / "image.npy", (n, *tile), bse_dtype)
+        lab_arr = open_npy_for_writing(tmp / "labels.npy", (n, *tile), "uint8")
         for i, (_, split, win, _) in enumerate(candidates):
             grey = read_raster(bse, window=win, bands=1)
             bse_arr[i] = grey

@@ -7,7 +7,11 @@ stack ``bse.npy``, and still load.
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
+
+import numpy as np
 
 #: Grey tile stacks, newest name first (``bse.npy``: dataset folders before the CT mode).
 IMAGE_FILES = ("image.npy", "bse.npy")
@@ -26,3 +30,20 @@ def image_file(folder: str | Path) -> Path:
         if (folder / name).is_file():
             return folder / name
     return folder / IMAGE_FILES[0]
+
+
+def open_npy_for_writing(path: Path, shape: tuple[int, ...], dtype: str) -> np.memmap:
+    """A new ``.npy`` file mapped for writing, its blocks reserved on disk first.
+
+    A memory map over a sparse file that the disk cannot fill kills the process with SIGBUS
+    when a page is written; reserving the space up front fails with ENOSPC instead.
+    """
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    if hasattr(os, "posix_fallocate"):
+        with open(path, "rb+") as f:
+            try:
+                os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # no fallocate here
+                    raise
+    return array
