@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -193,6 +194,11 @@ def run_training(dataset: Path, cfg: TrainConfig, out: Path, claim, *, weights, 
     train`` and ``olmap ct train``); ``claim`` holds OUT from the caller's first check."""
     from olmap.segment.job import train_from_dataset
 
+    try:
+        modality = json.loads((Path(dataset) / "dataset.json").read_text()).get("modality")
+    except (OSError, ValueError):
+        modality = None  # the library names the missing or broken file
+
     def on_init(choice: InitChoice) -> None:
         colour = "yellow" if choice.kind in ("synthetic", "none") else "green"
         stderr.print(f"[{colour}]init:[/] {choice.note}", soft_wrap=True)
@@ -210,7 +216,9 @@ def run_training(dataset: Path, cfg: TrainConfig, out: Path, claim, *, weights, 
     def on_epoch(r: EpochRecord) -> None:
         if STATE.quiet:
             return
-        ious = ", ".join(f"{k} {_fmt(v, 3)}" for k, v in list(r.val_iou.items())[1:])
+        # SEM: class 0 is the background of the masks; CT: every class is a phase (pores too).
+        shown = list(r.val_iou.items())[0 if modality == "ct" else 1 :]
+        ious = ", ".join(f"{k} {_fmt(v, 3)}" for k, v in shown)
         phase = " (probing: class layers only)" if r.probing else ""
         stderr.print(
             f"epoch {r.epoch}{phase}: train loss {r.train_loss:.4f}, val loss {r.val_loss:.4f}, "

@@ -89,6 +89,7 @@ def test_ct_train_command_trains_the_core_and_resumes_its_slices(ct_series, tmp_
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     assert "training and" in res.output and "starting from random weights" in res.output
+    assert "val IoU pore " in res.output  # every CT class is a phase, pores too
     _, meta = read_checkpoint(out)
     assert [n for _, n in meta.classes] == ["pore", "gypsum", "bassanite", "celestite"]
     dataset = tmp_path / "ct_model_slices"
