@@ -22,7 +22,8 @@ app = typer.Typer(
         "olmap ct label --volume demo_ct/t002 --scribbles demo_ct/scribbles/t002 "
         "--classes configs/ct/gypsum.yaml --out rf_labels.zarr --save-model forest.pkl\n\n"
         "olmap ct train --volume demo_ct/t002 --labels rf_labels.zarr --classes "
-        "configs/ct/gypsum.yaml --config configs/train/ct-quick.yaml --out ct_model.pt"
+        "configs/ct/gypsum.yaml --config configs/train/ct-quick.yaml --out ct_model.pt\n\n"
+        "olmap ct predict --model ct_model.pt --volume demo_ct/t005 --out labels.zarr"
     ),
     no_args_is_help=True,
 )
@@ -512,3 +513,72 @@ def _same_slices(dataset: Path, volumes, labels, request: dict) -> bool:
         "labels"
     ) == [str(Path(v).resolve()) for v in labels]
     return same_inputs and done == request
+
+
+@app.command("predict")
+def predict(
+    model: Annotated[Path, typer.Option("--model", help="Checkpoint from olmap ct train.")],
+    volume: Annotated[str, typer.Option("--volume", help="Scan to segment.")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Label volume (.zarr, or .tif with --format tiff).")
+    ],
+    classes: Annotated[
+        Path, typer.Option("--classes", help="Class file (configs/ct/*.yaml).")
+    ] = Path("configs/ct/gypsum.yaml"),
+    out_prob: Annotated[
+        Path | None, typer.Option("--out-prob", help="Per-class probabilities (OME-Zarr).")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="zarr or tiff.")] = "zarr",
+    slab: Annotated[int, typer.Option("--slab", min=1, help="XY slices per block.")] = 8,
+    window: Annotated[
+        int, typer.Option("--window", min=32, help="Window side the model sees (px).")
+    ] = 512,
+    truth: Annotated[
+        Path | None, typer.Option("--truth", help="Truth labels to score the result against.")
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")] = (
+        "auto"
+    ),
+    shape: Shape = None,
+    dtype: Dtype = None,
+    voxel_size: VoxelSize = None,
+    dask: Dask = None,
+    overwrite: Overwrite = False,
+) -> None:
+    """Segment a whole volume with a model from olmap ct train, slab by slab (resumable).
+
+    Every XY slice goes through the 2D pipeline's windowed predictor (overlapping windows,
+    blended); labels (and with --out-prob the probabilities) are written to OME-Zarr chunk by
+    chunk. With --truth, Dice and IoU per class against a label volume, also written as
+    OUT_truth_scores.csv.
+
+    Example: olmap ct predict --model ct_model.pt --volume demo_ct/t005 --out t005_cnn.zarr
+    """
+    from olmap.ct.classes import load_classes
+    from olmap.ct.predict import predict_volume
+
+    spec = _spec(volume, shape, dtype, voxel_size)
+    class_file = load_classes(classes)
+    with spec.open() as vol:
+        total = vol.info.nbytes / vol.dtype.itemsize / 1e6
+    with progress_bar("ct predict", total=total, unit="Mvox") as advance:
+        result = predict_volume(
+            model, spec, out, class_file, out_prob=out_prob, fmt=fmt, slab=slab, window=window,
+            truth=truth, device=device, dask=dask, overwrite=overwrite,
+            progress=lambda n: advance(n / 1e6),
+        )  # fmt: skip
+    share = ", ".join(
+        f"{k} {100 * v / result.voxels:.1f} %" for k, v in result.class_voxels.items()
+    )
+    stdout.print(
+        f"{result.labels_path}: {result.voxels:,} voxels in {result.seconds:.1f} s "
+        f"({result.voxels_per_second / 1e6:.2f} Mvox/s); {share}",
+        soft_wrap=True,
+    )
+    if result.truth_scores is not None:
+        from olmap.io.outputs import atomic_path
+
+        stdout.print(_scores_table(f"against {truth}", result.truth_scores))
+        side = out.with_name(out.name.split(".")[0] + "_truth_scores.csv")
+        with atomic_path(side, overwrite=True) as tmp:
+            result.truth_scores.to_csv(tmp, index_label="class")

@@ -14,9 +14,7 @@ TIFF of the labels.
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,13 +32,10 @@ from olmap.core.watershed import (
 )
 from olmap.ct.features import sample_reference
 from olmap.ct.forest import FittedForest, adjust_priors, predict_region, sample_posteriors
-from olmap.ct.metrics import confusion, scores_from_confusion
+from olmap.ct.labeljob import run_label_job
 from olmap.errors import InputError
-from olmap.io.omezarr import DEFAULT_CHUNKS, create_ome_zarr, write_multipage_tiff, write_pyramid
-from olmap.io.outputs import MARKER, claim_outputs, commit, partial_name
-from olmap.io.resume import progress_path
 from olmap.io.volume import open_volume, volume_stamp
-from olmap.stream import BlockGrid, BlockJob, ZarrSink, run_blocks
+from olmap.stream import BlockGrid
 from olmap.stream.engine import fixed_mmap_threshold
 from olmap.stream.grid import grow_region
 
@@ -213,7 +208,7 @@ def label_volume(
     RunInterrupted
         On Ctrl-C, after saving the finished blocks; the same command resumes.
     """
-    if fmt not in ("zarr", "tiff"):
+    if fmt not in ("zarr", "tiff"):  # before the priors' sample is read
         raise InputError(f"--format {fmt}: expected zarr or tiff")
     if priors not in ("volume", "uniform"):
         raise InputError(f"--priors {priors}: expected volume or uniform")
@@ -229,133 +224,49 @@ def label_volume(
     if len(block) != 3 or min(block) < 1:
         raise InputError(f"--block {block}: expected three positive sizes Z,Y,X")
     grid = BlockGrid(shape, block, halo=refine_halo(model.features.dims) if refine else 0)
-    classes = model.classes
     codes = [int(c) for c in model.codes]
-    names = [classes.classes[classes.codes.index(c)].name for c in codes]
-    truth_vol = None
-    if truth is not None:
-        truth_vol = open_volume(truth, labels=True)
-        if tuple(truth_vol.shape) != tuple(shape):
-            truth_vol.close()
-            raise InputError(f"{truth}: truth of shape {truth_vol.shape}, the scan is {shape}")
-    outputs = [out, out_prob]
-    with claim_outputs(
-        outputs, inputs=[volume.path.split(".h5:")[0], *inputs], overwrite=overwrite
-    ):
-        zarr_tmp = partial_name(out) if fmt == "zarr" else partial_name(out.with_suffix(".zarr"))
-        prob_tmp = partial_name(out_prob) if out_prob is not None else None
-        checkpoint = progress_path(out)
-        fingerprint = json.dumps(
-            {
-                "olmap": __version__,
-                "volume": [volume.path, *src_stamp],
-                "model": [repr(model.forest.get_params()), model.features.model_dump(), codes],
-                "trees": _tree_digest(model),
-                "block": block,
-                "reference": reference,
-                "weights": None if weights is None else [round(float(w), 9) for w in weights],
-                "refine": [refine, MIN_CONFIDENCE, REFINE_HALO, ELEVATION_SIGMA],
-                "out": [str(out.resolve()), str(out_prob)],
-            },
-            sort_keys=True,
-        )
-        fresh = not checkpoint.exists()
-        if fresh or not zarr_tmp.exists() or (prob_tmp is not None and not prob_tmp.exists()):
-            checkpoint.unlink(missing_ok=True)
-            chunks = tuple(
-                min(c, b * max(1, c // b)) for c, b in zip(DEFAULT_CHUNKS, block, strict=True)
-            )
-            create_ome_zarr(
-                zarr_tmp,
-                shape,
-                np.uint8,
-                voxel_size_um=voxel,
-                name=out.stem,
-                chunks=chunks,
-                classes=classes.metadata(),
-                extra={"source": volume.path, "software": f"olmap {__version__}"},
-            )
-            if prob_tmp is not None:
-                create_ome_zarr(
-                    prob_tmp,
-                    (len(codes), *shape),
-                    np.uint8,
-                    voxel_size_um=voxel,
-                    name=f"{out.stem} probabilities",
-                    chunks=chunks,
-                    channels=names,
-                    extra={"probability_scale": 255, "codes": codes},
-                )
-        for folder in (zarr_tmp, prob_tmp):
-            if folder is not None:  # lets --overwrite replace it later (olmap wrote it)
-                (folder / MARKER).write_text("written by olmap; `--overwrite` may replace it\n")
-        import zarr
-
-        label_sink = ZarrSink(zarr.open_array(str(zarr_tmp / "0"), mode="r+"))
-        prob_sink = ZarrSink(zarr.open_array(str(prob_tmp / "0"), mode="r+")) if prob_tmp else None
-        counts = np.zeros((len(grid), 256), np.int64)
-        conf = np.zeros((len(grid), len(codes), len(codes) + 1), np.int64)
-
-        def write(block, result) -> None:
-            labels, prob = result
-            label_sink.write(block.inner, labels)
-            if prob_sink is not None:
-                prob_sink.write(block.inner, prob)
-            counts[block.index] = np.bincount(labels.ravel(), minlength=256)
-            if truth_vol is not None:
-                conf[block.index] = confusion(truth_vol.read(block.inner), labels, codes)
-
-        def finish() -> None:
-            write_pyramid(zarr_tmp, labels=True)
-            pairs = []
-            if fmt == "tiff":
-                tif_tmp = partial_name(out)
-                with open_volume(zarr_tmp, labels=True) as labels_vol:
-                    write_multipage_tiff(labels_vol, tif_tmp, voxel_size_um=voxel)
-                pairs.append((tif_tmp, out))
-            else:
-                pairs.append((zarr_tmp, out))
-            if prob_tmp is not None:
-                pairs.append((prob_tmp, Path(out_prob)))
-            commit(pairs)
-            if fmt == "tiff":
-                import shutil
-
-                shutil.rmtree(zarr_tmp, ignore_errors=True)
-
-        # Blocks run in parallel threads (or Dask workers): one thread per forest each, instead
-        # of joblib pools inside threads (which also warn on every call).
-        for forest in (model.forest, model.context):
-            if forest is not None and (workers > 1 or dask is not None):
-                forest.set_params(n_jobs=1)
-        compute = BlockLabeller(volume, model, reference, weights, refine)
-        job = BlockJob(grid, compute, write, str(out), state={"counts": counts, "conf": conf})
-        t0 = time.perf_counter()
-        try:
-            stats = run_blocks(
-                job,
-                checkpoint=checkpoint,
-                fingerprint=fingerprint,
-                dask=dask,
-                progress=progress,
-                finish=finish,
-                workers=workers,
-            )
-        finally:
-            if truth_vol is not None:
-                truth_vol.close()
-        seconds = time.perf_counter() - t0
-    total = counts.sum(0)
-    scores = scores_from_confusion(conf.sum(0), names) if truth is not None else None
+    fingerprint = {
+        "olmap": __version__,
+        "volume": [volume.path, *src_stamp],
+        "model": [repr(model.forest.get_params()), model.features.model_dump(), codes],
+        "trees": _tree_digest(model),
+        "reference": reference,
+        "weights": None if weights is None else [round(float(w), 9) for w in weights],
+        "refine": [refine, MIN_CONFIDENCE, REFINE_HALO, ELEVATION_SIGMA],
+    }
+    # Blocks run in parallel threads (or Dask workers): one thread per forest each, instead
+    # of joblib pools inside threads (which also warn on every call).
+    for forest in (model.forest, model.context):
+        if forest is not None and (workers > 1 or dask is not None):
+            forest.set_params(n_jobs=1)
+    result = run_label_job(
+        grid,
+        BlockLabeller(volume, model, reference, weights, refine),
+        model.classes,
+        codes,
+        out,
+        source=volume.path,
+        voxel_size_um=voxel,
+        fingerprint=fingerprint,
+        out_prob=out_prob,
+        fmt=fmt,
+        truth=truth,
+        dask=dask,
+        workers=workers,
+        overwrite=overwrite,
+        progress=progress,
+        inputs=inputs,
+    )
+    names = list(result.class_voxels)
     return LabelResult(
         labels_path=out,
         prob_path=Path(out_prob) if out_prob is not None else None,
         voxels=int(np.prod(shape)),
-        class_voxels={n: int(total[c]) for n, c in zip(names, codes, strict=True)},
-        blocks=stats.blocks,
-        resumed_blocks=stats.resumed,
-        seconds=seconds,
-        truth_scores=scores,
+        class_voxels=result.class_voxels,
+        blocks=result.blocks,
+        resumed_blocks=result.resumed_blocks,
+        seconds=result.seconds,
+        truth_scores=result.truth_scores,
         settings={
             "block": list(block),
             "reference": list(reference),

@@ -20,10 +20,10 @@ runner = CliRunner()
 def test_ct_help_lists_the_commands_with_examples():
     res = runner.invoke(app, ["ct", "--help"], env={"COLUMNS": "200"})
     assert res.exit_code == 0
-    for cmd in ("info", "convert", "label", "train"):
+    for cmd in ("info", "convert", "label", "train", "predict"):
         assert re.search(rf"^\W*{cmd}\s+\w", res.output, re.M), cmd
     assert "olmap ct label --volume" in res.output
-    for cmd in ("info", "convert", "label", "train"):
+    for cmd in ("info", "convert", "label", "train", "predict"):
         sub = runner.invoke(app, ["ct", cmd, "--help"])
         assert sub.exit_code == 0 and "Example: olmap ct" in sub.output
 
