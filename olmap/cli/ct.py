@@ -470,7 +470,10 @@ def train(
     if planes not in ("xy", "all"):
         raise typer.BadParameter(f"{planes!r}: xy or all", param_hint="--planes")
     class_file = load_classes(classes)
-    config = config or Path(__file__).resolve().parents[2] / "configs/train/ct-quick.yaml"
+    if config is None:
+        from olmap.pipeline.config import builtin_configs
+
+        config = builtin_configs() / "train" / "ct-quick.yaml"
     cfg = load_config(
         TrainConfig, config, init=init, device=device, max_minutes=max_minutes, seed=seed
     )
