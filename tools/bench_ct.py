@@ -14,12 +14,19 @@ scikit-image + scikit-learn baseline (``skimage.feature.multiscale_basic_feature
 volume, a ``RandomForestClassifier`` of the same size on the same scribbles, ``predict`` on
 every voxel): voxels/s and peak RSS, both on this machine's 2 cores.
 
+``predict``: ``olmap ct predict`` (a checkpoint of ``olmap ct train``) on volumes of each size
+(the same repeated slices), against the in-memory baseline: the whole volume read into one
+array, every slice through the same model and windowed predictor, labels kept in memory.
+Voxels/s and peak RSS.
+
 Every run is a fresh process measured by ``/usr/bin/time`` (peak RSS of the process).
 
 Usage::
 
     python tools/bench_ct.py memory --sizes 512,1024 --work /tmp/ctbench --forest forest.pkl
     python tools/bench_ct.py speed --series /tmp/s256 --step 2
+    python tools/bench_ct.py predict --sizes 256,512 --work /tmp/ctbench --model ct_model.pt \
+        --source /tmp/s256/t002
 """
 
 from __future__ import annotations
@@ -121,6 +128,41 @@ np.save(sys.argv[3], pred)
 """
 
 
+BASELINE_PREDICT = """
+import sys, numpy as np, tifffile, torch
+from pathlib import Path
+from olmap.segment.checkpoint import load_checkpoint
+from olmap.segment.infer import predict_proba
+vol = tifffile.imread(sorted(Path(sys.argv[1]).glob('*.tif')))   # the whole volume in memory
+model = load_checkpoint(sys.argv[2])[0]
+labels = np.empty(vol.shape, np.uint8)
+with torch.inference_mode():
+    for k, image in enumerate(vol):
+        labels[k] = predict_proba(model, image, window=512, stride=256).argmax(0)
+np.save(sys.argv[3], labels)
+"""
+
+
+def predict(args: argparse.Namespace) -> dict:
+    work = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for n in [int(v) for v in args.sizes.split(",")]:
+        scan = work / f"tiled{n}"
+        if not scan.exists():
+            tile_volume(args.source, scan, n)
+        cmd = [*OLMAP, "ct", "predict", "--model", str(args.model), "--volume", str(scan)]
+        row = {"voxels": n**3}
+        row["predict"] = measured([*cmd, "--out", str(work / f"p{n}.zarr"), "--overwrite"])
+        base = [sys.executable, "-c", BASELINE_PREDICT, str(scan), str(args.model)]
+        row["predict_in_memory"] = measured([*base, str(work / "b.npy")])
+        for r in (row["predict"], row["predict_in_memory"]):
+            r["voxels_per_s"] = n**3 / r["seconds"]
+        out[n] = row
+        print(n, json.dumps(row), flush=True)
+    return out
+
+
 def memory(args: argparse.Namespace) -> dict:
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
@@ -198,8 +240,14 @@ def main() -> None:
     s.add_argument("--series", type=Path, required=True)
     s.add_argument("--step", type=int, default=2)
     s.add_argument("--out", type=Path)
+    p = sub.add_parser("predict")
+    p.add_argument("--sizes", default="256,512")
+    p.add_argument("--work", type=Path, required=True)
+    p.add_argument("--model", type=Path, required=True, help="a checkpoint of olmap ct train")
+    p.add_argument("--source", type=Path, required=True, help="a 256^3 slice folder to repeat")
+    p.add_argument("--out", type=Path)
     args = ap.parse_args()
-    res = memory(args) if args.what == "memory" else speed(args)
+    res = {"memory": memory, "speed": speed, "predict": predict}[args.what](args)
     if getattr(args, "out", None):
         args.out.write_text(json.dumps(res, indent=1))
 

@@ -96,6 +96,9 @@ class TileSamples(Dataset):
     balanced : float
         Fraction of samples whose crop is centred on a pixel of a non-background class (classes
         drawn uniformly, so rare minerals are seen as often as common ones).
+    background : bool
+        Class 0 is a background (SEM masks: unclassified) that balanced crops never centre on;
+        False when every class is a phase (CT: pores too).
     length : int or None
         Samples per epoch; None = one per tile, in a shuffled order.
     seed : int
@@ -114,6 +117,7 @@ class TileSamples(Dataset):
         crop: tuple[int, int] | None = None,
         augment_cfg: AugmentConfig | None = None,
         balanced: float = 0.0,
+        background: bool = True,
         length: int | None = None,
         seed: int = 0,
         fill: float = 0.0,
@@ -126,6 +130,7 @@ class TileSamples(Dataset):
         self.crop = crop
         self.augment_cfg = augment_cfg
         self.balanced = balanced
+        self.first_centred = 1 if background else 0
         self.length = length
         self.seed, self.epoch, self.fill = seed, 0, fill
         self.tile_shape = tuple(image.shape[1:])
@@ -153,9 +158,9 @@ class TileSamples(Dataset):
         if self.length is None:
             order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.tiles))
             return int(order[index]), None
-        fg = self.class_counts[:, 1:].sum(0)
+        fg = self.class_counts[:, self.first_centred :].sum(0)
         if self.balanced > 0 and fg.sum() > 0 and rng.random() < self.balanced:
-            present = np.flatnonzero(fg) + 1
+            present = np.flatnonzero(fg) + self.first_centred
             cls = int(rng.choice(present))
             weights = self.class_counts[:, cls] / self.class_counts[:, cls].sum()
             pos = int(rng.choice(len(self.tiles), p=weights))
@@ -245,6 +250,7 @@ class TileDataset:
             crop=cfg.crop,
             augment_cfg=cfg.augment,
             balanced=cfg.balanced_crops,
+            background=self.modality != "ct",
             length=length,
             seed=cfg.seed,
             fill=fill,

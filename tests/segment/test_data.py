@@ -46,3 +46,20 @@ def test_session_column_is_optional(olivine_dataset: Path, tmp_path: Path) -> No
     manifest.drop(columns="split").to_csv(folder / "manifest.csv", index=False)
     with pytest.raises(InputError, match="needs columns tile_id and split"):
         open_tile_dataset(folder)
+
+
+@pytest.mark.parametrize(("background", "low", "high"), [(True, 0.0, 0.2), (False, 0.35, 1.0)])
+def test_balanced_crops_centre_on_class_0_only_without_background(background, low, high):
+    """SEM: class 0 is the masks' background; CT (background=False): class 0 is a phase (pores)
+    that balanced crops must find as often as the others."""
+    from olmap.segment.data import TileSamples
+
+    labels = np.full((2, 32, 32), 2, np.uint8)
+    labels[0, :4, :4] = 1  # a small patch of the first class, in one corner of one tile
+    image = labels.astype(np.float32)
+    samples = TileSamples(
+        image, labels, [1, 2], [0, 1], crop=(8, 8), balanced=1.0, background=background,
+        length=200,
+    )  # fmt: skip
+    with_first = np.mean([(samples[i][1] == 0).any().item() for i in range(200)])
+    assert low <= with_first <= high
