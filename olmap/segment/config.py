@@ -28,6 +28,29 @@ class AugmentConfig(BaseModel):
     # ignore it. cpu-quick.yaml uses 0.08 and 4 levels.
     gain_jitter: float = Field(0.0, ge=0, lt=1, description="relative sd of BSE gain")
     offset_jitter: float = Field(0.0, ge=0, description="sd of BSE offset (grey levels)")
+    # CT (seed 000): noise whose level varies through a scan (a vertical gradient) and ring
+    # artefacts (an offset per radius about the rotation axis). Both in grey levels; 0 = off.
+    noise_sd: float = Field(0.0, ge=0, description="largest sd of added Gaussian noise")
+    ring_sd: float = Field(0.0, ge=0, description="sd of the ring offsets about a random axis")
+    # Unit of offset_jitter, noise_sd and ring_sd: grey levels, or the training tiles' grey sd
+    # (CT configs: one setting for uint8 and uint16 scans alike).
+    grey_unit: Literal["level", "sd"] = "level"
+
+    def in_grey_levels(self, sd: float) -> AugmentConfig:
+        """The same augmentation with its grey amounts in grey levels (``sd``: the training
+        tiles' grey sd, used when ``grey_unit`` is ``"sd"``).
+
+        Examples
+        --------
+        >>> AugmentConfig(offset_jitter=0.1, grey_unit="sd").in_grey_levels(50.0).offset_jitter
+        5.0
+        """
+        if self.grey_unit == "level":
+            return self
+        keys = ("offset_jitter", "noise_sd", "ring_sd")
+        return self.model_copy(
+            update={k: getattr(self, k) * sd for k in keys} | {"grey_unit": "level"}
+        )
 
 
 class TrainConfig(BaseModel):

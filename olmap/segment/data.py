@@ -44,10 +44,10 @@ def augment(
     rng: np.random.Generator,
     cfg: AugmentConfig,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Rotate by k x 90°, flip, and jitter the gain and offset of one sample.
+    """Rotate by k x 90°, flip, jitter the gain and offset, add rings and noise to one sample.
 
     Geometric steps apply to image and target alike; the grey-value jitter
-    (``image * gain + offset``, in grey levels) to the image only.
+    (``image * gain + offset``, in grey levels), rings and noise to the image only.
     """
     if cfg.rot90:
         k = int(rng.integers(4))
@@ -58,7 +58,31 @@ def augment(
         image, target = image[::-1], target[::-1]
     gain = 1.0 + cfg.gain_jitter * rng.standard_normal()
     offset = cfg.offset_jitter * rng.standard_normal()
-    return image * np.float32(gain) + np.float32(offset), target
+    image = image * np.float32(gain) + np.float32(offset)
+    if cfg.ring_sd > 0:
+        image = image + ring_offsets(image.shape, rng, cfg.ring_sd)
+    if cfg.noise_sd > 0:  # a noise level of its own per sample, as along a scan's height
+        sd = cfg.noise_sd * rng.random()
+        image = image + rng.normal(0.0, sd, image.shape).astype(np.float32)
+    return image, target
+
+
+def ring_offsets(shape: tuple[int, int], rng: np.random.Generator, sd: float) -> np.ndarray:
+    """Ring artefacts: a grey offset per integer radius about a random centre (the rotation
+    axis, inside or outside the crop), as a detector pixel's error draws a ring in a CT slice.
+
+    Examples
+    --------
+    >>> rings = ring_offsets((64, 64), np.random.default_rng(0), 10.0)
+    >>> rings.shape, rings.dtype
+    ((64, 64), dtype('float32'))
+    """
+    h, w = shape
+    cy, cx = rng.uniform(-h, 2 * h), rng.uniform(-w, 2 * w)
+    yy, xx = np.ogrid[:h, :w]
+    radius = np.rint(np.hypot(yy - cy, xx - cx)).astype(np.int64)
+    profile = rng.normal(0.0, sd, int(radius.max()) + 1) * (rng.random(int(radius.max()) + 1) < 0.2)
+    return profile[radius].astype(np.float32)
 
 
 def pad_to_square(
@@ -233,10 +257,11 @@ class TileDataset:
         return self.manifest.loc[self.manifest["split"] == name, "tile_id"].astype(int).tolist()
 
     def samples(
-        self, split: str, cfg: TrainConfig, *, train: bool, fill: float = 0.0
+        self, split: str, cfg: TrainConfig, *, train: bool, fill: float = 0.0, sd: float = 1.0
     ) -> TileSamples:
         """Samples of one split: drawn and augmented as ``cfg`` says (``train``), or whole
-        tiles as stored (validation)."""
+        tiles as stored (validation). ``fill`` and ``sd``: the training tiles' grey mean (pads
+        rotated crops) and sd (the unit of augmentation amounts given in sd)."""
         codes = [c for c, _ in self.model_classes]
         tiles = self.split(split)
         if not train:
@@ -248,7 +273,7 @@ class TileDataset:
             codes,
             tiles,
             crop=cfg.crop,
-            augment_cfg=cfg.augment,
+            augment_cfg=cfg.augment.in_grey_levels(sd),
             balanced=cfg.balanced_crops,
             background=self.modality != "ct",
             length=length,

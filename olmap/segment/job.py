@@ -445,7 +445,7 @@ def _train_from_dataset(
         # The init's own class layers and nothing new: nothing to probe (docs/segmentation.md).
         log.info("head: init: no linear probing (the class layers are the initialisation's)")
         cfg = cfg.model_copy(update={"probe_epochs": 0})
-    train = ds.samples("train", cfg, train=True, fill=mean)
+    train = ds.samples("train", cfg, train=True, fill=mean, sd=std)
     val = ds.samples("val", cfg, train=False)
     # The resume fingerprint: the data (rebuilt in place -> other sizes/times) and the start.
     stamps = {

@@ -63,3 +63,25 @@ def test_balanced_crops_centre_on_class_0_only_without_background(background, lo
     )  # fmt: skip
     with_first = np.mean([(samples[i][1] == 0).any().item() for i in range(200)])
     assert low <= with_first <= high
+
+
+def test_ct_augmentation_adds_rings_and_noise_to_the_image_only():
+    from olmap.segment.config import AugmentConfig
+    from olmap.segment.data import augment, ring_offsets
+
+    rings = ring_offsets((48, 40), np.random.default_rng(3), 50.0)
+    rng = np.random.default_rng(3)  # the same draws: the centre comes first
+    cy, cx = rng.uniform(-48, 96), rng.uniform(-40, 80)
+    yy, xx = np.ogrid[:48, :40]
+    radius = np.rint(np.hypot(yy - cy, xx - cx))
+    for r in np.unique(radius):  # one offset per ring
+        assert np.unique(rings[radius == r]).size == 1
+    assert 0 < np.count_nonzero(np.unique(rings)) < np.unique(radius).size
+    image, target = np.full((48, 40), 100.0, np.float32), np.ones((48, 40), np.uint8)
+    cfg = AugmentConfig(rot90=False, flip_p=0.0, noise_sd=20.0, ring_sd=50.0)
+    out, same = augment(image, target, np.random.default_rng(0), cfg)
+    assert out.std() > 1 and np.array_equal(same, target)
+    plain, _ = augment(
+        image, target, np.random.default_rng(0), AugmentConfig(rot90=False, flip_p=0.0)
+    )
+    assert np.array_equal(plain, image)  # off by default: the 2D pipeline's draws are unchanged
