@@ -48,9 +48,12 @@ log = logging.getLogger(__name__)
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 
-def synthetic_init_file(architecture: str) -> Path:
-    """Where olmap keeps the synthetic initialisation of ``architecture``."""
-    return WEIGHTS_DIR / f"{architecture}-synthetic.pt"
+def synthetic_init_file(architecture: str, modality: str = "sem") -> Path:
+    """Where olmap keeps its synthetic initialisation of ``architecture`` for ``modality``:
+    ``<architecture>-synthetic.pt`` (SEM BSE, ``olmap synth section``) or
+    ``<architecture>-ct-synthetic.pt`` (CT slices, ``olmap synth ct``); docs/models.md."""
+    tag = "" if modality == "sem" else f"-{modality}"
+    return WEIGHTS_DIR / f"{architecture}{tag}-synthetic.pt"
 
 
 @dataclass(frozen=True)
@@ -85,9 +88,10 @@ def resolve_init(
         A torchvision weights file (COCO DeepLabV3 or ImageNet backbone) to use instead of the
         torch cache.
     modality : {"sem", "ct"}
-        What the images are (a dataset's ``modality``). olmap's synthetic initialisation was
-        trained on synthetic BSE sections: ``auto`` uses it for SEM only, and a CT model
-        starts from it only when asked (``--init synthetic``, said in the note).
+        What the images are (a dataset's ``modality``): ``synthetic`` (and ``auto`` without
+        COCO/ImageNet weights) means olmap's synthetic pretraining of that modality
+        (:func:`synthetic_init_file`); a CT model never starts from the SEM one unless its
+        path is given.
 
     Raises
     ------
@@ -103,26 +107,20 @@ def resolve_init(
             path = find_pretrained(architecture, kind)
             if path is not None:
                 return InitChoice(kind, path, f"starting from {kind} weights {path}")
-        synthetic = synthetic_init_file(architecture)
-        if modality != "sem":
-            return InitChoice(
-                "none",
-                None,
-                f"no COCO or ImageNet weights for {architecture} in {cache} (no download here); "
-                f"starting from random weights (olmap's synthetic pretraining is of SEM BSE, "
-                f"not {modality}: --init synthetic to use it anyway)",
-            )
+        # Each modality its own synthetic pretraining: never SEM BSE weights for CT slices.
+        synthetic = synthetic_init_file(architecture, modality)
+        what = "synthetic" if modality == "sem" else f"synthetic {modality}"
         if synthetic.is_file():
             return InitChoice(
                 "synthetic",
                 synthetic,
                 f"no COCO or ImageNet weights for {architecture} in {cache} (no download "
-                "here); starting from olmap's synthetic pretraining (--init to choose)",
+                f"here); starting from olmap's {what} pretraining (--init to choose)",
             )
         return InitChoice(
             "none",
             None,
-            f"no COCO, ImageNet or synthetic weights for {architecture} (looked in {cache} "
+            f"no COCO, ImageNet or {what} weights for {architecture} (looked in {cache} "
             f"and {WEIGHTS_DIR}); starting from random weights",
         )
     if init in ("coco", "imagenet"):
@@ -138,18 +136,15 @@ def resolve_init(
             )
         return InitChoice(init, path, f"starting from {init} weights {path}")
     if init == "synthetic":
-        path = synthetic_init_file(architecture)
+        path = synthetic_init_file(architecture, modality)
         if not path.is_file():
             available = sorted(p.name for p in WEIGHTS_DIR.glob("*-synthetic.pt"))
             raise InputError(
                 f"no synthetic initialisation for {architecture} ({path} missing; "
                 f"available: {', '.join(available) or 'none'})"
             )
-        what = f" (SEM BSE pretraining for {modality} images, as asked)"
-        what = "" if modality == "sem" else what
-        return InitChoice(
-            "synthetic", path, f"starting from olmap's synthetic pretraining {path}{what}"
-        )
+        what = "synthetic" if modality == "sem" else f"synthetic {modality}"
+        return InitChoice("synthetic", path, f"starting from olmap's {what} pretraining {path}")
     if init == "none":
         return InitChoice("none", None, "starting from random weights (--init none)")
     path = Path(init)

@@ -114,11 +114,15 @@ def test_synthetic_init_maps_the_class_layer_by_name(
     save_checkpoint(synthetic_init_file(MOBILENET), source, meta, half=True)
     choice = resolve_init("auto", MOBILENET)
     assert choice.kind == "synthetic" and "no COCO or ImageNet weights" in choice.note
-    # A CT model never starts from the SEM pretraining unless asked, and says which it did.
+    # A CT model starts from the CT pretraining, never from the SEM one, and says which.
     ct = resolve_init("auto", MOBILENET, modality="ct")
-    assert (ct.kind, ct.path) == ("none", None) and "synthetic pretraining is of SEM" in ct.note
-    asked = resolve_init("synthetic", MOBILENET, modality="ct")
-    assert asked.path == choice.path and "SEM BSE pretraining for ct images" in asked.note
+    assert (ct.kind, ct.path) == ("none", None) and "synthetic ct weights" in ct.note
+    with pytest.raises(InputError, match=r"ct-synthetic\.pt missing"):
+        resolve_init("synthetic", MOBILENET, modality="ct")
+    ct_file = synthetic_init_file(MOBILENET, "ct")
+    save_checkpoint(ct_file, source, meta, half=True)
+    ct = resolve_init("auto", MOBILENET, modality="ct")
+    assert ct.path == ct_file != choice.path and "synthetic ct pretraining" in ct.note
     target = Segmenter(MOBILENET, 2, mean=70.0, std=25.0)
     assert apply_init(target, choice, ["unclassified", "olivine"]) == ["olivine"]
     w = source.net.classifier[4].weight.half().float()
