@@ -536,6 +536,14 @@ def predict(
     window: Annotated[
         int, typer.Option("--window", min=32, help="Window side the model sees (px).")
     ] = 512,
+    grey_match: Annotated[
+        bool,
+        typer.Option(
+            "--grey-match/--no-grey-match",
+            help="Map the scan's 1st-99th grey percentiles onto the training slices' (a "
+            "scanner's drift; in a reacting series the phases move them too).",
+        ),
+    ] = False,
     truth: Annotated[
         Path | None, typer.Option("--truth", help="Truth labels to score the result against.")
     ] = None,
@@ -567,12 +575,14 @@ def predict(
     with progress_bar("ct predict", total=total, unit="Mvox") as advance:
         result = predict_volume(
             model, spec, out, class_file, out_prob=out_prob, fmt=fmt, slab=slab, window=window,
-            truth=truth, device=device, dask=dask, overwrite=overwrite,
+            grey_match=grey_match, truth=truth, device=device, dask=dask, overwrite=overwrite,
             progress=lambda n: advance(n / 1e6),
         )  # fmt: skip
     share = ", ".join(
         f"{k} {100 * v / result.voxels:.1f} %" for k, v in result.class_voxels.items()
     )
+    if result.grey_note:
+        stdout.print(f"grey: {result.grey_note}", soft_wrap=True)
     stdout.print(
         f"{result.labels_path}: {result.voxels:,} voxels in {result.seconds:.1f} s "
         f"({result.voxels_per_second / 1e6:.2f} Mvox/s); {share}",

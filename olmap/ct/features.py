@@ -214,8 +214,13 @@ def symmetric_eigenvalues(h: dict[tuple[int, int], np.ndarray], nd: int) -> np.n
 
 
 def sample_reference(volume, n_blocks: int = 27, side: int = 48) -> tuple[float, float]:
-    """:func:`grey_reference` of about ``n_blocks`` blocks of ``side`` voxels spread over a
-    volume (an :class:`olmap.io.volume.Volume`): the same cost for any volume size."""
+    """:func:`grey_reference` of :func:`sample_volume` (the same cost for any volume size)."""
+    return grey_reference(sample_volume(volume, n_blocks, side))
+
+
+def sample_volume(volume, n_blocks: int = 27, side: int = 48) -> np.ndarray:
+    """Grey values of about ``n_blocks`` blocks of ``side`` voxels spread over a volume (an
+    :class:`olmap.io.volume.Volume`), flattened."""
     shape = volume.shape
     per_axis = max(1, round(n_blocks ** (1 / 3)))
     starts = [sorted({round(v) for v in np.linspace(0, max(0, n - side), per_axis)}) for n in shape]
@@ -227,7 +232,7 @@ def sample_reference(volume, n_blocks: int = 27, side: int = 48) -> tuple[float,
                     slice(a, min(a + side, n)) for a, n in zip((z0, y0, x0), shape, strict=True)
                 )
                 values.append(volume.read(region).ravel())
-    return grey_reference(np.concatenate(values))
+    return np.concatenate(values)
 
 
 def block_features(

@@ -43,9 +43,16 @@ class SlicePredictor:
     """``compute`` of the prediction job: the model on every XY slice of a block (picklable)."""
 
     def __init__(
-        self, spec: VolumeSpec, model_path: str, codes: Sequence[int], window: int, device: str
+        self,
+        spec: VolumeSpec,
+        model_path: str,
+        codes: Sequence[int],
+        window: int,
+        device: str,
+        mapping=None,
     ):
         self.spec, self.model_path, self.window, self.device = spec, model_path, window, device
+        self.mapping = mapping  # GreyMapping onto the training slices' grey scale
         self.codes = np.asarray(codes, np.uint8)
         self.stamp = tuple(volume_stamp(model_path))
         self._volume = None
@@ -63,6 +70,8 @@ class SlicePredictor:
             self._volume = self.spec.open()
         model = _model(self.model_path, self.stamp, self.device)
         grey = self._volume.read(block.inner)
+        if self.mapping is not None:
+            grey = self.mapping(grey.astype(np.float32))
         prob = np.empty((len(self.codes), *grey.shape), np.float32)
         with torch.inference_mode():
             for k, image in enumerate(grey):
@@ -70,6 +79,17 @@ class SlicePredictor:
                 prob[:, k] = np.concatenate([1 - p, p]) if len(p) == 1 else p  # binary: 1 band
         labels = self.codes[prob.argmax(0)]
         return labels, np.rint(prob * 255).astype(np.uint8)
+
+
+def sample_slices(volume, n: int = 8, step: int = 4) -> np.ndarray:
+    """Grey values of ``n`` XY slices spread through ``volume``, every ``step``-th pixel: the
+    same kind of sample as the whole training slices' percentiles (outside the sample too)."""
+    z = volume.shape[0]
+    picks = sorted({int(v) for v in np.linspace(0, z - 1, min(n, z))})
+    full = tuple(slice(0, s) for s in volume.shape[1:])
+    return np.concatenate(
+        [volume.read((slice(k, k + 1), *full))[0, ::step, ::step].ravel() for k in picks]
+    ).astype(np.float64)
 
 
 @dataclass
@@ -84,6 +104,7 @@ class PredictVolumeResult:
     resumed_blocks: int
     seconds: float
     truth_scores: pd.DataFrame | None = None
+    grey_note: str = ""
 
     @property
     def voxels_per_second(self) -> float:
@@ -100,6 +121,7 @@ def predict_volume(
     fmt: str = "zarr",
     slab: int = DEFAULT_SLAB,
     window: int = 512,
+    grey_match: bool = False,
     truth: str | Path | None = None,
     device: str = "auto",
     dask: str | None = None,
@@ -122,6 +144,12 @@ def predict_volume(
         Slices per block (memory grows with it).
     window : int
         Side of the windows the model sees (px); overlapping by half, blended.
+    grey_match : bool
+        Map the scan's grey levels linearly so that its 1st and 99th percentiles (of slices
+        spread through it) fall on the training slices'. For a scanner's drift; off by default:
+        in a reacting series the percentiles also move with the phases (measured on a later
+        step of the synthetic series: gypsum Dice 0.69 -> 0.56). Off, grey levels are used as
+        they are and refused when clearly on another scale.
     truth, out_prob, dask, workers, overwrite, progress
         As in :func:`olmap.ct.label.label_volume`.
 
@@ -141,8 +169,15 @@ def predict_volume(
             f"{model_path}: class code {unknown[0]} is not in the class file "
             f"(codes {', '.join(map(str, classes.codes))})"
         )
+    from olmap.segment.scale import input_mapping
+
     with volume.open() as vol:
         shape, voxel = vol.shape, vol.voxel_size_um
+        sample = sample_slices(vol)
+        mapping = input_mapping(
+            meta, str(vol.dtype), sample, "auto" if grey_match else None, volume.path,
+            option="--grey-match",
+        )  # fmt: skip
     if slab < 1:
         raise InputError(f"--slab {slab}: expected a positive number of slices")
     grid = BlockGrid(shape, (min(slab, shape[0]), shape[1], shape[2]))
@@ -151,8 +186,9 @@ def predict_volume(
         "volume": [volume.path, *volume_stamp(volume.path)],
         "model": [str(model_path.resolve()), *volume_stamp(model_path)],
         "window": window,
+        "grey": [mapping.gain, mapping.offset],
     }
-    compute = SlicePredictor(volume, str(model_path.resolve()), codes, window, device)
+    compute = SlicePredictor(volume, str(model_path.resolve()), codes, window, device, mapping)
     result = run_label_job(
         grid,
         compute,
@@ -180,4 +216,5 @@ def predict_volume(
         resumed_blocks=result.resumed_blocks,
         seconds=result.seconds,
         truth_scores=result.truth_scores,
+        grey_note=mapping.note,
     )

@@ -70,7 +70,12 @@ def _range(p: tuple[float, float, float]) -> str:
 
 
 def input_mapping(
-    meta: ModelMeta, dtype: str, sample: np.ndarray, stated: BseScale, path: str | Path
+    meta: ModelMeta,
+    dtype: str,
+    sample: np.ndarray,
+    stated: BseScale,
+    path: str | Path,
+    option: str = "--bse-scale",
 ) -> GreyMapping:
     """How to put the image ``path`` (of ``dtype``; ``sample`` of its grey values) on the
     model's grey scale.
@@ -87,6 +92,8 @@ def input_mapping(
         ``--bse-scale``: a factor, ``auto`` (match the percentiles), or None (check only).
     path : path-like
         The image, for messages.
+    option : str
+        The command's option for ``stated``, for messages (``ct predict``: ``--grey-match``).
 
     Raises
     ------
@@ -98,16 +105,16 @@ def input_mapping(
     train = training_percentiles(meta)
     seen = grey_percentiles(sample)
     if isinstance(stated, int | float):
-        return GreyMapping(float(stated), 0.0, f"BSE grey x {float(stated):g} (--bse-scale)")
+        return GreyMapping(float(stated), 0.0, f"grey x {float(stated):g} ({option})")
     if stated == "auto":
         if not np.isfinite(seen).all() or seen[2] <= seen[0]:
-            raise InputError(f"{path}: too few distinct grey values to match --bse-scale auto")
+            raise InputError(f"{path}: too few distinct grey values to match ({option} auto)")
         gain = (train[2] - train[0]) / (seen[2] - seen[0])
         offset = train[0] - gain * seen[0]
         return GreyMapping(
             gain,
             offset,
-            f"BSE grey x {gain:.4g} {offset:+.4g} (--bse-scale auto: {_range(seen)} onto the "
+            f"grey x {gain:.4g} {offset:+.4g} ({option} auto: {_range(seen)} onto the "
             f"training's {_range(train)})",
         )
     kind = np.dtype(dtype).kind

@@ -76,3 +76,30 @@ def test_cli_predict_and_its_errors(ct_model, ct_series, tmp_path):
             ct_model, VolumeSpec(str(ct_series / "t002")), tmp_path / "c.zarr",
             load_classes(sandstone),
         )  # fmt: skip
+
+
+def test_grey_match_maps_a_drifted_scan_back(ct_model, ct_series, tmp_path):
+    """A scan whose grey levels drifted (x 1.1 + 500) maps back: its gain is the undrifted
+    scan's / 1.1."""
+    import tifffile
+
+    from olmap.io.volume import open_volume
+
+    grey = open_volume(str(ct_series / "t001")).read()
+    drifted = tmp_path / "drifted"
+    drifted.mkdir()
+    for k, s in enumerate(grey):
+        tifffile.imwrite(drifted / f"z{k:04d}.tif", (s * 1.1 + 500).astype(np.uint16))
+    classes = load_classes(GYPSUM)
+    res = predict_volume(
+        ct_model, VolumeSpec(str(drifted)), tmp_path / "d.zarr", classes, grey_match=True
+    )
+    same = predict_volume(
+        ct_model, VolumeSpec(str(ct_series / "t001")), tmp_path / "s.zarr", classes,
+        grey_match=True,
+    )  # fmt: skip
+
+    def gain(note: str) -> float:
+        return float(note.split("grey x ")[1].split()[0])
+
+    assert gain(res.grey_note) * 1.1 == pytest.approx(gain(same.grey_note), rel=0.005)
