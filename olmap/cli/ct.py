@@ -438,7 +438,7 @@ def train(
         typer.Option(
             "--init",
             help="Starting weights: auto, none, coco, imagenet, synthetic, "
-            "or a checkpoint PATH (auto never uses the SEM synthetic pretraining).",
+            "or a checkpoint PATH (auto: olmap's CT pretraining, never the SEM one).",
         ),
     ] = None,
     device: Annotated[

@@ -88,7 +88,7 @@ def test_ct_train_command_trains_the_core_and_resumes_its_slices(ct_series, tmp_
     args += ["--config", str(config), "--out", str(out), "--every", "3", "--tile", "64"]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
-    assert "training and" in res.output and "starting from random weights" in res.output
+    assert "training and" in res.output and "synthetic ct pretraining" in res.output
     assert "val IoU pore " in res.output  # every CT class is a phase, pores too
     _, meta = read_checkpoint(out)
     assert [n for _, n in meta.classes] == ["pore", "gypsum", "bassanite", "celestite"]
