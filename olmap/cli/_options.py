@@ -22,3 +22,7 @@ MaskClass = Annotated[
         show_default=False,
     ),
 ]
+Device = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
+MaxMinutes = Annotated[
+    float | None, typer.Option("--max-minutes", min=0.01, help="Stop training after this time.")
+]

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from olmap.cli._console import progress_bar, stdout
-from olmap.cli._options import Overwrite
+from olmap.cli._options import Device, MaxMinutes, Overwrite
 
 app = typer.Typer(
     help=(
@@ -338,19 +338,27 @@ def label(
             inputs=[*scribbles, *([model] if model else [])],
         )
     preview = _preview(specs[0], result.labels_path, fitted.classes, scribbles[:1], out)
+    _print_result(result, truth, side["truth"])
+    stdout.print(f"preview: {preview}")
+
+
+def _print_result(result, truth: Path | None, truth_csv: Path) -> None:
+    """The label volume's voxels per phase and speed; with ``truth``, the scores (table and
+    ``truth_csv``)."""
+    from olmap.io.outputs import atomic_path
+
     share = ", ".join(
         f"{k} {100 * v / result.voxels:.1f} %" for k, v in result.class_voxels.items()
     )
     stdout.print(
         f"{result.labels_path}: {result.voxels:,} voxels in {result.seconds:.1f} s "
-        f"({result.voxels / max(result.seconds, 1e-9) / 1e6:.2f} Mvox/s); {share}"
+        f"({result.voxels_per_second / 1e6:.2f} Mvox/s); {share}",
+        soft_wrap=True,
     )
-    stdout.print(f"preview: {preview}")
     if result.truth_scores is not None:
-        t = result.truth_scores
-        stdout.print(_scores_table(f"against {truth}", t))
-        with atomic_path(side["truth"], overwrite=True) as tmp:
-            t.to_csv(tmp, index_label="class")
+        stdout.print(_scores_table(f"against {truth}", result.truth_scores))
+        with atomic_path(truth_csv, overwrite=True) as tmp:
+            result.truth_scores.to_csv(tmp, index_label="class")
 
 
 def _preview(spec, labels_path: Path, classes, scribbles: list[str], out: Path) -> Path:
@@ -441,12 +449,8 @@ def train(
             "or a checkpoint PATH (auto: olmap's CT pretraining, never the SEM one).",
         ),
     ] = None,
-    device: Annotated[
-        str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")
-    ] = None,
-    max_minutes: Annotated[
-        float | None, typer.Option("--max-minutes", min=0.01, help="Stop training after this time.")
-    ] = None,
+    device: Device = None,
+    max_minutes: MaxMinutes = None,
     seed: Annotated[int | None, typer.Option("--seed", min=0, help="Random seed.")] = None,
     overwrite: Overwrite = False,
 ) -> None:
@@ -547,9 +551,7 @@ def predict(
     truth: Annotated[
         Path | None, typer.Option("--truth", help="Truth labels to score the result against.")
     ] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")] = (
-        "auto"
-    ),
+    device: Device = "auto",
     shape: Shape = None,
     dtype: Dtype = None,
     voxel_size: VoxelSize = None,
@@ -578,20 +580,6 @@ def predict(
             grey_match=grey_match, truth=truth, device=device, dask=dask, overwrite=overwrite,
             progress=lambda n: advance(n / 1e6),
         )  # fmt: skip
-    share = ", ".join(
-        f"{k} {100 * v / result.voxels:.1f} %" for k, v in result.class_voxels.items()
-    )
-    if result.grey_note:
-        stdout.print(f"grey: {result.grey_note}", soft_wrap=True)
-    stdout.print(
-        f"{result.labels_path}: {result.voxels:,} voxels in {result.seconds:.1f} s "
-        f"({result.voxels_per_second / 1e6:.2f} Mvox/s); {share}",
-        soft_wrap=True,
-    )
-    if result.truth_scores is not None:
-        from olmap.io.outputs import atomic_path
-
-        stdout.print(_scores_table(f"against {truth}", result.truth_scores))
-        side = out.with_name(out.name.split(".")[0] + "_truth_scores.csv")
-        with atomic_path(side, overwrite=True) as tmp:
-            result.truth_scores.to_csv(tmp, index_label="class")
+    if result.settings["grey"]:
+        stdout.print(f"grey: {result.settings['grey']}", soft_wrap=True)
+    _print_result(result, truth, out.with_name(out.name.split(".")[0] + "_truth_scores.csv"))

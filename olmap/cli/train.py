@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from olmap.cli._console import STATE, progress_bar, stderr, stdout
-from olmap.cli._options import Overwrite
+from olmap.cli._options import Device, MaxMinutes, Overwrite
 from olmap.io.config import load_config
 from olmap.io.outputs import atomic_path, claim_outputs
 from olmap.io.raster import raster_info, raster_inputs
@@ -152,12 +152,8 @@ def train(
             "--weights", help="torchvision weights file (COCO DeepLabV3 or ImageNet backbone)."
         ),
     ] = None,
-    device: Annotated[
-        str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")
-    ] = None,
-    max_minutes: Annotated[
-        float | None, typer.Option("--max-minutes", min=0.01, help="Stop training after this time.")
-    ] = None,
+    device: Device = None,
+    max_minutes: MaxMinutes = None,
     workers: Annotated[
         int | None, typer.Option("--workers", min=0, max=64, help="DataLoader worker processes.")
     ] = None,

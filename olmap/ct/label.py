@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from olmap import __version__
 from olmap.core.watershed import (
@@ -32,7 +30,7 @@ from olmap.core.watershed import (
 )
 from olmap.ct.features import sample_reference
 from olmap.ct.forest import FittedForest, adjust_priors, predict_region, sample_posteriors
-from olmap.ct.labeljob import run_label_job
+from olmap.ct.labeljob import LabelResult, run_label_job
 from olmap.errors import InputError
 from olmap.io.volume import open_volume, volume_stamp
 from olmap.stream import BlockGrid
@@ -141,21 +139,6 @@ class BlockLabeller:
         )
 
 
-@dataclass
-class LabelResult:
-    """What :func:`label_volume` wrote and measured."""
-
-    labels_path: Path
-    prob_path: Path | None
-    voxels: int
-    class_voxels: dict[str, int]
-    blocks: int
-    resumed_blocks: int
-    seconds: float
-    truth_scores: pd.DataFrame | None = None
-    settings: dict[str, Any] = field(default_factory=dict)
-
-
 def label_volume(
     model: FittedForest,
     volume: VolumeSpec,
@@ -258,29 +241,20 @@ def label_volume(
         inputs=inputs,
     )
     names = list(result.class_voxels)
-    return LabelResult(
-        labels_path=out,
-        prob_path=Path(out_prob) if out_prob is not None else None,
-        voxels=int(np.prod(shape)),
-        class_voxels=result.class_voxels,
-        blocks=result.blocks,
-        resumed_blocks=result.resumed_blocks,
-        seconds=result.seconds,
-        truth_scores=result.truth_scores,
-        settings={
-            "block": list(block),
-            "reference": list(reference),
-            "prior_weights": None
-            if weights is None
-            else dict(zip(names, map(float, weights), strict=True)),
-            "features": model.features.model_dump(),
-            "halo": list(model.reach),
-            "autocontext": model.context is not None,
-            "refine": refine,
-            "dask": dask,
-            "workers": workers,
-        },
-    )
+    result.settings = {
+        "block": list(block),
+        "reference": list(reference),
+        "prior_weights": None
+        if weights is None
+        else dict(zip(names, map(float, weights), strict=True)),
+        "features": model.features.model_dump(),
+        "halo": list(model.reach),
+        "autocontext": model.context is not None,
+        "refine": refine,
+        "dask": dask,
+        "workers": workers,
+    }
+    return result
 
 
 def _tree_digest(model: FittedForest) -> str:

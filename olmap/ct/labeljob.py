@@ -14,8 +14,9 @@ import json
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,14 +33,23 @@ from olmap.stream import BlockGrid, BlockJob, ZarrSink, run_blocks
 
 
 @dataclass
-class LabelJobResult:
-    """Voxels per class, scores against the truth (if given), blocks done and time taken."""
+class LabelResult:
+    """What a labelling job (``ct label``, ``ct predict``) wrote and measured; ``settings``:
+    what the command adds about how it labelled."""
 
+    labels_path: Path
+    prob_path: Path | None
+    voxels: int
     class_voxels: dict[str, int]
-    truth_scores: pd.DataFrame | None
     blocks: int
     resumed_blocks: int
     seconds: float
+    truth_scores: pd.DataFrame | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def voxels_per_second(self) -> float:
+        return self.voxels / max(self.seconds, 1e-9)
 
 
 def run_label_job(
@@ -60,7 +70,7 @@ def run_label_job(
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
     inputs: Sequence[str | Path] = (),
-) -> LabelJobResult:
+) -> LabelResult:
     """Run ``compute(block) -> (labels, prob)`` over ``grid`` and write the label volume.
 
     Parameters
@@ -188,7 +198,10 @@ def run_label_job(
                 truth_vol.close()
         seconds = time.perf_counter() - t0
     total = counts.sum(0)
-    return LabelJobResult(
+    return LabelResult(
+        labels_path=out,
+        prob_path=Path(out_prob) if out_prob is not None else None,
+        voxels=int(np.prod(shape)),
         class_voxels={n: int(total[c]) for n, c in zip(names, codes, strict=True)},
         truth_scores=scores_from_confusion(conf.sum(0), names) if truth is not None else None,
         blocks=stats.blocks,

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from olmap import __version__
 from olmap.ct.classes import ClassFile
 from olmap.ct.label import VolumeSpec
-from olmap.ct.labeljob import run_label_job
+from olmap.ct.labeljob import LabelResult, run_label_job
 from olmap.errors import InputError
 from olmap.io.volume import volume_stamp
 from olmap.stream import BlockGrid
@@ -71,7 +69,7 @@ class SlicePredictor:
         model = _model(self.model_path, self.stamp, self.device)
         grey = self._volume.read(block.inner)
         if self.mapping is not None:
-            grey = self.mapping(grey.astype(np.float32))
+            grey = self.mapping(grey)  # float32 when it maps; as read when identity
         prob = np.empty((len(self.codes), *grey.shape), np.float32)
         with torch.inference_mode():
             for k, image in enumerate(grey):
@@ -92,25 +90,6 @@ def sample_slices(volume, n: int = 8, step: int = 4) -> np.ndarray:
     ).astype(np.float64)
 
 
-@dataclass
-class PredictVolumeResult:
-    """What :func:`predict_volume` wrote and measured."""
-
-    labels_path: Path
-    prob_path: Path | None
-    voxels: int
-    class_voxels: dict[str, int]
-    blocks: int
-    resumed_blocks: int
-    seconds: float
-    truth_scores: pd.DataFrame | None = None
-    grey_note: str = ""
-
-    @property
-    def voxels_per_second(self) -> float:
-        return self.voxels / max(self.seconds, 1e-9)
-
-
 def predict_volume(
     model_path: str | Path,
     volume: VolumeSpec,
@@ -128,7 +107,7 @@ def predict_volume(
     workers: int = 1,
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
-) -> PredictVolumeResult:
+) -> LabelResult:
     """Segment every XY slice of ``volume`` with an ``olmap ct train`` checkpoint.
 
     Parameters
@@ -207,14 +186,5 @@ def predict_volume(
         progress=progress,
         inputs=[model_path],
     )
-    return PredictVolumeResult(
-        labels_path=Path(out),
-        prob_path=Path(out_prob) if out_prob is not None else None,
-        voxels=int(np.prod(shape)),
-        class_voxels=result.class_voxels,
-        blocks=result.blocks,
-        resumed_blocks=result.resumed_blocks,
-        seconds=result.seconds,
-        truth_scores=result.truth_scores,
-        grey_note=mapping.note,
-    )
+    result.settings = {"slab": slab, "window": window, "grey": mapping.note}
+    return result

@@ -141,9 +141,7 @@ class SliceDatasetSummary:
         return self.manifest["split"].value_counts().to_dict()
 
 
-def _pairs(
-    volumes: Sequence[str], labels: Sequence[str], classes: ClassFile
-) -> Iterator[tuple[Volume, Volume]]:
+def _pairs(volumes: Sequence[str], labels: Sequence[str]) -> Iterator[tuple[Volume, Volume]]:
     if len(volumes) != len(labels) or not volumes:
         raise InputError(
             f"--volume and --labels pair up: got {len(volumes)} volume(s), {len(labels)} label "
@@ -194,18 +192,11 @@ def write_slice_dataset(
     -------
     SliceDatasetSummary
     """
-    pairs = list(_pairs(volumes, labels, classes))
+    pairs = list(_pairs(volumes, labels))
     plane_list = ["xy"] if planes == "xy" else list(PLANE_AXIS)
-    side = min(
-        [tile]
-        + [
-            n
-            for grey, _ in pairs
-            for p in plane_list
-            for a, n in enumerate(grey.shape)
-            if a != PLANE_AXIS[p]
-        ]
-    )
+    # Tiles fit every slice: XY slices are Y x X; with XZ and YZ, Z counts too.
+    sides = [n for grey, _ in pairs for n in (grey.shape if planes == "all" else grey.shape[1:])]
+    side = min(tile, *sides)
     plan = plan_tiles([g.shape for g, _ in pairs], plane_list, side, every, val_share)
     if not any(t.split == "train" for t in plan) or not any(t.split == "val" for t in plan):
         raise InputError(

@@ -102,4 +102,4 @@ def test_grey_match_maps_a_drifted_scan_back(ct_model, ct_series, tmp_path):
     def gain(note: str) -> float:
         return float(note.split("grey x ")[1].split()[0])
 
-    assert gain(res.grey_note) * 1.1 == pytest.approx(gain(same.grey_note), rel=0.005)
+    assert gain(res.settings["grey"]) * 1.1 == pytest.approx(gain(same.settings["grey"]), rel=0.005)
