@@ -256,11 +256,7 @@ def label(
 
     scribbles = scribbles or []
     specs = [_spec(v, shape, dtype, voxel_size) for v in volumes]
-    side = {
-        "scores": out.with_name(out.name.split(".")[0] + "_scores.csv"),
-        "importance": out.with_name(out.name.split(".")[0] + "_importance.csv"),
-        "truth": out.with_name(out.name.split(".")[0] + "_truth_scores.csv"),
-    }
+    side = {k: side_file(out, k) for k in ("scores", "importance")}
     check_writable(out, overwrite=overwrite)
     if model is not None:
         if scribbles:
@@ -338,13 +334,18 @@ def label(
             inputs=[*scribbles, *([model] if model else [])],
         )
     preview = _preview(specs[0], result.labels_path, fitted.classes, scribbles[:1], out)
-    _print_result(result, truth, side["truth"])
+    _print_result(result, truth, out)
     stdout.print(f"preview: {preview}")
 
 
-def _print_result(result, truth: Path | None, truth_csv: Path) -> None:
-    """The label volume's voxels per phase and speed; with ``truth``, the scores (table and
-    ``truth_csv``)."""
+def side_file(out: Path, kind: str) -> Path:
+    """``OUT_<kind>.csv`` beside the output ``out`` (``labels.zarr`` -> ``labels_<kind>.csv``)."""
+    return out.with_name(f"{out.name.split('.')[0]}_{kind}.csv")
+
+
+def _print_result(result, truth: Path | None, out: Path) -> None:
+    """The label volume's voxels per phase and speed, the uncertainty summary (printed and
+    OUT_uncertainty.csv); with ``truth``, the scores (table and OUT_truth_scores.csv)."""
     from olmap.io.outputs import atomic_path
 
     share = ", ".join(
@@ -355,9 +356,17 @@ def _print_result(result, truth: Path | None, truth_csv: Path) -> None:
         f"({result.voxels_per_second / 1e6:.2f} Mvox/s); {share}",
         soft_wrap=True,
     )
+    conf = ", ".join(f"{k} {v:.2f}" for k, v in result.confidence.items())
+    stdout.print(
+        f"confidence (mean winning probability): {conf}; "
+        f"{100 * result.uncertain_share:.1f} % of voxels below 0.5",
+        soft_wrap=True,
+    )
+    with atomic_path(side_file(out, "uncertainty"), overwrite=True) as tmp:
+        result.uncertainty().to_csv(tmp)
     if result.truth_scores is not None:
         stdout.print(_scores_table(f"against {truth}", result.truth_scores))
-        with atomic_path(truth_csv, overwrite=True) as tmp:
+        with atomic_path(side_file(out, "truth_scores"), overwrite=True) as tmp:
             result.truth_scores.to_csv(tmp, index_label="class")
 
 
@@ -525,10 +534,25 @@ def _same_slices(dataset: Path, volumes, labels, request: dict) -> bool:
 @app.command("predict")
 def predict(
     model: Annotated[Path, typer.Option("--model", help="Checkpoint from olmap ct train.")],
-    volume: Annotated[str, typer.Option("--volume", help="Scan to segment.")],
     out: Annotated[
-        Path, typer.Option("--out", help="Label volume (.zarr, or .tif with --format tiff).")
+        Path,
+        typer.Option(
+            "--out",
+            help="Label volume (.zarr, or .tif with --format tiff); with --series a folder "
+            "(one label volume per scan, named like the scan).",
+        ),
     ],
+    volume: Annotated[
+        str | None, typer.Option("--volume", help="Scan to segment.", show_default=False)
+    ] = None,
+    series: Annotated[
+        Path | None,
+        typer.Option(
+            "--series",
+            help="A folder of scans in time order (t000/, t001.tif, ...): each is segmented.",
+            show_default=False,
+        ),
+    ] = None,
     classes: Annotated[
         Path, typer.Option("--classes", help="Class file (configs/ct/*.yaml).")
     ] = Path("configs/ct/gypsum.yaml"),
@@ -536,6 +560,14 @@ def predict(
         Path | None, typer.Option("--out-prob", help="Per-class probabilities (OME-Zarr).")
     ] = None,
     fmt: Annotated[str, typer.Option("--format", help="zarr or tiff.")] = "zarr",
+    planes: Annotated[
+        str,
+        typer.Option(
+            "--planes",
+            help="xy (XY slices), or tri: XY, XZ and YZ slices, probabilities averaged "
+            "(about 3-5x the time).",
+        ),
+    ] = "xy",
     slab: Annotated[int, typer.Option("--slab", min=1, help="XY slices per block.")] = 8,
     window: Annotated[
         int, typer.Option("--window", min=32, help="Window side the model sees (px).")
@@ -548,8 +580,21 @@ def predict(
             "scanner's drift; in a reacting series the phases move them too).",
         ),
     ] = False,
+    clean: Annotated[
+        bool,
+        typer.Option(
+            "--clean/--no-clean",
+            help="Post-processing: remove isolated clusters smaller than each class's "
+            "min_voxels in the class file (3D connected components; seed 000).",
+        ),
+    ] = True,
     truth: Annotated[
-        Path | None, typer.Option("--truth", help="Truth labels to score the result against.")
+        Path | None,
+        typer.Option(
+            "--truth",
+            help="Truth labels to score the result against (with --series a folder of them, "
+            "named like the scans).",
+        ),
     ] = None,
     device: Device = "auto",
     shape: Shape = None,
@@ -558,28 +603,108 @@ def predict(
     dask: Dask = None,
     overwrite: Overwrite = False,
 ) -> None:
-    """Segment a whole volume with a model from olmap ct train, slab by slab (resumable).
+    """Segment a whole volume or series with a model from olmap ct train, slab by slab (resumable).
 
     Every XY slice goes through the 2D pipeline's windowed predictor (overlapping windows,
-    blended); labels (and with --out-prob the probabilities) are written to OME-Zarr chunk by
-    chunk. With --truth, Dice and IoU per class against a label volume, also written as
-    OUT_truth_scores.csv.
+    blended); with --planes tri the XZ and YZ slices too, the three probabilities averaged.
+    Labels (and with --out-prob the probabilities) are written to OME-Zarr chunk by
+    chunk; isolated clusters smaller than the class file's min_voxels are then removed
+    (--no-clean keeps them). OUT_uncertainty.csv: the mean winning probability per class and
+    the share of voxels below 0.5. With --truth, Dice and IoU per class against a label
+    volume, also written as OUT_truth_scores.csv.
 
     Example: olmap ct predict --model ct_model.pt --volume demo_ct/t005 --out t005_cnn.zarr
     """
     from olmap.ct.classes import load_classes
+
+    if (volume is None) == (series is None):
+        raise typer.BadParameter("give one scan (--volume) or a series (--series)")
+    class_file = load_classes(classes)
+    settings = {
+        "out_prob": out_prob, "fmt": fmt, "slab": slab, "window": window, "planes": planes,
+        "grey_match": grey_match, "clean": clean, "device": device, "dask": dask,
+        "overwrite": overwrite,
+    }  # fmt: skip
+    if volume is not None:
+        _predict_one(model, _spec(volume, shape, dtype, voxel_size), out, class_file, truth,
+                     settings)  # fmt: skip
+        return
+    from olmap.errors import InputError
+    from olmap.io.volume import list_series
+
+    if out_prob is not None:
+        raise typer.BadParameter("--out-prob is for one --volume", param_hint="--out-prob")
+    scans = list_series(series)
+    truths = {p.name.split(".")[0]: p for p in list_series(truth)} if truth else {}
+    out.mkdir(parents=True, exist_ok=True)
+    suffix = ".tif" if fmt == "tiff" else ".zarr"
+    for k, scan in enumerate(scans, start=1):
+        stem = scan.name.split(".")[0]
+        target = out / f"{stem}{suffix}"
+        stdout.print(f"[{k}/{len(scans)}] {scan}", soft_wrap=True)
+        if target.exists() and not overwrite:
+            stdout.print(f"{target} exists: kept (--overwrite to redo it)", soft_wrap=True)
+            continue
+        if truth is not None and stem not in truths:
+            raise InputError(f"{truth}: no truth volume named {stem}")
+        spec = _spec(str(scan), shape, dtype, voxel_size)
+        _predict_one(model, spec, target, class_file, truths.get(stem), settings)
+    summary = _series_summary(out, [s.name.split(".")[0] for s in scans])
+    stdout.print(f"series summary: {summary}", soft_wrap=True)
+
+
+def _predict_one(model: Path, spec, out: Path, class_file, truth: Path | None, settings) -> None:
+    """``ct predict`` of one scan, with its printed result and side files."""
     from olmap.ct.predict import predict_volume
 
-    spec = _spec(volume, shape, dtype, voxel_size)
-    class_file = load_classes(classes)
     with spec.open() as vol:
         total = vol.info.nbytes / vol.dtype.itemsize / 1e6
     with progress_bar("ct predict", total=total, unit="Mvox") as advance:
         result = predict_volume(
-            model, spec, out, class_file, out_prob=out_prob, fmt=fmt, slab=slab, window=window,
-            grey_match=grey_match, truth=truth, device=device, dask=dask, overwrite=overwrite,
-            progress=lambda n: advance(n / 1e6),
+            model, spec, out, class_file, truth=truth, progress=lambda n: advance(n / 1e6),
+            **settings,
         )  # fmt: skip
     if result.settings["grey"]:
         stdout.print(f"grey: {result.settings['grey']}", soft_wrap=True)
-    _print_result(result, truth, out.with_name(out.name.split(".")[0] + "_truth_scores.csv"))
+    if result.settings["min_voxels"]:
+        sizes = ", ".join(f"{k} < {v}" for k, v in result.settings["min_voxels"].items())
+        stdout.print(f"post-processing: isolated clusters removed ({sizes} voxels)")
+    raw = result.settings.get("raw_truth_scores")
+    if raw is not None:
+        dice = " / ".join(f"{v:.3f}" for v in raw["dice"])
+        stdout.print(f"Dice before post-processing ({' / '.join(raw.index)}): {dice}")
+    _print_result(result, truth, out)
+
+
+def _series_summary(out: Path, stems: list[str]) -> Path:
+    """OUT/series_summary.csv: per scan and class, the voxels, share, confidence and (where
+    scored) Dice, gathered from each scan's side files; printed as a table."""
+    import pandas as pd
+    from rich.table import Table
+
+    from olmap.io.outputs import atomic_path
+
+    frames = []
+    for stem in stems:
+        unc = out / f"{stem}_uncertainty.csv"
+        if not unc.is_file():
+            continue
+        frame = pd.read_csv(unc, index_col="class")
+        scores = out / f"{stem}_truth_scores.csv"
+        if scores.is_file():
+            frame["dice"] = pd.read_csv(scores, index_col="class")["dice"]
+        frames.append(frame.reset_index().assign(scan=stem))
+    table = pd.concat(frames, ignore_index=True).set_index(["scan", "class"])
+    path = out / "series_summary.csv"
+    with atomic_path(path, overwrite=True) as tmp:
+        table.to_csv(tmp)
+    col = "dice" if "dice" in table else "share"
+    wide = table[col].unstack("class")
+    view = Table("scan", *[c for c in wide.columns if c != "all"], "below 0.5",
+                 title=f"{'Dice' if col == 'dice' else 'share'} per class")  # fmt: skip
+    below = table["below_0.5"].xs("all", level="class")
+    for scan, row in wide.iterrows():
+        cells = [f"{row[c]:.3f}" for c in wide.columns if c != "all"]
+        view.add_row(str(scan), *cells, f"{100 * below.get(scan, float('nan')):.1f} %")
+    stdout.print(view)
+    return path

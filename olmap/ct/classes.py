@@ -26,6 +26,10 @@ class PhaseClass(BaseModel):
     density_kg_m3: float | None = Field(default=None, gt=0)
     molar_mass_g_mol: float | None = Field(default=None, gt=0)
     formula: str | None = None
+    #: Post-processing of ``olmap ct predict``: isolated clusters of this class smaller than
+    #: this (voxels, 3D connected components) take the label around them (seed 000: 100 for
+    #: bassanite, 8 for pores); 0 keeps every cluster.
+    min_voxels: int = Field(default=0, ge=0)
 
     @field_validator("colour")
     @classmethod

@@ -46,10 +46,38 @@ class LabelResult:
     seconds: float
     truth_scores: pd.DataFrame | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    #: Mean winning probability of the voxels labelled each class (0-1).
+    confidence: dict[str, float] = field(default_factory=dict)
+    #: Share of voxels whose winning probability is below 0.5 (0-1).
+    uncertain_share: float = 0.0
 
     @property
     def voxels_per_second(self) -> float:
         return self.voxels / max(self.seconds, 1e-9)
+
+    def uncertainty(self) -> pd.DataFrame:
+        """Per class: voxels, share, mean winning probability; a last row for the scan with
+        the share of voxels whose winning probability is below 0.5 (the uncertainty summary)."""
+        rows = [
+            {
+                "class": name,
+                "voxels": n,
+                "share": n / self.voxels,
+                "mean_confidence": self.confidence.get(name, float("nan")),
+            }
+            for name, n in self.class_voxels.items()
+        ]
+        total_conf = sum(self.confidence.get(k, 0.0) * n for k, n in self.class_voxels.items())
+        rows.append(
+            {
+                "class": "all",
+                "voxels": self.voxels,
+                "share": 1.0,
+                "mean_confidence": total_conf / max(self.voxels, 1),
+                "below_0.5": self.uncertain_share,
+            }
+        )
+        return pd.DataFrame(rows).set_index("class")
 
 
 def run_label_job(
@@ -79,7 +107,8 @@ def run_label_job(
         Blocks of the volume (z, y, x).
     compute : callable
         Picklable (Dask); returns uint8 codes ``(z, y, x)`` and uint8 probabilities
-        ``(len(codes), z, y, x)`` of ``block.inner``.
+        ``(len(codes), z, y, x)`` of ``block.inner`` (None: no probabilities, no ``out_prob``
+        and no confidence).
     classes : ClassFile
         Names and colours written into the label volume's metadata.
     codes : sequence of int
@@ -155,6 +184,9 @@ def run_label_job(
         prob_sink = ZarrSink(zarr.open_array(str(prob_tmp / "0"), mode="r+")) if prob_tmp else None
         counts = np.zeros((len(grid), 256), np.int64)
         conf = np.zeros((len(grid), len(codes), len(codes) + 1), np.int64)
+        top_sum = np.zeros((len(grid), 256), np.float64)  # winning probability per label
+        below = np.zeros(len(grid), np.int64)  # voxels whose winning probability < 0.5
+        scored = np.zeros(len(grid), bool)  # blocks with probabilities
 
         def write(block, result) -> None:
             labels, prob = result
@@ -162,6 +194,11 @@ def run_label_job(
             if prob_sink is not None:
                 prob_sink.write(block.inner, prob)
             counts[block.index] = np.bincount(labels.ravel(), minlength=256)
+            if prob is not None:
+                top = prob.max(0).ravel()
+                top_sum[block.index] = np.bincount(labels.ravel(), top, minlength=256) / 255
+                below[block.index] = np.count_nonzero(top < 128)
+                scored[block.index] = True
             if truth_vol is not None:
                 conf[block.index] = confusion(truth_vol.read(block.inner), labels, codes)
 
@@ -181,7 +218,19 @@ def run_label_job(
             if fmt == "tiff":
                 shutil.rmtree(zarr_tmp, ignore_errors=True)
 
-        job = BlockJob(grid, compute, write, str(out), state={"counts": counts, "conf": conf})
+        job = BlockJob(
+            grid,
+            compute,
+            write,
+            str(out),
+            state={
+                "counts": counts,
+                "conf": conf,
+                "top": top_sum,
+                "below": below,
+                "scored": scored,
+            },
+        )
         t0 = time.perf_counter()
         try:
             stats = run_blocks(
@@ -198,6 +247,7 @@ def run_label_job(
                 truth_vol.close()
         seconds = time.perf_counter() - t0
     total = counts.sum(0)
+    top_total = top_sum.sum(0)
     return LabelResult(
         labels_path=out,
         prob_path=Path(out_prob) if out_prob is not None else None,
@@ -207,4 +257,11 @@ def run_label_job(
         blocks=stats.blocks,
         resumed_blocks=stats.resumed,
         seconds=seconds,
+        confidence={
+            n: float(top_total[c] / total[c]) if total[c] and scored.all() else float("nan")
+            for n, c in zip(names, codes, strict=True)
+        },
+        uncertain_share=float(below.sum() / max(np.prod(shape), 1))
+        if scored.all()
+        else float("nan"),
     )

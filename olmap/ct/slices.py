@@ -110,13 +110,17 @@ def plan_tiles(
             rows, cols = (n for a, n in enumerate(shape) if a != axis)
             indices = slice_indices(shape[axis], every, margin)
             held = val_slices(indices, val_share)
+            row_offsets = tile_offsets(rows, tile)
+            # One slice only (a 2D image): its last rows of tiles validate instead.
+            val_rows = round(val_share * len(row_offsets)) if len(indices) == 1 else 0
+            if val_share > 0 and len(indices) == 1 and len(row_offsets) > 1:
+                val_rows = min(max(val_rows, 1), len(row_offsets) - 1)
+            col_offsets = tile_offsets(cols, tile)
             for i in indices:
-                split = "val" if i in held else "train"
-                out += [
-                    SliceTile(scan, plane, i, r, c, split)
-                    for r in tile_offsets(rows, tile)
-                    for c in tile_offsets(cols, tile)
-                ]
+                for k, r in enumerate(row_offsets):
+                    held_row = k >= len(row_offsets) - val_rows
+                    split = "val" if i in held or held_row else "train"
+                    out += [SliceTile(scan, plane, i, r, c, split) for c in col_offsets]
     return out
 
 
@@ -186,7 +190,8 @@ def write_slice_dataset(
     every : int
         Use every ``every``-th slice of each plane.
     val_share : float
-        Share of each scan's slices (whole slices) kept for validation.
+        Share of each scan's slices (whole slices) kept for validation; of a scan with one
+        slice (a 2D image), that share of its rows of tiles (the last ones).
 
     Returns
     -------

@@ -99,3 +99,33 @@ def test_ct_train_command_trains_the_core_and_resumes_its_slices(ct_series, tmp_
     assert "Reusing the training slices" in res.output
     res = runner.invoke(app, [*args[:-2], "--tile", "48"])  # another cut, OUT exists
     assert res.exit_code != 0 and "ct_model_slices: output exists" in str(res.exception)
+
+
+def test_single_slices_validate_on_their_last_rows_of_tiles(ct_series, tmp_path):
+    """2D images (one slice each, e.g. a few labelled slices of a scan): a share of each
+    image's rows of tiles validates, the rest trains."""
+    import tifffile
+
+    from olmap.ct.slices import plan_tiles
+
+    plan = plan_tiles([(1, 100, 60)], ["xy"], 20, 1, 0.2)
+    val_rows = sorted({t.row for t in plan if t.split == "val"})
+    assert val_rows == [80] and len(plan) == 5 * 3  # the last of 5 rows, 3 tiles each
+    grey = open_volume(str(ct_series / "t001")).read()
+    truth = _truth(ct_series, 1)
+    scans, labels = [], []
+    for z in (3, 17):
+        tifffile.imwrite(tmp_path / f"g{z}.tif", grey[z])
+        tifffile.imwrite(tmp_path / f"l{z}.tif", truth[z])
+        scans.append(str(tmp_path / f"g{z}.tif"))
+        labels.append(str(tmp_path / f"l{z}.tif"))
+    classes = load_classes(GYPSUM)
+    summary = write_slice_dataset(scans, labels, classes, tmp_path / "ds", tile=24)
+    counts = summary.split_counts()
+    assert counts == {"train": 2 * 2 * 3, "val": 2 * 1 * 3}  # per image: 3x3 tiles, 1 row val
+    ds = open_tile_dataset(tmp_path / "ds")
+    first_val = summary.manifest.index[summary.manifest["split"] == "val"][0]
+    row = summary.manifest.loc[first_val]
+    assert row["row_off"] == 48 and np.array_equal(
+        ds.image[first_val], grey[3, 48:72, row["col_off"] : row["col_off"] + 24]
+    )
