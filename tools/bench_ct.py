@@ -14,10 +14,11 @@ scikit-image + scikit-learn baseline (``skimage.feature.multiscale_basic_feature
 volume, a ``RandomForestClassifier`` of the same size on the same scribbles, ``predict`` on
 every voxel): voxels/s and peak RSS, both on this machine's 2 cores.
 
-``predict``: ``olmap ct predict`` (a checkpoint of ``olmap ct train``) on volumes of each size
-(the same repeated slices), against the in-memory baseline: the whole volume read into one
-array, every slice through the same model and windowed predictor, labels kept in memory.
-Voxels/s and peak RSS.
+``predict``: ``olmap ct predict`` (a checkpoint of ``olmap ct train``; default settings, the
+cleaning pass included; ``--planes tri`` up to ``--tri-max``) on volumes of each size (the
+same repeated slices), against the in-memory baseline: the whole volume read into one array,
+every slice through the same model and windowed predictor, labels kept in memory. Voxels/s
+and peak RSS.
 
 Every run is a fresh process measured by ``/usr/bin/time`` (peak RSS of the process).
 
@@ -154,10 +155,15 @@ def predict(args: argparse.Namespace) -> dict:
         cmd = [*OLMAP, "ct", "predict", "--model", str(args.model), "--volume", str(scan)]
         row = {"voxels": n**3}
         row["predict"] = measured([*cmd, "--out", str(work / f"p{n}.zarr"), "--overwrite"])
+        if n <= args.tri_max:
+            row["predict_tri"] = measured(
+                [*cmd, "--planes", "tri", "--out", str(work / f"t{n}.zarr"), "--overwrite"]
+            )
         base = [sys.executable, "-c", BASELINE_PREDICT, str(scan), str(args.model)]
         row["predict_in_memory"] = measured([*base, str(work / "b.npy")])
-        for r in (row["predict"], row["predict_in_memory"]):
-            r["voxels_per_s"] = n**3 / r["seconds"]
+        for key in ("predict", "predict_tri", "predict_in_memory"):
+            if key in row:
+                row[key]["voxels_per_s"] = n**3 / row[key]["seconds"]
         out[n] = row
         print(n, json.dumps(row), flush=True)
     return out
@@ -245,6 +251,7 @@ def main() -> None:
     p.add_argument("--work", type=Path, required=True)
     p.add_argument("--model", type=Path, required=True, help="a checkpoint of olmap ct train")
     p.add_argument("--source", type=Path, required=True, help="a 256^3 slice folder to repeat")
+    p.add_argument("--tri-max", type=int, default=256, help="largest --planes tri run")
     p.add_argument("--out", type=Path)
     args = ap.parse_args()
     res = {"memory": memory, "speed": speed, "predict": predict}[args.what](args)

@@ -23,7 +23,8 @@ app = typer.Typer(
         "--classes configs/ct/gypsum.yaml --out rf_labels.zarr --save-model forest.pkl\n\n"
         "olmap ct train --volume demo_ct/t002 --labels rf_labels.zarr --classes "
         "configs/ct/gypsum.yaml --config configs/train/ct-quick.yaml --out ct_model.pt\n\n"
-        "olmap ct predict --model ct_model.pt --volume demo_ct/t005 --out labels.zarr"
+        "olmap ct predict --model ct_model.pt --volume demo_ct/t005 --out labels.zarr\n\n"
+        "olmap ct predict --model ct_model.pt --series demo_ct --out labels/ --planes tri"
     ),
     no_args_is_help=True,
 )
@@ -614,6 +615,9 @@ def predict(
     volume, also written as OUT_truth_scores.csv.
 
     Example: olmap ct predict --model ct_model.pt --volume demo_ct/t005 --out t005_cnn.zarr
+
+    Example: olmap ct predict --model ct_model.pt --series demo_ct --out labels/ --truth
+    demo_ct/truth
     """
     from olmap.ct.classes import load_classes
 

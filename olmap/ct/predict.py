@@ -38,8 +38,9 @@ DEFAULT_SLAB = 8
 #: Tri-planar blocks: cubes of this side, read with a margin of ``TRI_MARGIN`` voxels (the
 #: context of the XZ/YZ slices across a block face; memory ~0.8 GB per block).
 TRI_BLOCK, TRI_MARGIN = 256, 32
-#: Slices per forward pass when a slice fits in one window.
-SLICE_BATCH = 4
+#: Pixels per forward pass when slices fit in one window (four 256² slices, one 512²): the
+#: model's working memory is then the same for any slice size up to the window.
+BATCH_PIXELS = 4 * 256 * 256
 PLANES = {"xy": ("xy",), "tri": ("xy", "xz", "yz")}
 
 
@@ -62,9 +63,9 @@ def _model(path: str, stamp: tuple[int, ...], device: str):
 def slices_proba(model, images: np.ndarray, window: int) -> np.ndarray:
     """Class probabilities ``(K, n, h, w)`` of a stack of 2D slices ``(n, h, w)``.
 
-    Slices that fit in one window go through the model a few at a time (one forward pass per
-    :data:`SLICE_BATCH` slices); larger ones through the windowed predictor, overlapping by
-    half. A binary model's one band becomes two (background, class 1).
+    Slices that fit in one window go through the model a few at a time (up to
+    :data:`BATCH_PIXELS` per forward pass); larger ones through the windowed predictor,
+    overlapping by half. A binary model's one band becomes two (background, class 1).
     """
     import torch
 
@@ -74,8 +75,9 @@ def slices_proba(model, images: np.ndarray, window: int) -> np.ndarray:
     n, h, w = images.shape
     parts = []
     if max(h, w) <= window and not np.isnan(images).any():
-        for k in range(0, n, SLICE_BATCH):
-            batch = torch.from_numpy(np.ascontiguousarray(images[k : k + SLICE_BATCH]))[:, None]
+        step = max(1, BATCH_PIXELS // (h * w))
+        for k in range(0, n, step):
+            batch = torch.from_numpy(np.ascontiguousarray(images[k : k + step]))[:, None]
             batch = batch.contiguous(memory_format=torch.channels_last)
             prob = flip_averaged_probabilities(model, batch, flips=False).cpu().numpy()
             parts.append(prob.transpose(1, 0, 2, 3))
@@ -100,8 +102,8 @@ def plane_proba(
     keep = crop[axis]
     inplane = tuple(c for a, c in enumerate(crop) if a != axis)
     out = None
-    for k0 in range(keep.start, keep.stop, SLICE_BATCH):
-        k1 = min(k0 + SLICE_BATCH, keep.stop)
+    for k0 in range(keep.start, keep.stop, 4):  # a few slices at a time (bounded memory)
+        k1 = min(k0 + 4, keep.stop)
         images = np.moveaxis(grey[(slice(None),) * axis + (slice(k0, k1),)], axis, 0)
         prob = slices_proba(model, images, window)[:, :, inplane[0], inplane[1]]
         if out is None:
