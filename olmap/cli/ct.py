@@ -672,11 +672,13 @@ def _predict_one(model: Path, spec, out: Path, class_file, truth: Path | None, s
         stdout.print(f"grey: {result.settings['grey']}", soft_wrap=True)
     if result.settings["min_voxels"]:
         sizes = ", ".join(f"{k} < {v}" for k, v in result.settings["min_voxels"].items())
-        stdout.print(f"post-processing: isolated clusters removed ({sizes} voxels)")
+        stdout.print(f"post-processing: isolated clusters removed ({sizes} voxels)", soft_wrap=True)
     raw = result.settings.get("raw_truth_scores")
     if raw is not None:
         dice = " / ".join(f"{v:.3f}" for v in raw["dice"])
-        stdout.print(f"Dice before post-processing ({' / '.join(raw.index)}): {dice}")
+        stdout.print(
+            f"Dice before post-processing ({' / '.join(raw.index)}): {dice}", soft_wrap=True
+        )
     _print_result(result, truth, out)
 
 
@@ -703,7 +705,8 @@ def _series_summary(out: Path, stems: list[str]) -> Path:
     with atomic_path(path, overwrite=True) as tmp:
         table.to_csv(tmp)
     col = "dice" if "dice" in table else "share"
-    wide = table[col].unstack("class")
+    order = list(dict.fromkeys(table.index.get_level_values("class")))  # the class file's
+    wide = table[col].unstack("class")[order]
     view = Table("scan", *[c for c in wide.columns if c != "all"], "below 0.5",
                  title=f"{'Dice' if col == 'dice' else 'share'} per class")  # fmt: skip
     below = table["below_0.5"].xs("all", level="class")

@@ -329,7 +329,7 @@ def _predict_then_clean(
     cleaned = run_label_job(
         clean_grid(grid.shape), ClusterCleaner(str(raw / "0"), sizes), out=out,
         fingerprint={"raw": stamp, "min_voxels": sizes}, fmt=fmt, overwrite=overwrite,
-        inputs=[raw], **{**job, "source": str(raw)},
+        inputs=[raw], **job,
     )  # fmt: skip
     shutil.rmtree(raw)
     cleaned.confidence = done["confidence"]  # the network's confidence, per raw label
