@@ -654,7 +654,8 @@ def predict(
         spec = _spec(str(scan), shape, dtype, voxel_size)
         _predict_one(model, spec, target, class_file, truths.get(stem), settings)
     summary = _series_summary(out, [s.name.split(".")[0] for s in scans])
-    stdout.print(f"series summary: {summary}", soft_wrap=True)
+    if summary is not None:
+        stdout.print(f"series summary: {summary}", soft_wrap=True)
 
 
 def _predict_one(model: Path, spec, out: Path, class_file, truth: Path | None, settings) -> None:
@@ -682,7 +683,7 @@ def _predict_one(model: Path, spec, out: Path, class_file, truth: Path | None, s
     _print_result(result, truth, out)
 
 
-def _series_summary(out: Path, stems: list[str]) -> Path:
+def _series_summary(out: Path, stems: list[str]) -> Path | None:
     """OUT/series_summary.csv: per scan and class, the voxels, share, confidence and (where
     scored) Dice, gathered from each scan's side files; printed as a table."""
     import pandas as pd
@@ -700,6 +701,8 @@ def _series_summary(out: Path, stems: list[str]) -> Path:
         if scores.is_file():
             frame["dice"] = pd.read_csv(scores, index_col="class")["dice"]
         frames.append(frame.reset_index().assign(scan=stem))
+    if not frames:
+        return None  # no scan has its side files (all kept from an older run)
     table = pd.concat(frames, ignore_index=True).set_index(["scan", "class"])
     path = out / "series_summary.csv"
     with atomic_path(path, overwrite=True) as tmp:
