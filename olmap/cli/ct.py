@@ -640,6 +640,9 @@ def predict(
         raise typer.BadParameter("--out-prob is for one --volume", param_hint="--out-prob")
     scans = list_series(series)
     truths = {p.name.split(".")[0]: p for p in list_series(truth)} if truth else {}
+    missing = [s.name for s in scans if truth is not None and s.name.split(".")[0] not in truths]
+    if missing:  # before any scan is segmented
+        raise InputError(f"{truth}: no truth volume named like {missing[0]}")
     out.mkdir(parents=True, exist_ok=True)
     suffix = ".tif" if fmt == "tiff" else ".zarr"
     for k, scan in enumerate(scans, start=1):
@@ -649,8 +652,6 @@ def predict(
         if target.exists() and not overwrite:
             stdout.print(f"{target} exists: kept (--overwrite to redo it)", soft_wrap=True)
             continue
-        if truth is not None and stem not in truths:
-            raise InputError(f"{truth}: no truth volume named {stem}")
         spec = _spec(str(scan), shape, dtype, voxel_size)
         _predict_one(model, spec, target, class_file, truths.get(stem), settings)
     summary = _series_summary(out, [s.name.split(".")[0] for s in scans])

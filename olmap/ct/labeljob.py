@@ -67,7 +67,7 @@ class LabelResult:
             }
             for name, n in self.class_voxels.items()
         ]
-        total_conf = sum(self.confidence.get(k, 0.0) * n for k, n in self.class_voxels.items())
+        total_conf = sum(self.confidence.get(k, 0.0) * n for k, n in self.class_voxels.items() if n)
         rows.append(
             {
                 "class": "all",

@@ -111,10 +111,9 @@ def plan_tiles(
             indices = slice_indices(shape[axis], every, margin)
             held = val_slices(indices, val_share)
             row_offsets = tile_offsets(rows, tile)
-            # One slice only (a 2D image): its last rows of tiles validate instead.
-            val_rows = round(val_share * len(row_offsets)) if len(indices) == 1 else 0
-            if val_share > 0 and len(indices) == 1 and len(row_offsets) > 1:
-                val_rows = min(max(val_rows, 1), len(row_offsets) - 1)
+            val_rows = 0  # one slice only (a 2D image): its last rows of tiles validate
+            if len(indices) == 1 and val_share > 0 and len(row_offsets) > 1:
+                val_rows = min(max(round(val_share * len(row_offsets)), 1), len(row_offsets) - 1)
             col_offsets = tile_offsets(cols, tile)
             for i in indices:
                 for k, r in enumerate(row_offsets):

@@ -1,6 +1,7 @@
 """Post-processing of label volumes block by block (``olmap ct predict``'s cleaning pass)."""
 
 import numpy as np
+import pytest
 import tifffile
 import zarr
 
@@ -38,3 +39,18 @@ def test_blocks_with_a_margin_clean_like_the_whole_volume(tmp_path):
     assert res.class_voxels["pore"] == int((whole == 1).sum())
     assert all(np.isnan(v) for v in res.confidence.values())  # no probabilities: NaN
     assert min_sizes(classes) == {1: 8, 3: 100}  # the shipped class file: seed 000's sizes
+
+
+def test_uncertainty_summary_with_a_class_never_labelled():
+    """A class with no voxels (NaN confidence) leaves the scan's mean confidence defined."""
+    from pathlib import Path
+
+    from olmap.ct.labeljob import LabelResult
+
+    res = LabelResult(
+        Path("l.zarr"), None, 10, {"a": 6, "b": 4, "c": 0}, 1, 0, 1.0,
+        confidence={"a": 0.9, "b": 0.5, "c": float("nan")}, uncertain_share=0.2,
+    )  # fmt: skip
+    table = res.uncertainty()
+    assert table.loc["all", "mean_confidence"] == pytest.approx(0.74)
+    assert table.loc["all", "below_0.5"] == 0.2 and np.isnan(table.loc["c", "mean_confidence"])

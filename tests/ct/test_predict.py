@@ -235,6 +235,15 @@ def test_cli_series_one_label_volume_per_scan(ct_model, ct_series, tmp_path):
     assert summary["mean_confidence"].between(0, 1).all()
     res = runner.invoke(app, args)
     assert res.exit_code == 0 and res.output.count("exists: kept") == 3
+    bad_truth = tmp_path / "truth"
+    bad_truth.mkdir()
+    (ct_series / "truth" / "t000.zarr").rename(bad_truth / "t000.zarr")
+    try:
+        res = runner.invoke(app, [*args[:-1], str(bad_truth), "--out", str(tmp_path / "l2")])
+    finally:
+        (bad_truth / "t000.zarr").rename(ct_series / "truth" / "t000.zarr")
+    assert res.exit_code != 0 and "no truth volume named like t001" in str(res.exception)
+    assert not list((tmp_path / "l2").glob("*.zarr"))  # refused before any scan
     res = runner.invoke(app, [*args, "--volume", str(ct_series / "t000")])
     assert res.exit_code != 0 and "--volume" in res.output  # one of --volume / --series
 
