@@ -6,8 +6,8 @@ opening one never runs code)::
     {"format": "olmap-segmenter", "format_version": 1,
      "state_dict": {...tensors...},
      "meta": {"architecture", "classes" [[code, name], ...], "input_mean", "input_std",
-              "threshold", "aux_loss", "decoder", "head_classes", "head_groups", "init",
-              "train_config", "metrics", "olmap_version"}}
+              "threshold", "aux_loss", "decoder", "aspp_pooling", "head_classes", "head_groups",
+              "init", "train_config", "metrics", "olmap_version"}}
 """
 
 from __future__ import annotations
@@ -48,6 +48,9 @@ class ModelMeta:
     decoder : str
         "none" or "refine" (:class:`olmap.segment.model.RefineDecoder`); files written before
         the decoder existed have none.
+    aspp_pooling : int
+        The ASPP's image-pooling window in feature cells, 0 = the whole input
+        (:class:`olmap.segment.model.Segmenter`); 0 in files written before it existed.
     head_classes, head_groups : optional
         A grouped head (``TrainConfig.head: init``): the head's class names and, per model
         class, the head classes summed into it (:class:`olmap.segment.model.Segmenter`).
@@ -66,6 +69,7 @@ class ModelMeta:
     threshold: float = 0.1
     aux_loss: bool = False
     decoder: str = "none"
+    aspp_pooling: int = 0
     head_classes: list[str] | None = None
     head_groups: list[list[int]] | None = None
     init: str = "none"
@@ -89,6 +93,7 @@ def build_model(meta: ModelMeta) -> Segmenter:
         std=meta.input_std,
         aux_loss=meta.aux_loss,
         decoder=meta.decoder,
+        aspp_pooling=meta.aspp_pooling,
         head_classes=meta.head_classes,
         head_groups=meta.head_groups,
     )

@@ -66,6 +66,10 @@ class TrainConfig(BaseModel):
     # olmap: "refine" adds a light DeepLabV3+-style decoder (full-resolution logits, for small
     # crystals and cracks; olmap.segment.model.RefineDecoder). The paper used none.
     decoder: Literal["none", "refine"] = "none"
+    # olmap: the ASPP's image pooling over a k x k window of feature cells instead of the whole
+    # crop (0 = whole, torchvision's): training crops and whole-slice prediction then see the
+    # same context (olmap.segment.model.Segmenter).
+    aspp_pooling: int = Field(0, ge=0)
     init: str = Field(
         "auto",
         description="auto | synthetic | coco | imagenet | none | PATH to an olmap checkpoint",

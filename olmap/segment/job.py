@@ -285,6 +285,7 @@ def model_for(
         aux_loss=cfg.aux_loss,
         bn_momentum=cfg.bn_momentum,
         decoder=cfg.decoder,
+        aspp_pooling=cfg.aspp_pooling,
         head_classes=head_classes,
         head_groups=head_groups,
     )
@@ -493,6 +494,7 @@ def _train_from_dataset(
         threshold=threshold,
         aux_loss=cfg.aux_loss,
         decoder=cfg.decoder,
+        aspp_pooling=cfg.aspp_pooling,
         head_classes=model.head_classes,
         head_groups=model.head_groups,
         init=choice.kind if choice.path is None else f"{choice.kind}:{choice.path.name}",

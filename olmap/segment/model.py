@@ -194,6 +194,12 @@ class Segmenter(nn.Module):
         Momentum of every BatchNorm layer (see ``TrainConfig.bn_momentum``).
     decoder : {"none", "refine"}
         "refine" adds :class:`RefineDecoder` (full-resolution logits; see the module notes).
+    aspp_pooling : int
+        The ASPP's image-pooling branch: 0 pools the whole input (torchvision's DeepLabV3);
+        ``k > 0`` averages a ``k`` x ``k`` window of feature cells around each position
+        (cells of 16 px for MobileNetV3, 8 px for ResNet-50), so that a prediction depends on
+        its surroundings only, not on how large the window or slice it was cut from is. The
+        same weights either way.
     head_classes, head_groups : optional
         A head with one logit per ``head_classes`` (e.g. the nine phases of the synthetic
         initialisation) whose probabilities are summed into the ``n_classes`` classes,
@@ -213,6 +219,7 @@ class Segmenter(nn.Module):
         aux_loss: bool = False,
         bn_momentum: float = 0.1,
         decoder: str = "none",
+        aspp_pooling: int = 0,
         head_classes: list[str] | None = None,
         head_groups: list[list[int]] | None = None,
     ) -> None:
@@ -239,6 +246,17 @@ class Segmenter(nn.Module):
         self.net = spec.builder(
             weights=None, weights_backbone=None, num_classes=outputs, aux_loss=aux_loss
         )
+        self.aspp_pooling = int(aspp_pooling)
+        if self.aspp_pooling and (self.aspp_pooling < 0 or self.aspp_pooling % 2 == 0):
+            raise InputError(f"aspp_pooling must be 0 or an odd window, got {aspp_pooling}")
+        if self.aspp_pooling:
+            # ASPPPooling = [pool, conv, BN, ReLU] then resize to the input: a window that
+            # keeps the size makes the resize a no-op (count_include_pad: borders average the
+            # cells they have).
+            k = self.aspp_pooling
+            self.net.classifier[0].convs[-1][0] = nn.AvgPool2d(
+                k, 1, k // 2, count_include_pad=False
+            )
         self.refine: RefineDecoder | None = None
         if decoder == "refine":
             self.low_level_layer = spec.low_level[0]

@@ -11,7 +11,7 @@ import torchvision.models as tvm
 import torchvision.models.segmentation as tvs
 
 from olmap.errors import InputError
-from olmap.segment.checkpoint import ModelMeta, save_checkpoint
+from olmap.segment.checkpoint import ModelMeta, load_checkpoint, save_checkpoint
 from olmap.segment.job import (
     InitChoice,
     apply_init,
@@ -280,3 +280,38 @@ def test_grouped_heads_must_partition_the_head() -> None:
             Segmenter(MOBILENET, 2, head_classes=["a", "b", "c"], head_groups=groups)
     with pytest.raises(InputError, match="at least 3 classes"):
         Segmenter(MOBILENET, 2, head_classes=["a", "b"], head_groups=[[0], [1]])
+
+
+def test_local_aspp_pooling_sees_its_neighbourhood_only(tmp_path: Path) -> None:
+    """Global image pooling makes every output depend on the whole input; a k x k window of
+    feature cells (``aspp_pooling``) only on the cells within k // 2, with the same weights
+    (the init loads into either), and the checkpoint keeps the choice."""
+    torch.manual_seed(0)
+    features = torch.randn(1, 960, 12, 12)
+    changed = features.clone()
+    changed[..., 6:, 6:] += 5.0  # cells at least 6 from the corner (0, 0)
+    branches = {}
+    for k in (0, 5):
+        torch.manual_seed(1)
+        model = Segmenter(MOBILENET, 4, aspp_pooling=k).eval()
+        pool = model.net.classifier[0].convs[-1]
+        with torch.no_grad():
+            branches[k] = (pool(features), pool(changed))
+        assert branches[k][0].shape == (1, 256, 12, 12)
+    assert not torch.allclose(branches[0][0][..., 0, 0], branches[0][1][..., 0, 0])
+    assert torch.equal(branches[5][0][..., :3, :3], branches[5][1][..., :3, :3])
+    assert not torch.equal(branches[5][0][..., 4:, 4:], branches[5][1][..., 4:, 4:])
+
+    glob = Segmenter(MOBILENET, 4)
+    local = Segmenter(MOBILENET, 4, aspp_pooling=5)
+    local.load_state_dict(glob.state_dict())  # no parameter added or removed
+    meta = ModelMeta(MOBILENET, [(1, "a"), (2, "b"), (3, "c"), (4, "d")], 0.0, 1.0)
+    meta.aspp_pooling = 5
+    path = save_checkpoint(tmp_path / "m.pt", local.eval(), meta)
+    loaded, loaded_meta = load_checkpoint(path)
+    assert loaded_meta.aspp_pooling == 5 and loaded.aspp_pooling == 5
+    image = torch.rand(1, 1, 96, 96)
+    with torch.no_grad():
+        assert torch.allclose(loaded(image)["out"], local(image)["out"], atol=1e-5)
+    with pytest.raises(InputError, match="odd"):
+        Segmenter(MOBILENET, 4, aspp_pooling=4)
