@@ -35,13 +35,6 @@ class AugmentConfig(BaseModel):
     # Unit of offset_jitter, noise_sd and ring_sd: grey levels, or the training tiles' grey sd
     # (CT configs: one setting for uint8 and uint16 scans alike).
     grey_unit: Literal["level", "sd"] = "level"
-    # olmap (CT): with this probability per crop, every pixel of one phase in the crop takes
-    # the grey level and the label of the phase nearest to it in grey (the shift between the
-    # two phases' median grey levels in the training tiles; olmap.segment.data.swap_phase).
-    # One scan of a reacting series shows each phase in one habit (bassanite in rims between
-    # gypsum grains); swapped crops show it in the other's, so the model learns the phases by
-    # their grey level rather than by the shapes of the step it was trained on.
-    swap_p: float = Field(0.0, ge=0, le=1)
 
     def in_grey_levels(self, sd: float) -> AugmentConfig:
         """The same augmentation with its grey amounts in grey levels (``sd``: the training

@@ -67,51 +67,6 @@ def augment(
     return image, target
 
 
-def phase_greys(
-    image: np.ndarray, labels: np.ndarray, lut: np.ndarray, tiles: Sequence[int], n_classes: int
-) -> np.ndarray:
-    """Median grey level of each model class over ``tiles`` (NaN for a class never seen);
-    every 4th pixel of each tile, one tile at a time."""
-    values: list[list[np.ndarray]] = [[] for _ in range(n_classes)]
-    for t in tiles:
-        grey = np.asarray(image[t][::4, ::4], np.float32)
-        idx = lut[np.asarray(labels[t][::4, ::4])]
-        for k in range(n_classes):
-            values[k].append(grey[idx == k])
-    return np.array(
-        [np.median(np.concatenate(v)) if sum(a.size for a in v) else np.nan for v in values]
-    )
-
-
-def swap_phase(
-    image: np.ndarray, target: np.ndarray, greys: np.ndarray, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Turn one phase of a crop into the phase nearest to it in grey.
-
-    A class present in ``target`` is drawn; its pixels are shifted by the difference of the
-    two classes' grey levels (``greys``, per model class) and relabelled, so a crop of gypsum
-    grains with bassanite rims becomes bassanite grains with bassanite rims.
-
-    Examples
-    --------
-    >>> image, target = np.array([[10.0, 12.0]]), np.array([[0, 0]])
-    >>> swap_phase(image, target, np.array([10.0, 30.0, 90.0]), np.random.default_rng(0))
-    (array([[30., 32.]]), array([[1, 1]]))
-    """
-    known = np.flatnonzero(np.isfinite(greys))
-    present = [k for k in np.unique(target) if k in known]
-    if len(present) == 0 or len(known) < 2:
-        return image, target
-    a = int(rng.choice(present))
-    others = known[known != a]
-    b = int(others[np.argmin(np.abs(greys[others] - greys[a]))])
-    mask = target == a
-    image, target = image.copy(), target.copy()
-    image[mask] += np.float32(greys[b] - greys[a])
-    target[mask] = b
-    return image, target
-
-
 def ring_offsets(shape: tuple[int, int], rng: np.random.Generator, sd: float) -> np.ndarray:
     """Ring artefacts: a grey offset per integer radius about a random centre (the rotation
     axis, inside or outside the crop), as a detector pixel's error draws a ring in a CT slice.
@@ -206,9 +161,6 @@ class TileSamples(Dataset):
         if crop is not None and (crop[0] > self.tile_shape[0] or crop[1] > self.tile_shape[1]):
             raise InputError(f"crop {crop} is larger than the tiles {self.tile_shape}")
         # Pixel counts of each foreground class per tile, for balanced crops (one pass).
-        self.greys = None  # per class, for swap_phase
-        if augment_cfg is not None and augment_cfg.swap_p > 0:
-            self.greys = phase_greys(image, labels, self.lut, self.tiles, len(codes))
         self.class_counts = np.zeros((len(self.tiles), len(codes)), dtype=np.int64)
         if balanced > 0:
             for i, t in enumerate(self.tiles):
@@ -259,8 +211,6 @@ class TileSamples(Dataset):
                     np.clip(centre[1] - cw // 2 + rng.integers(-cw // 4, cw // 4 + 1), 0, w - cw)
                 )
             image, target = image[r0 : r0 + ch, c0 : c0 + cw], target[r0 : r0 + ch, c0 : c0 + cw]
-        if self.greys is not None and rng.random() < self.augment_cfg.swap_p:
-            image, target = swap_phase(image, target, self.greys, rng)
         if self.augment_cfg is not None:
             if self.augment_cfg.rot90:
                 image, target = pad_to_square(image, target, self.fill)

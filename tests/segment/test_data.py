@@ -85,38 +85,3 @@ def test_ct_augmentation_adds_rings_and_noise_to_the_image_only():
         image, target, np.random.default_rng(0), AugmentConfig(rot90=False, flip_p=0.0)
     )
     assert np.array_equal(plain, image)  # off by default: the 2D pipeline's draws are unchanged
-
-
-def test_phase_swap_turns_one_phase_into_its_grey_neighbour() -> None:
-    """swap_p: a crop's phase takes the grey level and label of the phase nearest in grey
-    (median greys of the training tiles); off by default."""
-    from olmap.segment.config import AugmentConfig
-    from olmap.segment.data import TileSamples
-
-    rng = np.random.default_rng(0)
-    labels = np.zeros((4, 32, 32), np.uint8)
-    labels[:, :, 16:] = 2  # codes 1 (left half) and 2 (right half); code 3 in tile 3 only
-    labels[:, :, :16] = 1
-    labels[3, :8, :8] = 3
-    levels = np.array([0, 100.0, 140.0, 400.0], np.float32)
-    image = levels[labels] + rng.normal(0, 5, labels.shape).astype(np.float32)
-    cfg = AugmentConfig(rot90=False, flip_p=0.0, swap_p=1.0)
-    samples = TileSamples(image, labels, [1, 2, 3], [0, 1, 2, 3], augment_cfg=cfg, length=40)
-    np.testing.assert_allclose(samples.greys, [100, 140, 400], atol=3)
-    swaps = set()
-    for i in range(len(samples)):
-        grey, target = (t.numpy() for t in samples[i])
-        grey = grey[0]
-        tile = samples.tiles[samples._choose(i, samples._rng(i))[0]]
-        changed = target != samples.lut[labels[tile]]
-        before, after = samples.lut[labels[tile]][changed], target[changed]
-        assert len(set(before)) == 1 and len(set(after)) == 1  # one phase, all its pixels
-        a, b = int(before[0]), int(after[0])
-        assert np.array_equal(changed, samples.lut[labels[tile]] == a)
-        assert b == {0: 1, 1: 0, 2: 1}[a]  # the nearest in grey
-        shift = grey[changed] - image[tile][changed]
-        np.testing.assert_allclose(shift, samples.greys[b] - samples.greys[a], atol=1e-3)
-        swaps.add((a, b))
-    assert swaps == {(0, 1), (1, 0), (2, 1)}
-    plain = TileSamples(image, labels, [1, 2, 3], [0], augment_cfg=AugmentConfig(), length=2)
-    assert plain.greys is None
