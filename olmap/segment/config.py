@@ -144,6 +144,8 @@ class TrainConfig(BaseModel):
             )
         if self.balanced_crops > 0 and self.steps_per_epoch is None:
             raise ValueError("balanced_crops needs steps_per_epoch (samples are drawn, not listed)")
+        if self.aspp_pooling % 2 == 0 and self.aspp_pooling:
+            raise ValueError(f"aspp_pooling {self.aspp_pooling}: 0 (whole input) or an odd window")
         return self
 
 

@@ -38,3 +38,13 @@ def test_bad_values_name_the_key(tmp_path: Path) -> None:
     bad.write_text("optimiser: adam\n")
     with pytest.raises(InputError, match=r"bad\.yaml: optimiser"):
         load_config(TrainConfig, bad)
+    bad.write_text("aspp_pooling: 4\n")
+    with pytest.raises(InputError, match=r"bad\.yaml: .*aspp_pooling 4"):
+        load_config(TrainConfig, bad)
+
+
+def test_ct_configs_pool_locally() -> None:
+    """The CT configs use local image pooling (docs/ct.md); the 2D ones keep torchvision's."""
+    assert load_config(TrainConfig, TRAIN / "ct-quick.yaml").aspp_pooling == 7
+    assert load_config(TrainConfig, TRAIN / "ct-paper.yaml").aspp_pooling == 13
+    assert load_config(TrainConfig, TRAIN / "cpu-quick.yaml").aspp_pooling == 0
