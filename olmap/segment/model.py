@@ -251,8 +251,8 @@ class Segmenter(nn.Module):
             raise InputError(f"aspp_pooling must be 0 or an odd window, got {aspp_pooling}")
         if self.aspp_pooling:
             # ASPPPooling = [pool, conv, BN, ReLU] then resize to the input: a window that
-            # keeps the size makes the resize a no-op (count_include_pad: borders average the
-            # cells they have).
+            # keeps the size makes the resize a no-op (count_include_pad=False: border cells
+            # average the cells they have, not zero padding).
             k = self.aspp_pooling
             self.net.classifier[0].convs[-1][0] = nn.AvgPool2d(
                 k, 1, k // 2, count_include_pad=False
